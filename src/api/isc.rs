@@ -1,0 +1,141 @@
+//! The ImageSetConfiguration custom resource.
+
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+use super::mirror::Mirror;
+use super::status::ImageSetStatus;
+
+/// What to mirror (`mirror`, oc-mirror's block unchanged), where to, and how the operator runs it.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "mirror.openshift.io",
+    version = "v2alpha1",
+    kind = "ImageSetConfiguration",
+    namespaced,
+    status = "ImageSetStatus",
+    shortname = "isc",
+    category = "mirror",
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
+    printcolumn = r#"{"name":"Destination","type":"string","jsonPath":".spec.destination"}"#,
+    printcolumn = r#"{"name":"Images","type":"integer","jsonPath":".status.counts.total"}"#,
+    printcolumn = r#"{"name":"Failed","type":"integer","jsonPath":".status.counts.failed"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ImageSetConfigurationSpec {
+    /// What to mirror: oc-mirror v2's `mirror:` block, field for field.
+    pub mirror: Mirror,
+    /// Where to: `docker://registry[:port][/prefix]`, or `file:///path` for archives on a volume.
+    #[schemars(
+        regex(pattern = r"^(docker://[^/\s]+(/[^\s]*)?|file:///[^\s]*)$"),
+        length(max = 1024)
+    )]
+    pub destination: String,
+    /// Archive chunk size in GiB for `file://` destinations (0 or unset: 500).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub archive_size: Option<i64>,
+    /// A `kubernetes.io/dockerconfigjson` Secret in this namespace with pull and push credentials.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_secret_ref: Option<LocalObjectReference>,
+    /// Per-registry connection settings (TLS, insecure).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(validation = Rule::new("self.all(a, self.exists_one(b, b.host == a.host))").message("duplicate registry entry: each host may appear once"))]
+    #[schemars(length(max = 64))]
+    pub registries: Vec<RegistrySettings>,
+    /// How often a finished image set is checked again for new upstream content (Go duration, e.g. 6h).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$"))]
+    pub resync_interval: Option<String>,
+    /// Plan only: status and a ConfigMap show what would be mirrored and applied.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
+    /// Fold destination paths deeper than this many components (oc-mirror's --max-nested-paths).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 64))]
+    pub max_nested_paths: Option<u32>,
+    /// Cincinnati update-graph URL (oc-mirror's UPDATE_URL_OVERRIDE).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^https?://"), length(max = 2048))]
+    pub update_url: Option<String>,
+    /// How generated cluster resources are applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_resources: Option<ClusterResources>,
+}
+
+/// A reference to an object in the same namespace.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct LocalObjectReference {
+    /// Object name.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+}
+
+/// Connection settings for one registry host.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RegistrySettings {
+    /// Host and optional port, e.g. `mirror.example.com:8443`.
+    #[schemars(
+        regex(pattern = r"^[A-Za-z0-9.-]+(:[0-9]+)?$"),
+        length(min = 1, max = 253)
+    )]
+    pub host: String,
+    /// Plain HTTP, or HTTPS without certificate verification. Only for registries you trust.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub insecure: bool,
+    /// A ConfigMap key in this namespace holding extra PEM CA certificates for this host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_bundle: Option<ConfigMapKeyReference>,
+}
+
+/// A key of a ConfigMap in the same namespace.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ConfigMapKeyReference {
+    /// ConfigMap name.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// Key within it.
+    #[schemars(length(min = 1, max = 253))]
+    pub key: String,
+}
+
+/// Policy for the cluster objects an image set produces.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterResources {
+    /// Apply (default) or Hold: hold changes for review; status shows the pending difference.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub apply: Option<ApplyPolicy>,
+    /// Delete (default) or Keep the produced objects when the image set is deleted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_delete: Option<DeletionPolicy>,
+}
+
+/// Whether generated objects are applied automatically.
+#[derive(
+    schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq,
+)]
+pub enum ApplyPolicy {
+    /// Apply as soon as a run produces them.
+    #[default]
+    Apply,
+    /// Keep them pending until the policy changes.
+    Hold,
+}
+
+/// What happens to produced objects when the image set is deleted.
+#[derive(
+    schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq,
+)]
+pub enum DeletionPolicy {
+    /// Remove them.
+    #[default]
+    Delete,
+    /// Leave them in the cluster.
+    Keep,
+}

@@ -1,0 +1,314 @@
+//! Reading configuration files: oc-mirror's own (`kind`, `apiVersion`, top-level `mirror:` or
+//! `delete:`) and our custom resources (`spec:`). Decoding is strict like oc-mirror's (unknown
+//! fields are errors) and field names match case-insensitively like Go's JSON decoder, so
+//! `additionalimages:` in an old file still loads. Pure: takes the bytes, not the path.
+
+use kube::CustomResourceExt;
+use serde_json::{Map, Value};
+
+use super::mirror::{Delete, Mirror};
+use super::validate::{self, InvalidConfig};
+use super::{
+    DeleteImageSetConfiguration, DeleteImageSetConfigurationSpec, ImageSetConfiguration,
+    ImageSetConfigurationSpec,
+};
+
+/// Why a file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// Not YAML or JSON.
+    #[error("not valid YAML: {0}")]
+    Syntax(String),
+    /// No `kind`.
+    #[error("configuration missing 'kind'")]
+    MissingKind,
+    /// A kind we do not read here.
+    #[error("cannot parse {got:?} as {expected:?}")]
+    WrongKind {
+        /// The kind found.
+        got: String,
+        /// The kind wanted.
+        expected: String,
+    },
+    /// A field the schema does not have.
+    #[error("unknown field {0:?}")]
+    UnknownField(String),
+    /// The block the kind requires is absent.
+    #[error("{0}")]
+    Missing(String),
+    /// A field has the wrong type.
+    #[error("{0}")]
+    Decode(String),
+    /// Fields with invalid values.
+    #[error(transparent)]
+    Invalid(#[from] InvalidConfig),
+}
+
+/// The kinds a file may hold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// ImageSetConfiguration.
+    ImageSet,
+    /// DeleteImageSetConfiguration.
+    Delete,
+}
+
+/// An ImageSetConfiguration read from a file.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ImageSetFile {
+    /// The `mirror:` block.
+    pub mirror: Mirror,
+    /// `archiveSize` in GiB.
+    pub archive_size: Option<i64>,
+    /// The whole spec when the file is one of our custom resources.
+    pub spec: Option<ImageSetConfigurationSpec>,
+}
+
+/// A DeleteImageSetConfiguration read from a file.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DeleteFile {
+    /// The `delete:` block.
+    pub delete: Delete,
+    /// The whole spec when the file is one of our custom resources.
+    pub spec: Option<DeleteImageSetConfigurationSpec>,
+}
+
+fn schema_of<K: CustomResourceExt>() -> Value {
+    let crd = K::crd();
+    let schema = crd.spec.versions[0]
+        .schema
+        .as_ref()
+        .and_then(|s| s.open_api_v3_schema.as_ref());
+    serde_json::to_value(schema).expect("schema serializes")
+}
+
+/// Renames keys to the schema's spelling (ASCII case-insensitive) and reports the first unknown field.
+fn conform(value: &mut Value, schema: &Value, path: &str) -> Result<(), LoadError> {
+    match value {
+        Value::Object(map) => {
+            let Some(props) = schema.get("properties").and_then(Value::as_object) else {
+                return Ok(());
+            };
+            let keys: Vec<String> = map.keys().cloned().collect();
+            let mut out = Map::new();
+            for key in keys {
+                let mut v = map.remove(&key).expect("key listed");
+                let canonical = if props.contains_key(&key) {
+                    key.clone()
+                } else if let Some(k) = props.keys().find(|k| k.eq_ignore_ascii_case(&key)) {
+                    k.clone()
+                } else {
+                    return Err(LoadError::UnknownField(join(path, &key)));
+                };
+                conform(&mut v, &props[&canonical], &join(path, &canonical))?;
+                out.insert(canonical, v);
+            }
+            *map = out;
+            Ok(())
+        }
+        Value::Array(items) => {
+            if let Some(item_schema) = schema.get("items") {
+                for (i, item) in items.iter_mut().enumerate() {
+                    conform(item, item_schema, &format!("{path}[{i}]"))?;
+                }
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+fn join(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_string()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+fn decode<T: serde::de::DeserializeOwned>(v: Value, what: &str) -> Result<T, LoadError> {
+    serde_json::from_value(v).map_err(|e| LoadError::Decode(format!("decode {what}: {e}")))
+}
+
+fn parse_doc(text: &str) -> Result<Map<String, Value>, LoadError> {
+    let v: Value = serde_saphyr::from_str(text).map_err(|e| {
+        LoadError::Syntax(e.to_string().lines().next().unwrap_or_default().to_string())
+    })?;
+    match v {
+        Value::Object(m) => Ok(m),
+        _ => Err(LoadError::Syntax("the document is not a mapping".into())),
+    }
+}
+
+/// The kind a document declares.
+pub fn kind_of(text: &str) -> Result<Kind, LoadError> {
+    let doc = parse_doc(text)?;
+    match doc.get("kind").and_then(Value::as_str) {
+        None => Err(LoadError::MissingKind),
+        Some("ImageSetConfiguration") => Ok(Kind::ImageSet),
+        Some("DeleteImageSetConfiguration") => Ok(Kind::Delete),
+        Some(other) => Err(LoadError::WrongKind {
+            got: other.into(),
+            expected: "ImageSetConfiguration".into(),
+        }),
+    }
+}
+
+fn check_kind(doc: &Map<String, Value>, expected: &str) -> Result<(), LoadError> {
+    match doc.get("kind").and_then(Value::as_str) {
+        None => Err(LoadError::MissingKind),
+        Some(k) if k == expected => Ok(()),
+        Some(k) => Err(LoadError::WrongKind {
+            got: k.into(),
+            expected: expected.into(),
+        }),
+    }
+}
+
+/// Reads and validates an ImageSetConfiguration (oc-mirror file or custom resource).
+pub fn image_set(text: &str) -> Result<ImageSetFile, LoadError> {
+    let mut doc = parse_doc(text)?;
+    check_kind(&doc, "ImageSetConfiguration")?;
+    let schema = schema_of::<ImageSetConfiguration>();
+    if doc.contains_key("spec") {
+        let mut spec = doc.remove("spec").unwrap_or(Value::Null);
+        conform(&mut spec, &schema["properties"]["spec"], "spec")?;
+        if spec.get("mirror").is_none() {
+            return Err(LoadError::Missing("spec.mirror is required".into()));
+        }
+        let spec: ImageSetConfigurationSpec = decode(spec, "ImageSetConfiguration")?;
+        validate::validate_mirror("spec.mirror", &spec.mirror)?;
+        return Ok(ImageSetFile {
+            mirror: spec.mirror.clone(),
+            archive_size: spec.archive_size,
+            spec: Some(spec),
+        });
+    }
+    let spec_schema = &schema["properties"]["spec"]["properties"];
+    let mut archive_size = None;
+    let mut mirror = None;
+    for (key, mut v) in doc {
+        match key.to_ascii_lowercase().as_str() {
+            "kind" | "apiversion" | "metadata" => {}
+            "archivesize" => archive_size = Some(decode::<i64>(v, "archiveSize")?),
+            "mirror" => {
+                conform(&mut v, &spec_schema["mirror"], "mirror")?;
+                mirror = Some(decode::<Mirror>(v, "ImageSetConfiguration")?);
+            }
+            "delete" => {
+                return Err(LoadError::Missing(
+                    "delete: is not allowed in ImageSetConfiguration".into(),
+                ));
+            }
+            _ => return Err(LoadError::UnknownField(key)),
+        }
+    }
+    let mirror = mirror
+        .ok_or_else(|| LoadError::Missing("mirror: is required in ImageSetConfiguration".into()))?;
+    validate::validate_mirror("mirror", &mirror)?;
+    Ok(ImageSetFile {
+        mirror,
+        archive_size,
+        spec: None,
+    })
+}
+
+/// Reads and validates a DeleteImageSetConfiguration (oc-mirror file or custom resource).
+pub fn delete_set(text: &str) -> Result<DeleteFile, LoadError> {
+    let mut doc = parse_doc(text)?;
+    check_kind(&doc, "DeleteImageSetConfiguration")?;
+    let schema = schema_of::<DeleteImageSetConfiguration>();
+    if doc.contains_key("spec") {
+        let mut spec = doc.remove("spec").unwrap_or(Value::Null);
+        conform(&mut spec, &schema["properties"]["spec"], "spec")?;
+        let spec: DeleteImageSetConfigurationSpec = decode(spec, "DeleteImageSetConfiguration")?;
+        validate::validate_delete("spec.delete", &spec.delete)?;
+        return Ok(DeleteFile {
+            delete: spec.delete.clone(),
+            spec: Some(spec),
+        });
+    }
+    let spec_schema = &schema["properties"]["spec"]["properties"];
+    let mut delete = None;
+    for (key, mut v) in doc {
+        match key.to_ascii_lowercase().as_str() {
+            "kind" | "apiversion" | "metadata" => {}
+            "delete" => {
+                conform(&mut v, &spec_schema["delete"], "delete")?;
+                delete = Some(decode::<Delete>(v, "DeleteImageSetConfiguration")?);
+            }
+            "mirror" => {
+                return Err(LoadError::Missing(
+                    "mirror: is not allowed in DeleteImageSetConfiguration".into(),
+                ));
+            }
+            _ => return Err(LoadError::UnknownField(key)),
+        }
+    }
+    let mut delete = delete.ok_or_else(|| {
+        LoadError::Missing("delete: is required in DeleteImageSetConfiguration".into())
+    })?;
+    if let Some(p) = delete.platform.as_mut()
+        && !p.channels.is_empty()
+        && p.architectures.is_empty()
+        && p.platforms.is_empty()
+    {
+        // oc-mirror's delete defaulting: channels without architectures mean amd64.
+        p.architectures.push(super::mirror::Architecture::Amd64);
+    }
+    validate::validate_delete("delete", &delete)?;
+    Ok(DeleteFile { delete, spec: None })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn case_insensitive_field_names_like_go() {
+        let f = image_set("kind: ImageSetConfiguration\napiVersion: mirror.openshift.io/v2alpha1\nmirror:\n  additionalimages:\n  - name: quay.io/a/b:1\n  blockedimages:\n  - name: x\n").unwrap();
+        assert_eq!(f.mirror.additional_images[0].name, "quay.io/a/b:1");
+        assert_eq!(f.mirror.blocked_images[0].name, "x");
+    }
+
+    #[test]
+    fn unknown_fields_are_named() {
+        let e = image_set("kind: ImageSetConfiguration\nmirror:\n  operators:\n  - catalog: q.io/a/b:1\n    headsOnly: true\n").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "unknown field \"mirror.operators[0].headsOnly\""
+        );
+        let e =
+            image_set("kind: ImageSetConfiguration\nstorageConfig: {}\nmirror: {}\n").unwrap_err();
+        assert_eq!(e.to_string(), "unknown field \"storageConfig\"");
+    }
+
+    #[test]
+    fn kind_and_blocks_are_checked() {
+        assert_eq!(
+            image_set("mirror: {}").unwrap_err().to_string(),
+            "configuration missing 'kind'"
+        );
+        assert!(
+            image_set("kind: DeleteImageSetConfiguration\ndelete: {}")
+                .unwrap_err()
+                .to_string()
+                .contains("cannot parse")
+        );
+        assert!(
+            image_set("kind: ImageSetConfiguration\ndelete: {}")
+                .unwrap_err()
+                .to_string()
+                .contains("delete: is not allowed")
+        );
+        let d = delete_set("kind: DeleteImageSetConfiguration\ndelete:\n  platform:\n    channels: [{name: stable-4.18}]\n").unwrap();
+        assert_eq!(d.delete.platform.unwrap().architectures.len(), 1);
+    }
+
+    #[test]
+    fn custom_resources_load_with_spec_paths() {
+        let cr = "apiVersion: mirror.openshift.io/v2alpha1\nkind: ImageSetConfiguration\nmetadata: {name: x}\nspec:\n  destination: docker://mirror.example.com/ns\n  mirror:\n    additionalImages: [{name: quay.io/a/b}]\n";
+        let e = image_set(cr).unwrap_err().to_string();
+        assert!(e.contains("spec.mirror.additionalImages[0].name"), "{e}");
+    }
+}

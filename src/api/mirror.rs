@@ -1,0 +1,352 @@
+//! oc-mirror v2's `mirror:` / `delete:` schema, field for field, so a user's existing block
+//! pastes into `spec.mirror` unchanged. Pure data: no I/O.
+
+use kube::KubeSchema;
+use serde::{Deserialize, Serialize};
+
+/// Semantic version as oc-mirror accepts it (Masterminds semver: optional `v`, optional minor/patch).
+pub const SEMVER_PATTERN: &str = r"^v?(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))?(\.(0|[1-9][0-9]*))?(-[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?(\+[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?$";
+/// Destination path components (oc-mirror's targetRepo / targetCatalog rule).
+pub const PATH_PATTERN: &str =
+    r"^[a-z0-9]+((?:[._]|__|[-]*)[a-z0-9]+)*(/[a-z0-9]+((?:[._]|__|[-]*)[a-z0-9]+)*)*$";
+
+/// What to mirror: the `mirror:` block of an oc-mirror ImageSetConfiguration.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Mirror {
+    /// OpenShift releases, resolved from the Cincinnati update graph.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<Platform>,
+    /// Operator catalogs and the packages to take from them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(validation = Rule::new("self.all(a, self.exists_one(b, b.catalog == a.catalog && (has(b.targetCatalog) ? b.targetCatalog : '') == (has(a.targetCatalog) ? a.targetCatalog : '') && (has(b.targetTag) ? b.targetTag : '') == (has(a.targetTag) ? a.targetTag : '')))").message("duplicate catalog entry: each catalog (with its targetCatalog and targetTag) may appear once"))]
+    #[schemars(length(max = 64))]
+    pub operators: Vec<Operator>,
+    /// Extra images, by tag or digest.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub additional_images: Vec<AdditionalImage>,
+    /// Helm charts whose images are mirrored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub helm: Option<Helm>,
+    /// Images never mirrored: each name is a regular expression matched anywhere in the reference.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub blocked_images: Vec<BlockedImage>,
+    /// Declared by oc-mirror and accepted for compatibility; oc-mirror does not implement it either.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub samples: Vec<SampleImage>,
+}
+
+/// Platform releases.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!(has(self.architectures) && size(self.architectures) > 0 && has(self.platforms) && size(self.platforms) > 0)").message("architectures and platforms are mutually exclusive: use platforms"))]
+pub struct Platform {
+    /// Build and mirror the Cincinnati graph-data image and produce an UpdateService.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub graph: bool,
+    /// Release channels to take versions from.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(validation = Rule::new("self.all(a, self.exists_one(b, b.name == a.name))").message("duplicate channel entry: each channel name may appear once"))]
+    #[schemars(length(max = 32))]
+    pub channels: Vec<ReleaseChannel>,
+    /// Deprecated: architectures used verbatim as Cincinnati `arch` (amd64 when empty).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub architectures: Vec<Architecture>,
+    /// Platforms to keep: the multi payload is queried and every image copied as a sparse index.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub platforms: Vec<PlatformSelector>,
+    /// One explicit release payload (tag or digest); channels are then ignored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release: Option<String>,
+    /// Also mirror the KubeVirt container-disk images named by the payload.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub kube_virt_container: bool,
+}
+
+/// A Cincinnati architecture value.
+#[derive(
+    schemars::JsonSchema,
+    Serialize,
+    Deserialize,
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Architecture {
+    /// x86_64
+    Amd64,
+    /// aarch64
+    Arm64,
+    /// POWER little-endian
+    Ppc64le,
+    /// IBM Z
+    S390x,
+    /// The multi-architecture payload
+    Multi,
+}
+
+/// An `{os, architecture}` pair selecting entries of a multi-arch index.
+#[derive(
+    KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord,
+)]
+#[serde(rename_all = "camelCase")]
+pub struct PlatformSelector {
+    /// Operating system, e.g. linux.
+    #[schemars(length(min = 1, max = 32))]
+    pub os: String,
+    /// Architecture, e.g. amd64 or arm64.
+    #[schemars(length(min = 1, max = 32))]
+    pub architecture: String,
+}
+
+/// The release type of a channel.
+#[derive(
+    schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum ReleaseType {
+    /// OpenShift Container Platform (the default).
+    #[default]
+    Ocp,
+    /// OKD.
+    Okd,
+}
+
+/// A release channel and the versions to take from it.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ReleaseChannel {
+    /// Channel name, e.g. stable-4.18.
+    #[schemars(length(min = 1, max = 64))]
+    pub name: String,
+    /// ocp (default) or okd.
+    #[serde(default, rename = "type", skip_serializing_if = "is_default")]
+    pub release_type: ReleaseType,
+    /// Lowest version to take.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = SEMVER_PATTERN))]
+    pub min_version: Option<String>,
+    /// Highest version to take.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = SEMVER_PATTERN))]
+    pub max_version: Option<String>,
+    /// Take only the shortest upgrade path from minVersion to maxVersion.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub shortest_path: bool,
+    /// Take every version of the channel instead of its head.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub full: bool,
+}
+
+/// An operator catalog and what to take from it.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!(has(self.full) && self.full && has(self.packages) && self.packages.exists(p, has(p.minVersion) || has(p.maxVersion) || (has(p.channels) && p.channels.exists(c, has(c.minVersion) || has(c.maxVersion)))))").message("full: true cannot be mixed with minVersion/maxVersion in packages or channels"))]
+pub struct Operator {
+    /// Catalog image (`registry/ns/name:tag`, `...@sha256:...`) or `oci:///abs/path`.
+    #[schemars(length(min = 1, max = 512))]
+    pub catalog: String,
+    /// Destination repository path for the catalog.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = PATH_PATTERN), length(max = 255))]
+    pub target_catalog: Option<String>,
+    /// Destination tag for the catalog.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        regex(pattern = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"),
+        length(max = 128)
+    )]
+    pub target_tag: Option<String>,
+    /// Without packages: the whole catalog unfiltered. With packages: all bundles of the selected channels.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub full: bool,
+    /// Accepted for compatibility; oc-mirror v2 ignores it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub skip_dependencies: bool,
+    /// CatalogSource template (a file path for the CLI, a ConfigMap key for the controller).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_catalog_source_template: Option<String>,
+    /// Copy every image of this catalog as a sparse index with only these platforms.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub platforms: Vec<PlatformSelector>,
+    /// Packages to take (all packages when empty).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(validation = Rule::new("self.all(a, self.exists_one(b, b.name == a.name))").message("duplicate package entry: each package name may appear once"))]
+    #[schemars(length(max = 256))]
+    pub packages: Vec<IncludePackage>,
+}
+
+/// A package of a catalog.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!((has(self.minVersion) || has(self.maxVersion)) && has(self.channels) && self.channels.exists(c, has(c.minVersion) || has(c.maxVersion)))").message("mixing both filtering by minVersion/maxVersion and filtering by channel minVersion/maxVersion is not allowed"))]
+#[x_kube(validation = Rule::new("!(has(self.bundles) && size(self.bundles) > 0 && ((has(self.channels) && size(self.channels) > 0) || has(self.minVersion) || has(self.maxVersion)))").message("bundles cannot be combined with channels or minVersion/maxVersion"))]
+pub struct IncludePackage {
+    /// Package name.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// Channels to take (all channels when empty).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(validation = Rule::new("self.all(a, self.exists_one(b, b.name == a.name))").message("duplicate channel entry: each channel name may appear once"))]
+    #[schemars(length(max = 64))]
+    pub channels: Vec<IncludeChannel>,
+    /// Default channel of the filtered package, when the original one is filtered out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_channel: Option<String>,
+    /// Lowest bundle version, across the package's channels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = SEMVER_PATTERN))]
+    pub min_version: Option<String>,
+    /// Highest bundle version, across the package's channels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = SEMVER_PATTERN))]
+    pub max_version: Option<String>,
+    /// Bundles selected by name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bundles: Vec<IncludeBundle>,
+}
+
+/// A channel of a package.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct IncludeChannel {
+    /// Channel name.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// Lowest bundle version in this channel.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = SEMVER_PATTERN))]
+    pub min_version: Option<String>,
+    /// Highest bundle version in this channel.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = SEMVER_PATTERN))]
+    pub max_version: Option<String>,
+}
+
+/// A bundle selected by name.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct IncludeBundle {
+    /// Bundle name, e.g. foo.v0.3.1.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+}
+
+/// An additional image.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.name.startsWith('oci://') || self.name.contains('@') || self.name.matches(':[^/]+$')").message("name must have a tag or a digest"))]
+pub struct AdditionalImage {
+    /// Image reference with a tag or digest (`docker://` implied), or `oci://` layout.
+    #[schemars(length(min = 1, max = 1024))]
+    pub name: String,
+    /// Destination repository path override.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = PATH_PATTERN), length(max = 255))]
+    pub target_repo: Option<String>,
+    /// Destination tag override.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        regex(pattern = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"),
+        length(max = 128)
+    )]
+    pub target_tag: Option<String>,
+    /// Copy as a sparse index with only these platforms.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub platforms: Vec<PlatformSelector>,
+}
+
+/// A blocked image pattern.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct BlockedImage {
+    /// Regular expression, matched unanchored against source and destination references.
+    #[schemars(length(min = 1, max = 1024))]
+    pub name: String,
+}
+
+/// A samples entry (accepted, unused, as in oc-mirror).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SampleImage {
+    /// Sample name.
+    pub name: String,
+}
+
+/// Helm charts.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Helm {
+    /// Chart repositories.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub repositories: Vec<HelmRepository>,
+    /// Local chart archives.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub local: Vec<HelmChart>,
+}
+
+/// A chart repository.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct HelmRepository {
+    /// Repository name.
+    pub name: String,
+    /// Repository URL (its index.yaml is read).
+    pub url: String,
+    /// Charts to take (every non-library chart when empty).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub charts: Vec<HelmChart>,
+}
+
+/// A chart.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct HelmChart {
+    /// Chart name.
+    pub name: String,
+    /// Chart version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// Path of a local chart archive.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// Extra JSONPath templates locating images in rendered manifests.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub image_paths: Vec<String>,
+    /// Copy the chart's images as sparse indexes with only these platforms.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub platforms: Vec<PlatformSelector>,
+}
+
+fn is_default<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
+}
+
+/// What to delete: the `delete:` block of an oc-mirror DeleteImageSetConfiguration.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Delete {
+    /// Releases to delete.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<Platform>,
+    /// Operators to delete.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(validation = Rule::new("self.all(a, self.exists_one(b, b.catalog == a.catalog && (has(b.targetCatalog) ? b.targetCatalog : '') == (has(a.targetCatalog) ? a.targetCatalog : '') && (has(b.targetTag) ? b.targetTag : '') == (has(a.targetTag) ? a.targetTag : '')))").message("duplicate catalog entry: each catalog (with its targetCatalog and targetTag) may appear once"))]
+    #[schemars(length(max = 64))]
+    pub operators: Vec<Operator>,
+    /// Additional images to delete.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub additional_images: Vec<AdditionalImage>,
+    /// Helm chart images to delete.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub helm: Option<Helm>,
+    /// Accepted for compatibility.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub samples: Vec<SampleImage>,
+}

@@ -1,0 +1,105 @@
+//! Status of both kinds: conditions, observedGeneration, counts, bounded failure lists.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// The most failures kept in status; the full list is in the run report.
+pub const MAX_LISTED_FAILURES: usize = 50;
+
+/// Status of an ImageSetConfiguration.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ImageSetStatus {
+    /// Ready, Progressing and Degraded, with reasons.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// The generation these conditions describe.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Digest of the copy plan of the last run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan_digest: Option<String>,
+    /// Image counts of the last run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counts: Option<Counts>,
+    /// Progress of the run under way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<Progress>,
+    /// Images that failed, at most 50; `counts.failed` has the total.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failed_images: Vec<FailedImage>,
+    /// Operators with a bundle that could not be mirrored completely.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub incomplete_operators: Vec<String>,
+    /// When a run last finished with every image present (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_successful_run_time: Option<String>,
+}
+
+/// Image counts by outcome.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Counts {
+    /// Images in the plan.
+    pub total: u64,
+    /// Copied in this run.
+    pub copied: u64,
+    /// Already at the destination.
+    pub already_present: u64,
+    /// Failed.
+    pub failed: u64,
+    /// Skipped (e.g. a bundle whose related image failed).
+    pub skipped: u64,
+}
+
+/// Progress of a run.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Progress {
+    /// Images finished.
+    pub images_done: u64,
+    /// Images in the plan.
+    pub images_total: u64,
+    /// Bytes transferred.
+    pub bytes_done: u64,
+    /// Bytes to transfer, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_total: Option<u64>,
+}
+
+/// One failed image.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct FailedImage {
+    /// Source reference.
+    pub source: String,
+    /// Destination reference.
+    pub destination: String,
+    /// Why it failed.
+    pub reason: String,
+}
+
+/// Status of a DeleteImageSetConfiguration.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct DeleteStatus {
+    /// Ready, Progressing and Degraded, with reasons.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// The generation these conditions describe.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Digest of the delete plan awaiting approval (copy it into `spec.approvedPlanDigest`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan_digest: Option<String>,
+    /// Name of the ConfigMap listing every planned deletion.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan_config_map: Option<String>,
+    /// Counts: total planned, deleted (`copied`), already absent, failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counts: Option<Counts>,
+    /// Deletions that failed, at most 50.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failed_images: Vec<FailedImage>,
+}

@@ -1,0 +1,231 @@
+//! Command-line arguments and environment fallbacks: the only reader of flags and env.
+//! Flags of `mirror`, `delete` and `list` follow `oc-mirror --v2`, so existing scripts keep working.
+
+use std::path::PathBuf;
+
+use clap::{ArgAction, Args, Parser, Subcommand};
+
+/// Mirror OpenShift releases, operator catalogs and images into disconnected registries.
+#[derive(Parser, Debug)]
+#[command(
+    name = "imageset-operator",
+    version,
+    about,
+    disable_help_subcommand = true
+)]
+pub struct Cli {
+    /// Log format.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "plain",
+        env = "LOG_FORMAT"
+    )]
+    pub log_format: LogFormat,
+    /// Log level (error, warn, info, debug, trace) or a tracing filter.
+    #[arg(long, global = true, default_value = "info", env = "LOG_LEVEL")]
+    pub log_level: String,
+    /// The subcommand.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Log output format.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Plain,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the controller in a cluster.
+    Run(RunArgs),
+    /// Print both CustomResourceDefinitions as YAML.
+    Crd,
+    /// Mirror an image set: to a registry (docker://), to disk (file://), or from disk (--from).
+    Mirror(MirrorArgs),
+    /// Delete the images of a DeleteImageSetConfiguration from a registry.
+    Delete(DeleteArgs),
+    /// List releases or operators available upstream.
+    #[command(subcommand)]
+    List(ListCommand),
+    /// Print the version.
+    Version,
+}
+
+/// `run` flags.
+#[derive(Args, Debug, Clone)]
+pub struct RunArgs {
+    /// Namespaces whose image sets may produce cluster-wide objects (comma-separated; default: the operator's own).
+    #[arg(long, env = "ALLOWED_NAMESPACES", value_delimiter = ',')]
+    pub allowed_namespaces: Vec<String>,
+    /// The operator's own namespace.
+    #[arg(long, env = "POD_NAMESPACE", default_value = "imageset-operator")]
+    pub namespace: String,
+    /// Cache directory (a PVC in the cluster).
+    #[arg(
+        long,
+        env = "CACHE_DIR",
+        default_value = "/var/cache/imageset-operator"
+    )]
+    pub cache_dir: PathBuf,
+    /// Address of /metrics, /healthz and /readyz.
+    #[arg(long, env = "ADMIN_ADDR", default_value = "0.0.0.0:8080")]
+    pub admin_addr: String,
+}
+
+/// Flags shared with `oc-mirror --v2`.
+#[derive(Args, Debug, Clone)]
+pub struct CommonFlags {
+    /// Path to the ImageSetConfiguration (oc-mirror file or custom resource).
+    #[arg(short = 'c', long = "config")]
+    pub config: Option<PathBuf>,
+    /// Working directory for mirror-to-mirror: outputs go under DIR/working-dir.
+    #[arg(long, value_name = "file://DIR")]
+    pub workspace: Option<String>,
+    /// Cache directory (default $HOME, or OC_MIRROR_CACHE).
+    #[arg(long)]
+    pub cache_dir: Option<PathBuf>,
+    /// Plan only: write working-dir/dry-run/mapping.txt and touch nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Verify TLS of source registries (false: plain HTTP or unverified TLS).
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_value_t = true, default_missing_value = "true")]
+    pub src_tls_verify: bool,
+    /// Verify TLS of the destination registry (false: plain HTTP or unverified TLS).
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_value_t = true, default_missing_value = "true")]
+    pub dest_tls_verify: bool,
+    /// Registry credentials (docker config.json); default REGISTRY_AUTH_FILE.
+    #[arg(long)]
+    pub authfile: Option<PathBuf>,
+    /// Images copied at once (1 to 10).
+    #[arg(long, default_value_t = 4)]
+    pub parallel_images: u32,
+    /// Layers copied at once per image (1 to 10).
+    #[arg(long, default_value_t = 5)]
+    pub parallel_layers: u32,
+    /// Retries per request.
+    #[arg(long, default_value_t = 5)]
+    pub retry_times: u32,
+    /// Fold destination paths deeper than this (0: no limit).
+    #[arg(long, default_value_t = 0)]
+    pub max_nested_paths: u32,
+    /// Accepted for compatibility with `oc-mirror --v2` scripts.
+    #[arg(long = "v2", hide = true)]
+    pub v2: bool,
+}
+
+/// `mirror` flags.
+#[derive(Args, Debug, Clone)]
+pub struct MirrorArgs {
+    /// docker://REGISTRY[/PREFIX] or file://DIR.
+    pub destination: Option<String>,
+    /// Archives to publish (disk-to-mirror).
+    #[arg(long, value_name = "file://DIR")]
+    pub from: Option<String>,
+    /// Mirror-to-disk: only content newer than this date (yyyy-MM-dd).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Shared flags.
+    #[command(flatten)]
+    pub common: CommonFlags,
+}
+
+/// `delete` flags.
+#[derive(Args, Debug, Clone)]
+pub struct DeleteArgs {
+    /// docker://REGISTRY[/PREFIX] to delete from.
+    pub destination: Option<String>,
+    /// Write the delete plan (working-dir/delete/) and stop.
+    #[arg(long)]
+    pub generate: bool,
+    /// A delete plan written by --generate, to execute.
+    #[arg(long)]
+    pub delete_yaml_file: Option<PathBuf>,
+    /// Suffix for the generated delete files.
+    #[arg(long)]
+    pub delete_id: Option<String>,
+    /// Shared flags.
+    #[command(flatten)]
+    pub common: CommonFlags,
+}
+
+/// `list` subcommands.
+#[derive(Subcommand, Debug)]
+pub enum ListCommand {
+    /// Releases of a channel from the update graph.
+    Releases(ListReleasesArgs),
+    /// Packages, channels and versions of a catalog.
+    Operators(ListOperatorsArgs),
+}
+
+/// `list releases` flags.
+#[derive(Args, Debug, Clone)]
+pub struct ListReleasesArgs {
+    /// Channel (default stable-<version>).
+    #[arg(long)]
+    pub channel: Option<String>,
+    /// OpenShift X.Y version.
+    #[arg(long)]
+    pub version: Option<String>,
+    /// Architectures (amd64, arm64, ppc64le, s390x, multi).
+    #[arg(long, value_delimiter = ',', default_value = "amd64")]
+    pub filter_by_archs: Vec<String>,
+    /// Update-graph URL; default UPDATE_URL_OVERRIDE or the public graph.
+    #[arg(long, env = "UPDATE_URL_OVERRIDE")]
+    pub update_url: Option<String>,
+    /// Accepted for compatibility.
+    #[arg(long = "v2", hide = true)]
+    pub v2: bool,
+}
+
+/// `list operators` flags.
+#[derive(Args, Debug, Clone)]
+pub struct ListOperatorsArgs {
+    /// Catalog image.
+    #[arg(long)]
+    pub catalog: Option<String>,
+    /// Package to show channels of.
+    #[arg(long)]
+    pub package: Option<String>,
+    /// Channel to show versions of (needs --package).
+    #[arg(long, requires = "package")]
+    pub channel: Option<String>,
+    /// Verify TLS of the catalog's registry.
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_value_t = true, default_missing_value = "true")]
+    pub src_tls_verify: bool,
+    /// Accepted for compatibility.
+    #[arg(long = "v2", hide = true)]
+    pub v2: bool,
+}
+
+/// Environment the commands read, captured once at the edge.
+#[derive(Debug, Clone, Default)]
+pub struct Env {
+    /// `$HOME`.
+    pub home: Option<PathBuf>,
+    /// `OC_MIRROR_CACHE`.
+    pub oc_mirror_cache: Option<PathBuf>,
+    /// `REGISTRY_AUTH_FILE`.
+    pub registry_auth_file: Option<PathBuf>,
+    /// `UPDATE_URL_OVERRIDE`.
+    pub update_url_override: Option<String>,
+}
+
+impl Env {
+    /// Reads the variables the commands use.
+    pub fn from_process() -> Self {
+        let var = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
+        Env {
+            home: var("HOME").map(PathBuf::from),
+            oc_mirror_cache: var("OC_MIRROR_CACHE").map(PathBuf::from),
+            registry_auth_file: var("REGISTRY_AUTH_FILE").map(PathBuf::from),
+            update_url_override: var("UPDATE_URL_OVERRIDE").and_then(|v| v.into_string().ok()),
+        }
+    }
+}

@@ -1,0 +1,208 @@
+//! `mirror`: validate flags as oc-mirror does, read the image set, plan, and (dry run) write
+//! `working-dir/dry-run/mapping.txt`.
+
+use std::path::PathBuf;
+
+use super::{CliError, io_err, working_dir, write_atomic};
+use crate::api::load;
+use crate::cli::{Env, MirrorArgs};
+use crate::plan::{self, CopyPlan, Destination};
+
+/// The three workflows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Registry to registry, through the cache.
+    MirrorToMirror,
+    /// Registry to archives.
+    MirrorToDisk,
+    /// Archives to registry.
+    DiskToMirror,
+}
+
+/// Words oc-mirror refuses in a `file://` path (they collide with working-dir entries).
+const RESERVED_PATH_WORDS: &[&str] = &[
+    "cluster-resources",
+    "dry-run",
+    "graph-preparation",
+    "helm",
+    "hold-operator",
+    "hold-release",
+    "delete",
+    "logs",
+    "operator-catalogs",
+    "release-images",
+    "signatures",
+];
+
+/// What a validated `mirror` invocation will do.
+#[derive(Debug)]
+pub struct Invocation {
+    /// Workflow.
+    pub mode: Mode,
+    /// Destination.
+    pub destination: Destination,
+    /// `<root>/working-dir`.
+    pub working_dir: PathBuf,
+    /// Cache directory.
+    pub cache_dir: PathBuf,
+    /// The configuration file.
+    pub config: PathBuf,
+}
+
+/// Checks flags the way oc-mirror does, with its messages where users know them.
+pub fn validate_flags(args: &MirrorArgs, env: &Env) -> Result<Invocation, CliError> {
+    let c = &args.common;
+    let usage = |m: &str| Err(CliError::Usage(m.to_string()));
+    let Some(config) = c.config.clone() else {
+        return usage("use the --config flag it is mandatory");
+    };
+    let Some(dest_arg) = args.destination.as_deref() else {
+        return usage("a destination is required: docker://REGISTRY[/PREFIX] or file://DIR");
+    };
+    let destination = Destination::parse(dest_arg)?;
+    for (flag, v) in [
+        ("parallel-images", c.parallel_images),
+        ("parallel-layers", c.parallel_layers),
+    ] {
+        if !(1..=10).contains(&v) {
+            return Err(CliError::Usage(format!(
+                "the flag {flag} must be between the range 1 to 10"
+            )));
+        }
+    }
+    if let Some(w) = &c.workspace
+        && !w.starts_with("file://")
+    {
+        return usage("when using --workspace, the file:// prefix is mandatory");
+    }
+    if let Some(f) = &args.from
+        && !f.contains("file://")
+    {
+        return usage("when using --from, the file:// prefix is mandatory");
+    }
+    let (mode, root) = match (&destination, &args.from, &c.workspace) {
+        (Destination::Disk, Some(_), _) => {
+            return usage("when destination is file://, --from is not allowed");
+        }
+        (Destination::Disk, _, Some(_)) => {
+            return usage("when destination is file://, --workspace is not allowed");
+        }
+        (Destination::Disk, None, None) => (Mode::MirrorToDisk, dest_arg.to_string()),
+        (Destination::Registry(_), Some(_), Some(_)) => {
+            return usage("--from and --workspace are mutually exclusive");
+        }
+        (Destination::Registry(_), Some(from), None) => (Mode::DiskToMirror, from.clone()),
+        (Destination::Registry(_), None, Some(ws)) => (Mode::MirrorToMirror, ws.clone()),
+        (Destination::Registry(_), None, None) => {
+            return usage(
+                "when destination is docker://, either --from (assumes disk to mirror workflow) or --workspace (assumes mirror to mirror workflow) need to be provided",
+            );
+        }
+    };
+    if mode == Mode::MirrorToDisk
+        && let Some(w) = RESERVED_PATH_WORDS.iter().find(|w| dest_arg.contains(*w))
+    {
+        return Err(CliError::Usage(format!(
+            "the file:// path must not contain {w:?}"
+        )));
+    }
+    if let Some(since) = &args.since {
+        if mode != Mode::MirrorToDisk {
+            return usage("--since is only valid for mirror to disk");
+        }
+        let ok = since.len() == 10
+            && since.bytes().enumerate().all(|(i, b)| {
+                if i == 4 || i == 7 {
+                    b == b'-'
+                } else {
+                    b.is_ascii_digit()
+                }
+            });
+        if !ok {
+            return Err(CliError::Usage(format!(
+                "--since {since:?} must be a date in the format yyyy-MM-dd"
+            )));
+        }
+    }
+    let cache_dir = match (&c.cache_dir, &env.oc_mirror_cache) {
+        (Some(_), Some(_)) => return usage("use either --cache-dir or OC_MIRROR_CACHE, not both"),
+        (Some(d), None) | (None, Some(d)) => d.clone(),
+        (None, None) => env.home.clone().unwrap_or_else(|| PathBuf::from(".")),
+    };
+    Ok(Invocation {
+        mode,
+        destination,
+        working_dir: working_dir(&root),
+        cache_dir,
+        config,
+    })
+}
+
+/// Plans the image set for the invocation; returns the plan and the parts left out with why.
+pub fn plan(inv: &Invocation, max_nested: u32) -> Result<(CopyPlan, Vec<String>), CliError> {
+    let text = std::fs::read_to_string(&inv.config).map_err(io_err(&inv.config))?;
+    let isc = load::image_set(&text).map_err(|source| CliError::Config {
+        path: inv.config.clone(),
+        source,
+    })?;
+    let mut left_out = Vec::new();
+    if let Some(p) = &isc.mirror.platform
+        && (!p.channels.is_empty() || p.release.is_some())
+    {
+        left_out
+            .push("mirror.platform: release collection is not available in this build".to_string());
+    }
+    if !isc.mirror.operators.is_empty() {
+        left_out.push(format!(
+            "mirror.operators: catalog collection is not available in this build ({} catalogs)",
+            isc.mirror.operators.len()
+        ));
+    }
+    if isc
+        .mirror
+        .helm
+        .as_ref()
+        .is_some_and(|h| !h.repositories.is_empty() || !h.local.is_empty())
+    {
+        left_out.push("mirror.helm: chart collection is not available in this build".to_string());
+    }
+    let mut plan = plan::plan_additional(&isc.mirror, &inv.destination, max_nested)?;
+    if inv.mode == Mode::DiskToMirror {
+        // Archives hold images under the disk naming; those are the sources here.
+        let disk = plan::plan_additional(&isc.mirror, &Destination::Disk, 0)?;
+        for (item, from_disk) in plan.items.iter_mut().zip(disk.items) {
+            item.source = from_disk.destination;
+        }
+    }
+    if plan.items.is_empty() && left_out.is_empty() {
+        return Err(plan::PlanError::Empty.into());
+    }
+    Ok((plan, left_out))
+}
+
+/// Runs `mirror`; returns the lines of its summary.
+pub fn run(args: &MirrorArgs, env: &Env) -> Result<Vec<String>, CliError> {
+    let inv = validate_flags(args, env)?;
+    let (plan, left_out) = plan(&inv, args.common.max_nested_paths)?;
+    let mut summary: Vec<String> = left_out.iter().map(|l| format!("warning: {l}")).collect();
+    if !args.common.dry_run {
+        return Err(CliError::Unsupported(
+            "copying images is not available in this build yet; run with --dry-run to write the plan".into(),
+        ));
+    }
+    let dir = inv.working_dir.join("dry-run");
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).map_err(io_err(&dir))?;
+    }
+    let mapping = dir.join("mapping.txt");
+    write_atomic(&mapping, plan.mapping_txt().as_bytes())?;
+    summary.push(format!(
+        "dry run ({:?}): {} images planned, {} blocked; plan {}",
+        inv.mode,
+        plan.items.len(),
+        plan.blocked.len(),
+        plan.digest()
+    ));
+    summary.push(format!("mapping written to {}", mapping.display()));
+    Ok(summary)
+}

@@ -1,0 +1,5 @@
+//! Image references and their oc-mirror naming. Pure.
+
+pub mod reference;
+
+pub use reference::{ImageRef, RefError, Transport};

@@ -1,0 +1,10 @@
+//! imageset-operator: oc-mirror v2's image sets, reconciled in the cluster or run from the command line.
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod cli;
+pub mod commands;
+pub mod controller;
+pub mod image;
+pub mod plan;
+pub mod telemetry;

@@ -1,0 +1,50 @@
+//! Entry point: parse arguments, start logging, dispatch. No logic here.
+#![forbid(unsafe_code)]
+
+use clap::Parser;
+use imageset_operator::cli::{Cli, Command, Env};
+use imageset_operator::{commands, telemetry};
+
+fn main() {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e)
+            if matches!(
+                e.kind(),
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion
+            ) =>
+        {
+            e.exit()
+        }
+        Err(e) => {
+            eprintln!("imageset-operator: {}", telemetry::one_line_clap_error(&e));
+            std::process::exit(2);
+        }
+    };
+    telemetry::init(cli.log_format, &cli.log_level);
+    let env = Env::from_process();
+    let result = match cli.command {
+        Command::Crd => {
+            print!("{}", imageset_operator::api::crds_yaml());
+            Ok(())
+        }
+        Command::Version => {
+            println!("imageset-operator {}", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
+        Command::Mirror(args) => commands::mirror::run(&args, &env).map(print_lines),
+        Command::Delete(args) => commands::delete::run(&args, &env).map(print_lines),
+        Command::List(cmd) => commands::list::run(&cmd, &env).map(print_lines),
+        Command::Run(args) => imageset_operator::controller::run(args),
+    };
+    if let Err(e) = result {
+        eprintln!("imageset-operator: error: {e}");
+        std::process::exit(e.exit_code());
+    }
+}
+
+fn print_lines(lines: Vec<String>) {
+    for l in lines {
+        println!("{l}");
+    }
+}

@@ -1,0 +1,316 @@
+//! Step 3: an image set and a destination become a copy plan with oc-mirror's naming.
+//! Pure: no client, no clock, no environment.
+
+use sha2::{Digest, Sha256};
+
+use crate::api::mirror::{AdditionalImage, BlockedImage, Mirror, PlatformSelector};
+use crate::image::{ImageRef, RefError, Transport};
+
+/// What an image is part of; also the order oc-mirror copies in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ImageKind {
+    /// A release component image.
+    ReleaseContent,
+    /// A KubeVirt container disk.
+    KubeVirt,
+    /// A release payload.
+    Release,
+    /// The Cincinnati graph-data image.
+    Graph,
+    /// An image an operator bundle refers to.
+    OperatorRelatedImage,
+    /// An additional image.
+    Additional,
+    /// An image a helm chart refers to.
+    Helm,
+    /// An operator bundle image.
+    OperatorBundle,
+    /// An operator catalog image.
+    OperatorCatalog,
+}
+
+/// Where images go.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Destination {
+    /// A registry, with an optional path prefix: `host[:port][/prefix]`.
+    Registry(String),
+    /// Archives in a directory (mirror-to-disk); images are named under oc-mirror's
+    /// `localhost:55000` cache registry, as in its mapping files.
+    Disk,
+}
+
+/// The registry root oc-mirror names images under when mirroring to disk.
+pub const DISK_ROOT: &str = "localhost:55000";
+
+impl Destination {
+    /// Parses a `docker://` or `file://` argument.
+    pub fn parse(arg: &str) -> Result<Self, PlanError> {
+        if let Some(rest) = arg.strip_prefix("docker://") {
+            let rest = rest.trim_end_matches('/');
+            if rest.is_empty() || rest.starts_with('/') {
+                return Err(PlanError::Destination(arg.to_string()));
+            }
+            Ok(Destination::Registry(rest.to_string()))
+        } else if arg.starts_with("file://") {
+            Ok(Destination::Disk)
+        } else {
+            Err(PlanError::Destination(arg.to_string()))
+        }
+    }
+
+    fn root(&self) -> &str {
+        match self {
+            Destination::Registry(r) => r,
+            Destination::Disk => DISK_ROOT,
+        }
+    }
+}
+
+/// Why a plan could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    /// Bad destination argument.
+    #[error(
+        "destination {0:?} must have either file:// (mirror to disk) or docker:// (mirror to registry) protocol prefixes"
+    )]
+    Destination(String),
+    /// Bad image reference.
+    #[error("{field}: {source}")]
+    Reference {
+        /// Field holding the reference.
+        field: String,
+        /// Parse error.
+        source: RefError,
+    },
+    /// Nothing left to copy.
+    #[error("no images to copy")]
+    Empty,
+}
+
+/// One image to copy.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct CopyItem {
+    /// What it is part of.
+    pub kind: ImageKind,
+    /// Source, with transport prefix.
+    pub source: String,
+    /// Destination, with transport prefix.
+    pub destination: String,
+    /// Platforms to keep (all when empty).
+    pub platforms: Vec<PlatformSelector>,
+}
+
+/// The images of a run, in copy order.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CopyPlan {
+    /// Items to copy.
+    pub items: Vec<CopyItem>,
+    /// Items removed by `blockedImages`, with the pattern that matched.
+    pub blocked: Vec<(CopyItem, String)>,
+}
+
+impl CopyPlan {
+    /// oc-mirror's `mapping.txt`: `<source>=<destination>` per line.
+    pub fn mapping_txt(&self) -> String {
+        self.items
+            .iter()
+            .map(|i| format!("{}={}\n", i.source, i.destination))
+            .collect()
+    }
+
+    /// `sha256:` of the mapping and platform filters: equal plans, equal digests.
+    pub fn digest(&self) -> String {
+        let mut h = Sha256::new();
+        for i in &self.items {
+            h.update(i.source.as_bytes());
+            h.update(b"=");
+            h.update(i.destination.as_bytes());
+            for p in &i.platforms {
+                h.update(format!(" {}/{}", p.os, p.architecture).as_bytes());
+            }
+            h.update(b"\n");
+        }
+        format!("sha256:{}", hex::encode(h.finalize()))
+    }
+}
+
+/// Folds a destination path deeper than `max` components (oc-mirror's `--max-nested-paths`):
+/// the first `max - 1` are kept and the rest joined with `-`.
+pub fn fold_nested_paths(path: &str, max: u32) -> String {
+    let parts: Vec<&str> = path.split('/').collect();
+    let max = max as usize;
+    if max == 0 || parts.len() <= max {
+        return path.to_string();
+    }
+    let mut out: Vec<String> = parts[..max - 1].iter().map(|s| s.to_string()).collect();
+    out.push(parts[max - 1..].join("-"));
+    out.join("/")
+}
+
+fn destination_for(root: &str, path: &str, tag: &str, max_nested: u32) -> String {
+    let (host, prefix) = root.split_once('/').map_or((root, ""), |(h, p)| (h, p));
+    let full = if prefix.is_empty() {
+        path.to_string()
+    } else {
+        format!("{prefix}/{path}")
+    };
+    format!(
+        "docker://{host}/{}:{tag}",
+        fold_nested_paths(&full, max_nested)
+    )
+}
+
+fn additional_item(
+    img: &AdditionalImage,
+    idx: usize,
+    dest: &Destination,
+    max_nested: u32,
+) -> Result<CopyItem, PlanError> {
+    let r = ImageRef::parse(&img.name).map_err(|source| PlanError::Reference {
+        field: format!("additionalImages[{idx}].name"),
+        source,
+    })?;
+    let path = match (&img.target_repo, r.transport) {
+        (Some(t), _) => t.clone(),
+        (None, Transport::Oci) => r.path.trim_start_matches('/').to_string(),
+        (None, Transport::Docker) => r.path.clone(),
+    };
+    let tag = img
+        .target_tag
+        .clone()
+        .unwrap_or_else(|| r.destination_tag());
+    let max_nested = if matches!(dest, Destination::Disk) {
+        0
+    } else {
+        max_nested
+    };
+    Ok(CopyItem {
+        kind: ImageKind::Additional,
+        source: r.to_string(),
+        destination: destination_for(dest.root(), &path, &tag, max_nested),
+        platforms: img.platforms.clone(),
+    })
+}
+
+/// Whether a reference is blocked: the pattern matches anywhere in source or destination,
+/// transport prefix stripped (oc-mirror's unanchored match).
+fn blocked_by<'a>(item: &CopyItem, patterns: &'a [(regex::Regex, String)]) -> Option<&'a str> {
+    let strip = |s: &str| s.split_once("://").map_or(s, |(_, r)| r).to_string();
+    let (src, dst) = (strip(&item.source), strip(&item.destination));
+    patterns
+        .iter()
+        .find(|(re, _)| re.is_match(&src) || re.is_match(&dst))
+        .map(|(_, p)| p.as_str())
+}
+
+/// Plans the parts of an image set that need no network: additional images, minus blocked images.
+pub fn plan_additional(
+    mirror: &Mirror,
+    dest: &Destination,
+    max_nested: u32,
+) -> Result<CopyPlan, PlanError> {
+    let mut items = Vec::new();
+    for (i, img) in mirror.additional_images.iter().enumerate() {
+        items.push(additional_item(img, i, dest, max_nested)?);
+    }
+    Ok(apply_blocked(items, &mirror.blocked_images))
+}
+
+/// Removes blocked images, drops exact duplicates and sorts by kind (stable within a kind).
+pub fn apply_blocked(items: Vec<CopyItem>, blocked: &[BlockedImage]) -> CopyPlan {
+    let patterns: Vec<(regex::Regex, String)> = blocked
+        .iter()
+        .filter_map(|b| {
+            regex::Regex::new(&b.name)
+                .ok()
+                .map(|re| (re, b.name.clone()))
+        })
+        .collect();
+    let mut plan = CopyPlan::default();
+    let mut seen = std::collections::HashSet::new();
+    for item in items {
+        if let Some(p) = blocked_by(&item, &patterns) {
+            let p = p.to_string();
+            plan.blocked.push((item, p));
+        } else if seen.insert((item.source.clone(), item.destination.clone())) {
+            plan.items.push(item);
+        }
+    }
+    plan.items.sort_by_key(|i| i.kind);
+    plan
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const D: &str = "sha256:61b8f5e1a3b5dbd9e2c35fd448dc5106337d7a299873dd3a6f0cd8d4891ecc27";
+
+    fn mirror(yaml: &str) -> Mirror {
+        serde_saphyr::from_str(yaml).unwrap()
+    }
+
+    #[test]
+    fn oc_mirror_naming_for_additional_images() {
+        let m = mirror(&format!(
+            "additionalImages:\n- name: registry.redhat.io/ubi9/ubi:latest\n- name: quay.io/openshifttest/hello-openshift@{D}\n- name: quay.io/a/b:1\n  targetRepo: base/b\n  targetTag: v1\n"
+        ));
+        let plan = plan_additional(
+            &m,
+            &Destination::parse("docker://mirror.example.com:8443/ns").unwrap(),
+            0,
+        )
+        .unwrap();
+        let hex = D.trim_start_matches("sha256:");
+        assert_eq!(
+            plan.mapping_txt(),
+            format!(
+                "docker://registry.redhat.io/ubi9/ubi:latest=docker://mirror.example.com:8443/ns/ubi9/ubi:latest\n\
+                 docker://quay.io/openshifttest/hello-openshift@{D}=docker://mirror.example.com:8443/ns/openshifttest/hello-openshift:sha256-{hex}\n\
+                 docker://quay.io/a/b:1=docker://mirror.example.com:8443/ns/base/b:v1\n"
+            )
+        );
+        let disk = plan_additional(&m, &Destination::Disk, 2).unwrap();
+        assert_eq!(
+            disk.items[0].destination,
+            "docker://localhost:55000/ubi9/ubi:latest"
+        );
+    }
+
+    #[test]
+    fn nested_paths_fold_like_oc_mirror() {
+        assert_eq!(
+            fold_nested_paths("ns/openshift/release", 2),
+            "ns/openshift-release"
+        );
+        assert_eq!(fold_nested_paths("a/b", 2), "a/b");
+        assert_eq!(fold_nested_paths("a/b/c/d", 3), "a/b/c-d");
+        assert_eq!(fold_nested_paths("a/b/c", 0), "a/b/c");
+    }
+
+    #[test]
+    fn blocked_images_match_anywhere_in_source_or_destination() {
+        let m = mirror(
+            "additionalImages:\n- name: quay.io/x/ubi8-debug:1\n- name: quay.io/x/keep:1\n  targetRepo: blocked/keep\n- name: quay.io/x/ok:1\nblockedImages:\n- name: '-debug'\n- name: '^mirror.example.com/blocked'\n",
+        );
+        let plan =
+            plan_additional(&m, &Destination::Registry("mirror.example.com".into()), 0).unwrap();
+        assert_eq!(plan.items.len(), 1);
+        assert_eq!(plan.blocked.len(), 2);
+        assert_eq!(plan.items[0].source, "docker://quay.io/x/ok:1");
+    }
+
+    #[test]
+    fn plan_digest_is_stable_and_sensitive() {
+        let m = mirror("additionalImages:\n- name: quay.io/a/b:1\n");
+        let d = Destination::Registry("r".into());
+        let a = plan_additional(&m, &d, 0).unwrap().digest();
+        assert_eq!(a, plan_additional(&m, &d, 0).unwrap().digest());
+        assert_ne!(
+            a,
+            plan_additional(&m, &Destination::Registry("s".into()), 0)
+                .unwrap()
+                .digest()
+        );
+    }
+}
