@@ -1,0 +1,146 @@
+//! A real registry (Debian's docker-registry, CNCF Distribution 2.8) on loopback:
+//! plain HTTP, HTTPS with a CA generated per run, and htpasswd basic auth.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::{Guarded, free_port, require, temp_dir, wait_until};
+
+/// How the registry is set up.
+#[derive(Clone, Debug, Default)]
+pub struct RegistryOptions {
+    /// Serve HTTPS with a freshly generated CA.
+    pub tls: bool,
+    /// Require basic auth with this user and password.
+    pub htpasswd: Option<(String, String)>,
+}
+
+/// A PEM CA certificate and a server certificate signed by it for 127.0.0.1 and localhost.
+pub struct TestCa {
+    pub ca_pem: String,
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+impl TestCa {
+    pub fn generate() -> TestCa {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
+        let ca_key = KeyPair::generate().expect("ca key");
+        let mut ca = CertificateParams::new(Vec::<String>::new()).expect("ca params");
+        ca.distinguished_name.push(DnType::CommonName, "imageset-operator test CA");
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+        let ca_cert = ca.self_signed(&ca_key).expect("self-sign ca");
+        let issuer = rcgen::Issuer::new(ca, ca_key);
+        let key = KeyPair::generate().expect("server key");
+        let mut params =
+            CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()]).expect("server params");
+        params.distinguished_name.push(DnType::CommonName, "127.0.0.1");
+        let cert = params.signed_by(&key, &issuer).expect("sign server cert");
+        TestCa { ca_pem: ca_cert.pem(), cert_pem: cert.pem(), key_pem: key.serialize_pem() }
+    }
+}
+
+/// A running registry.
+pub struct Registry {
+    /// `127.0.0.1:<port>`.
+    pub host: String,
+    /// The CA, when TLS is on.
+    pub ca: Option<TestCa>,
+    /// Credentials, when auth is on.
+    pub credentials: Option<(String, String)>,
+    /// A directory holding `ca.crt` for skopeo's `--cert-dir`.
+    pub cert_dir: Option<PathBuf>,
+    /// Storage root (the registry's own files).
+    pub storage: PathBuf,
+    _proc: Guarded,
+    _dir: tempfile::TempDir,
+}
+
+impl Registry {
+    pub fn start(opts: RegistryOptions) -> Registry {
+        let bin = require("docker-registry");
+        let dir = temp_dir("registry-");
+        let port = free_port();
+        let host = format!("127.0.0.1:{port}");
+        let storage = dir.path().join("storage");
+        let mut config = format!(
+            "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {host}\n",
+            storage.display()
+        );
+        let ca = opts.tls.then(TestCa::generate);
+        let mut cert_dir = None;
+        if let Some(ca) = &ca {
+            std::fs::write(dir.path().join("server.crt"), &ca.cert_pem).unwrap();
+            std::fs::write(dir.path().join("server.key"), &ca.key_pem).unwrap();
+            let cd = dir.path().join("certs.d");
+            std::fs::create_dir_all(&cd).unwrap();
+            std::fs::write(cd.join("ca.crt"), &ca.ca_pem).unwrap();
+            cert_dir = Some(cd);
+            config.push_str(&format!(
+                "  tls:\n    certificate: {}\n    key: {}\n",
+                dir.path().join("server.crt").display(),
+                dir.path().join("server.key").display()
+            ));
+        }
+        if let Some((user, pass)) = &opts.htpasswd {
+            let hash = bcrypt::hash(pass, 5).expect("bcrypt");
+            std::fs::write(dir.path().join("htpasswd"), format!("{user}:{hash}\n")).unwrap();
+            config.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: imageset-test\n    path: {}\n",
+                dir.path().join("htpasswd").display()
+            ));
+        }
+        let config_path = dir.path().join("config.yml");
+        std::fs::write(&config_path, config).unwrap();
+        let mut proc = Guarded::spawn(&bin, &["serve".into(), config_path.display().to_string()], &dir.path().join("registry.log"), None);
+        let client = http_client(ca.as_ref());
+        let url = format!("{}/v2/", base_url(&host, ca.is_some()));
+        let proc_tail = proc.log_tail();
+        wait_until(
+            &format!("registry at {host}"),
+            Duration::from_secs(20),
+            || {
+                proc.alive()
+                    && client.get(&url).send().map(|r| matches!(r.status().as_u16(), 200 | 401)).unwrap_or(false)
+            },
+            proc_tail,
+        );
+        Registry { host, credentials: opts.htpasswd.clone(), cert_dir, storage, ca, _proc: proc, _dir: dir }
+    }
+
+    /// `http://` or `https://` plus host.
+    pub fn base_url(&self) -> String {
+        base_url(&self.host, self.ca.is_some())
+    }
+
+    /// A blocking HTTP client trusting this registry's CA.
+    pub fn http(&self) -> reqwest::blocking::Client {
+        http_client(self.ca.as_ref())
+    }
+
+    /// skopeo flags to reach this registry (TLS trust and credentials).
+    pub fn skopeo_flags(&self) -> Vec<String> {
+        let mut f = Vec::new();
+        match &self.cert_dir {
+            Some(d) => f.push(format!("--cert-dir={}", d.display())),
+            None => f.push("--tls-verify=false".to_string()),
+        }
+        if let Some((u, p)) = &self.credentials {
+            f.push(format!("--creds={u}:{p}"));
+        }
+        f
+    }
+}
+
+fn base_url(host: &str, tls: bool) -> String {
+    format!("{}://{host}", if tls { "https" } else { "http" })
+}
+
+fn http_client(ca: Option<&TestCa>) -> reqwest::blocking::Client {
+    let mut b = reqwest::blocking::Client::builder().timeout(Duration::from_secs(30));
+    if let Some(ca) = ca {
+        b = b.tls_certs_only([reqwest::Certificate::from_pem(ca.ca_pem.as_bytes()).expect("ca pem")]);
+    }
+    b.build().expect("http client")
+}
