@@ -7,21 +7,10 @@ use clap::{ArgAction, Args, Parser, Subcommand};
 
 /// Mirror OpenShift releases, operator catalogs and images into disconnected registries.
 #[derive(Parser, Debug)]
-#[command(
-    name = "imageset-operator",
-    version,
-    about,
-    disable_help_subcommand = true
-)]
+#[command(name = "imageset-operator", version, about, disable_help_subcommand = true)]
 pub struct Cli {
     /// Log format.
-    #[arg(
-        long,
-        global = true,
-        value_enum,
-        default_value = "plain",
-        env = "LOG_FORMAT"
-    )]
+    #[arg(long, global = true, value_enum, default_value = "plain", env = "LOG_FORMAT")]
     pub log_format: LogFormat,
     /// Log level (error, warn, info, debug, trace) or a tracing filter.
     #[arg(long, global = true, default_value = "info", env = "LOG_LEVEL")]
@@ -68,11 +57,7 @@ pub struct RunArgs {
     #[arg(long, env = "POD_NAMESPACE", default_value = "imageset-operator")]
     pub namespace: String,
     /// Cache directory (a PVC in the cluster).
-    #[arg(
-        long,
-        env = "CACHE_DIR",
-        default_value = "/var/cache/imageset-operator"
-    )]
+    #[arg(long, env = "CACHE_DIR", default_value = "/var/cache/imageset-operator")]
     pub cache_dir: PathBuf,
     /// Address of /metrics, /healthz and /readyz.
     #[arg(long, env = "ADMIN_ADDR", default_value = "0.0.0.0:8080")]

@@ -8,12 +8,7 @@ use imageset_operator::{commands, telemetry};
 fn main() {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
-        Err(e)
-            if matches!(
-                e.kind(),
-                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion
-            ) =>
-        {
+        Err(e) if matches!(e.kind(), clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion) => {
             e.exit()
         }
         Err(e) => {

@@ -112,10 +112,7 @@ pub struct CopyPlan {
 impl CopyPlan {
     /// oc-mirror's `mapping.txt`: `<source>=<destination>` per line.
     pub fn mapping_txt(&self) -> String {
-        self.items
-            .iter()
-            .map(|i| format!("{}={}\n", i.source, i.destination))
-            .collect()
+        self.items.iter().map(|i| format!("{}={}\n", i.source, i.destination)).collect()
     }
 
     /// `sha256:` of the mapping and platform filters: equal plans, equal digests.
@@ -149,15 +146,8 @@ pub fn fold_nested_paths(path: &str, max: u32) -> String {
 
 fn destination_for(root: &str, path: &str, tag: &str, max_nested: u32) -> String {
     let (host, prefix) = root.split_once('/').map_or((root, ""), |(h, p)| (h, p));
-    let full = if prefix.is_empty() {
-        path.to_string()
-    } else {
-        format!("{prefix}/{path}")
-    };
-    format!(
-        "docker://{host}/{}:{tag}",
-        fold_nested_paths(&full, max_nested)
-    )
+    let full = if prefix.is_empty() { path.to_string() } else { format!("{prefix}/{path}") };
+    format!("docker://{host}/{}:{tag}", fold_nested_paths(&full, max_nested))
 }
 
 fn additional_item(
@@ -166,24 +156,15 @@ fn additional_item(
     dest: &Destination,
     max_nested: u32,
 ) -> Result<CopyItem, PlanError> {
-    let r = ImageRef::parse(&img.name).map_err(|source| PlanError::Reference {
-        field: format!("additionalImages[{idx}].name"),
-        source,
-    })?;
+    let r = ImageRef::parse(&img.name)
+        .map_err(|source| PlanError::Reference { field: format!("additionalImages[{idx}].name"), source })?;
     let path = match (&img.target_repo, r.transport) {
         (Some(t), _) => t.clone(),
         (None, Transport::Oci) => r.path.trim_start_matches('/').to_string(),
         (None, Transport::Docker) => r.path.clone(),
     };
-    let tag = img
-        .target_tag
-        .clone()
-        .unwrap_or_else(|| r.destination_tag());
-    let max_nested = if matches!(dest, Destination::Disk) {
-        0
-    } else {
-        max_nested
-    };
+    let tag = img.target_tag.clone().unwrap_or_else(|| r.destination_tag());
+    let max_nested = if matches!(dest, Destination::Disk) { 0 } else { max_nested };
     Ok(CopyItem {
         kind: ImageKind::Additional,
         source: r.to_string(),
@@ -197,18 +178,11 @@ fn additional_item(
 fn blocked_by<'a>(item: &CopyItem, patterns: &'a [(regex::Regex, String)]) -> Option<&'a str> {
     let strip = |s: &str| s.split_once("://").map_or(s, |(_, r)| r).to_string();
     let (src, dst) = (strip(&item.source), strip(&item.destination));
-    patterns
-        .iter()
-        .find(|(re, _)| re.is_match(&src) || re.is_match(&dst))
-        .map(|(_, p)| p.as_str())
+    patterns.iter().find(|(re, _)| re.is_match(&src) || re.is_match(&dst)).map(|(_, p)| p.as_str())
 }
 
 /// Plans the parts of an image set that need no network: additional images, minus blocked images.
-pub fn plan_additional(
-    mirror: &Mirror,
-    dest: &Destination,
-    max_nested: u32,
-) -> Result<CopyPlan, PlanError> {
+pub fn plan_additional(mirror: &Mirror, dest: &Destination, max_nested: u32) -> Result<CopyPlan, PlanError> {
     let mut items = Vec::new();
     for (i, img) in mirror.additional_images.iter().enumerate() {
         items.push(additional_item(img, i, dest, max_nested)?);
@@ -218,14 +192,8 @@ pub fn plan_additional(
 
 /// Removes blocked images, drops exact duplicates and sorts by kind (stable within a kind).
 pub fn apply_blocked(items: Vec<CopyItem>, blocked: &[BlockedImage]) -> CopyPlan {
-    let patterns: Vec<(regex::Regex, String)> = blocked
-        .iter()
-        .filter_map(|b| {
-            regex::Regex::new(&b.name)
-                .ok()
-                .map(|re| (re, b.name.clone()))
-        })
-        .collect();
+    let patterns: Vec<(regex::Regex, String)> =
+        blocked.iter().filter_map(|b| regex::Regex::new(&b.name).ok().map(|re| (re, b.name.clone()))).collect();
     let mut plan = CopyPlan::default();
     let mut seen = std::collections::HashSet::new();
     for item in items {
@@ -255,12 +223,7 @@ mod tests {
         let m = mirror(&format!(
             "additionalImages:\n- name: registry.redhat.io/ubi9/ubi:latest\n- name: quay.io/openshifttest/hello-openshift@{D}\n- name: quay.io/a/b:1\n  targetRepo: base/b\n  targetTag: v1\n"
         ));
-        let plan = plan_additional(
-            &m,
-            &Destination::parse("docker://mirror.example.com:8443/ns").unwrap(),
-            0,
-        )
-        .unwrap();
+        let plan = plan_additional(&m, &Destination::parse("docker://mirror.example.com:8443/ns").unwrap(), 0).unwrap();
         let hex = D.trim_start_matches("sha256:");
         assert_eq!(
             plan.mapping_txt(),
@@ -271,18 +234,12 @@ mod tests {
             )
         );
         let disk = plan_additional(&m, &Destination::Disk, 2).unwrap();
-        assert_eq!(
-            disk.items[0].destination,
-            "docker://localhost:55000/ubi9/ubi:latest"
-        );
+        assert_eq!(disk.items[0].destination, "docker://localhost:55000/ubi9/ubi:latest");
     }
 
     #[test]
     fn nested_paths_fold_like_oc_mirror() {
-        assert_eq!(
-            fold_nested_paths("ns/openshift/release", 2),
-            "ns/openshift-release"
-        );
+        assert_eq!(fold_nested_paths("ns/openshift/release", 2), "ns/openshift-release");
         assert_eq!(fold_nested_paths("a/b", 2), "a/b");
         assert_eq!(fold_nested_paths("a/b/c/d", 3), "a/b/c-d");
         assert_eq!(fold_nested_paths("a/b/c", 0), "a/b/c");
@@ -293,8 +250,7 @@ mod tests {
         let m = mirror(
             "additionalImages:\n- name: quay.io/x/ubi8-debug:1\n- name: quay.io/x/keep:1\n  targetRepo: blocked/keep\n- name: quay.io/x/ok:1\nblockedImages:\n- name: '-debug'\n- name: '^mirror.example.com/blocked'\n",
         );
-        let plan =
-            plan_additional(&m, &Destination::Registry("mirror.example.com".into()), 0).unwrap();
+        let plan = plan_additional(&m, &Destination::Registry("mirror.example.com".into()), 0).unwrap();
         assert_eq!(plan.items.len(), 1);
         assert_eq!(plan.blocked.len(), 2);
         assert_eq!(plan.items[0].source, "docker://quay.io/x/ok:1");
@@ -306,11 +262,6 @@ mod tests {
         let d = Destination::Registry("r".into());
         let a = plan_additional(&m, &d, 0).unwrap().digest();
         assert_eq!(a, plan_additional(&m, &d, 0).unwrap().digest());
-        assert_ne!(
-            a,
-            plan_additional(&m, &Destination::Registry("s".into()), 0)
-                .unwrap()
-                .digest()
-        );
+        assert_ne!(a, plan_additional(&m, &Destination::Registry("s".into()), 0).unwrap().digest());
     }
 }

@@ -4,11 +4,9 @@ use crate::cli::LogFormat;
 
 /// Installs the global subscriber: plain or JSON lines on stderr.
 pub fn init(format: LogFormat, level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_new(level)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let filter =
+        tracing_subscriber::EnvFilter::try_new(level).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Plain => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
@@ -18,10 +16,6 @@ pub fn init(format: LogFormat, level: &str) {
 /// Clap's multi-line error as one line: `error: unexpected argument '--foo' found (see --help)`.
 pub fn one_line_clap_error(e: &clap::Error) -> String {
     let rendered = e.to_string();
-    let first = rendered
-        .lines()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or("invalid arguments")
-        .trim();
+    let first = rendered.lines().find(|l| !l.trim().is_empty()).unwrap_or("invalid arguments").trim();
     format!("{first} (see --help)")
 }

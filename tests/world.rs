@@ -58,10 +58,7 @@ fn https_registry_with_a_ca_generated_for_the_run() {
 
 #[test]
 fn htpasswd_registry_requires_credentials() {
-    let reg = Registry::start(RegistryOptions {
-        tls: true,
-        htpasswd: Some(("mirror".into(), "s3cret-pass".into())),
-    });
+    let reg = Registry::start(RegistryOptions { tls: true, htpasswd: Some(("mirror".into(), "s3cret-pass".into())) });
     let anonymous = reg.http().get(format!("{}/v2/", reg.base_url())).send().unwrap();
     assert_eq!(anonymous.status().as_u16(), 401);
     assert!(anonymous.headers()["www-authenticate"].to_str().unwrap().starts_with("Basic"));
@@ -85,7 +82,9 @@ fn real_oci_layouts_from_the_shared_data_push_unchanged() {
     let reg = Registry::start(RegistryOptions::default());
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/oci/oc-mirror");
     let push = Pusher::new(&reg);
-    for (layout, repo) in [("multi-platform-container-latest", "sample/multi-platform"), ("oci-image", "sample/oci-image")] {
+    for (layout, repo) in
+        [("multi-platform-container-latest", "sample/multi-platform"), ("oci-image", "sample/oci-image")]
+    {
         let pushed = push.oci_layout(&root.join(layout), repo, "latest");
         assert_eq!(skopeo_digest(&reg, &format!("{repo}:latest")), pushed.digest, "{layout}");
         assert_eq!(sha256(&skopeo_raw(&reg, &format!("{repo}:latest"))), pushed.digest);

@@ -37,7 +37,7 @@ pub struct DeleteImageSetConfigurationSpec {
     pub auth_secret_ref: Option<LocalObjectReference>,
     /// Per-registry connection settings (TLS, insecure).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 64))]
+    #[schemars(length(max = 64), extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["host"]))]
     pub registries: Vec<RegistrySettings>,
     /// Deletion runs only when this equals `status.planDigest`: review the plan, then approve it.
     #[serde(default, skip_serializing_if = "Option::is_none")]

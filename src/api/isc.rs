@@ -28,10 +28,7 @@ pub struct ImageSetConfigurationSpec {
     /// What to mirror: oc-mirror v2's `mirror:` block, field for field.
     pub mirror: Mirror,
     /// Where to: `docker://registry[:port][/prefix]`, or `file:///path` for archives on a volume.
-    #[schemars(
-        regex(pattern = r"^(docker://[^/\s]+(/[^\s]*)?|file:///[^\s]*)$"),
-        length(max = 1024)
-    )]
+    #[schemars(regex(pattern = r"^(docker://[^/\s]+(/[^\s]*)?|file:///[^\s]*)$"), length(max = 1024))]
     pub destination: String,
     /// Archive chunk size in GiB for `file://` destinations (0 or unset: 500).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -42,8 +39,7 @@ pub struct ImageSetConfigurationSpec {
     pub auth_secret_ref: Option<LocalObjectReference>,
     /// Per-registry connection settings (TLS, insecure).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[x_kube(validation = Rule::new("self.all(a, self.exists_one(b, b.host == a.host))").message("duplicate registry entry: each host may appear once"))]
-    #[schemars(length(max = 64))]
+    #[schemars(length(max = 64), extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["host"]))]
     pub registries: Vec<RegistrySettings>,
     /// How often a finished image set is checked again for new upstream content (Go duration, e.g. 6h).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -79,10 +75,7 @@ pub struct LocalObjectReference {
 #[serde(rename_all = "camelCase")]
 pub struct RegistrySettings {
     /// Host and optional port, e.g. `mirror.example.com:8443`.
-    #[schemars(
-        regex(pattern = r"^[A-Za-z0-9.-]+(:[0-9]+)?$"),
-        length(min = 1, max = 253)
-    )]
+    #[schemars(regex(pattern = r"^[A-Za-z0-9.-]+(:[0-9]+)?$"), length(min = 1, max = 253))]
     pub host: String,
     /// Plain HTTP, or HTTPS without certificate verification. Only for registries you trust.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -117,9 +110,7 @@ pub struct ClusterResources {
 }
 
 /// Whether generated objects are applied automatically.
-#[derive(
-    schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq,
-)]
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum ApplyPolicy {
     /// Apply as soon as a run produces them.
     #[default]
@@ -129,9 +120,7 @@ pub enum ApplyPolicy {
 }
 
 /// What happens to produced objects when the image set is deleted.
-#[derive(
-    schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq,
-)]
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum DeletionPolicy {
     /// Remove them.
     #[default]

@@ -9,8 +9,7 @@ use serde_json::{Map, Value};
 use super::mirror::{Delete, Mirror};
 use super::validate::{self, InvalidConfig};
 use super::{
-    DeleteImageSetConfiguration, DeleteImageSetConfigurationSpec, ImageSetConfiguration,
-    ImageSetConfigurationSpec,
+    DeleteImageSetConfiguration, DeleteImageSetConfigurationSpec, ImageSetConfiguration, ImageSetConfigurationSpec,
 };
 
 /// Why a file could not be used.
@@ -75,10 +74,7 @@ pub struct DeleteFile {
 
 fn schema_of<K: CustomResourceExt>() -> Value {
     let crd = K::crd();
-    let schema = crd.spec.versions[0]
-        .schema
-        .as_ref()
-        .and_then(|s| s.open_api_v3_schema.as_ref());
+    let schema = crd.spec.versions[0].schema.as_ref().and_then(|s| s.open_api_v3_schema.as_ref());
     serde_json::to_value(schema).expect("schema serializes")
 }
 
@@ -119,11 +115,7 @@ fn conform(value: &mut Value, schema: &Value, path: &str) -> Result<(), LoadErro
 }
 
 fn join(path: &str, key: &str) -> String {
-    if path.is_empty() {
-        key.to_string()
-    } else {
-        format!("{path}.{key}")
-    }
+    if path.is_empty() { key.to_string() } else { format!("{path}.{key}") }
 }
 
 fn decode<T: serde::de::DeserializeOwned>(v: Value, what: &str) -> Result<T, LoadError> {
@@ -131,9 +123,8 @@ fn decode<T: serde::de::DeserializeOwned>(v: Value, what: &str) -> Result<T, Loa
 }
 
 fn parse_doc(text: &str) -> Result<Map<String, Value>, LoadError> {
-    let v: Value = serde_saphyr::from_str(text).map_err(|e| {
-        LoadError::Syntax(e.to_string().lines().next().unwrap_or_default().to_string())
-    })?;
+    let v: Value = serde_saphyr::from_str(text)
+        .map_err(|e| LoadError::Syntax(e.to_string().lines().next().unwrap_or_default().to_string()))?;
     match v {
         Value::Object(m) => Ok(m),
         _ => Err(LoadError::Syntax("the document is not a mapping".into())),
@@ -147,10 +138,7 @@ pub fn kind_of(text: &str) -> Result<Kind, LoadError> {
         None => Err(LoadError::MissingKind),
         Some("ImageSetConfiguration") => Ok(Kind::ImageSet),
         Some("DeleteImageSetConfiguration") => Ok(Kind::Delete),
-        Some(other) => Err(LoadError::WrongKind {
-            got: other.into(),
-            expected: "ImageSetConfiguration".into(),
-        }),
+        Some(other) => Err(LoadError::WrongKind { got: other.into(), expected: "ImageSetConfiguration".into() }),
     }
 }
 
@@ -158,10 +146,7 @@ fn check_kind(doc: &Map<String, Value>, expected: &str) -> Result<(), LoadError>
     match doc.get("kind").and_then(Value::as_str) {
         None => Err(LoadError::MissingKind),
         Some(k) if k == expected => Ok(()),
-        Some(k) => Err(LoadError::WrongKind {
-            got: k.into(),
-            expected: expected.into(),
-        }),
+        Some(k) => Err(LoadError::WrongKind { got: k.into(), expected: expected.into() }),
     }
 }
 
@@ -178,11 +163,7 @@ pub fn image_set(text: &str) -> Result<ImageSetFile, LoadError> {
         }
         let spec: ImageSetConfigurationSpec = decode(spec, "ImageSetConfiguration")?;
         validate::validate_mirror("spec.mirror", &spec.mirror)?;
-        return Ok(ImageSetFile {
-            mirror: spec.mirror.clone(),
-            archive_size: spec.archive_size,
-            spec: Some(spec),
-        });
+        return Ok(ImageSetFile { mirror: spec.mirror.clone(), archive_size: spec.archive_size, spec: Some(spec) });
     }
     let spec_schema = &schema["properties"]["spec"]["properties"];
     let mut archive_size = None;
@@ -196,21 +177,14 @@ pub fn image_set(text: &str) -> Result<ImageSetFile, LoadError> {
                 mirror = Some(decode::<Mirror>(v, "ImageSetConfiguration")?);
             }
             "delete" => {
-                return Err(LoadError::Missing(
-                    "delete: is not allowed in ImageSetConfiguration".into(),
-                ));
+                return Err(LoadError::Missing("delete: is not allowed in ImageSetConfiguration".into()));
             }
             _ => return Err(LoadError::UnknownField(key)),
         }
     }
-    let mirror = mirror
-        .ok_or_else(|| LoadError::Missing("mirror: is required in ImageSetConfiguration".into()))?;
+    let mirror = mirror.ok_or_else(|| LoadError::Missing("mirror: is required in ImageSetConfiguration".into()))?;
     validate::validate_mirror("mirror", &mirror)?;
-    Ok(ImageSetFile {
-        mirror,
-        archive_size,
-        spec: None,
-    })
+    Ok(ImageSetFile { mirror, archive_size, spec: None })
 }
 
 /// Reads and validates a DeleteImageSetConfiguration (oc-mirror file or custom resource).
@@ -223,10 +197,7 @@ pub fn delete_set(text: &str) -> Result<DeleteFile, LoadError> {
         conform(&mut spec, &schema["properties"]["spec"], "spec")?;
         let spec: DeleteImageSetConfigurationSpec = decode(spec, "DeleteImageSetConfiguration")?;
         validate::validate_delete("spec.delete", &spec.delete)?;
-        return Ok(DeleteFile {
-            delete: spec.delete.clone(),
-            spec: Some(spec),
-        });
+        return Ok(DeleteFile { delete: spec.delete.clone(), spec: Some(spec) });
     }
     let spec_schema = &schema["properties"]["spec"]["properties"];
     let mut delete = None;
@@ -238,16 +209,13 @@ pub fn delete_set(text: &str) -> Result<DeleteFile, LoadError> {
                 delete = Some(decode::<Delete>(v, "DeleteImageSetConfiguration")?);
             }
             "mirror" => {
-                return Err(LoadError::Missing(
-                    "mirror: is not allowed in DeleteImageSetConfiguration".into(),
-                ));
+                return Err(LoadError::Missing("mirror: is not allowed in DeleteImageSetConfiguration".into()));
             }
             _ => return Err(LoadError::UnknownField(key)),
         }
     }
-    let mut delete = delete.ok_or_else(|| {
-        LoadError::Missing("delete: is required in DeleteImageSetConfiguration".into())
-    })?;
+    let mut delete =
+        delete.ok_or_else(|| LoadError::Missing("delete: is required in DeleteImageSetConfiguration".into()))?;
     if let Some(p) = delete.platform.as_mut()
         && !p.channels.is_empty()
         && p.architectures.is_empty()
@@ -273,22 +241,18 @@ mod tests {
 
     #[test]
     fn unknown_fields_are_named() {
-        let e = image_set("kind: ImageSetConfiguration\nmirror:\n  operators:\n  - catalog: q.io/a/b:1\n    headsOnly: true\n").unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "unknown field \"mirror.operators[0].headsOnly\""
-        );
-        let e =
-            image_set("kind: ImageSetConfiguration\nstorageConfig: {}\nmirror: {}\n").unwrap_err();
+        let e = image_set(
+            "kind: ImageSetConfiguration\nmirror:\n  operators:\n  - catalog: q.io/a/b:1\n    headsOnly: true\n",
+        )
+        .unwrap_err();
+        assert_eq!(e.to_string(), "unknown field \"mirror.operators[0].headsOnly\"");
+        let e = image_set("kind: ImageSetConfiguration\nstorageConfig: {}\nmirror: {}\n").unwrap_err();
         assert_eq!(e.to_string(), "unknown field \"storageConfig\"");
     }
 
     #[test]
     fn kind_and_blocks_are_checked() {
-        assert_eq!(
-            image_set("mirror: {}").unwrap_err().to_string(),
-            "configuration missing 'kind'"
-        );
+        assert_eq!(image_set("mirror: {}").unwrap_err().to_string(), "configuration missing 'kind'");
         assert!(
             image_set("kind: DeleteImageSetConfiguration\ndelete: {}")
                 .unwrap_err()
@@ -301,7 +265,10 @@ mod tests {
                 .to_string()
                 .contains("delete: is not allowed")
         );
-        let d = delete_set("kind: DeleteImageSetConfiguration\ndelete:\n  platform:\n    channels: [{name: stable-4.18}]\n").unwrap();
+        let d = delete_set(
+            "kind: DeleteImageSetConfiguration\ndelete:\n  platform:\n    channels: [{name: stable-4.18}]\n",
+        )
+        .unwrap();
         assert_eq!(d.delete.platform.unwrap().architectures.len(), 1);
     }
 

@@ -7,8 +7,7 @@ use serde::{Deserialize, Serialize};
 /// Semantic version as oc-mirror accepts it (Masterminds semver: optional `v`, optional minor/patch).
 pub const SEMVER_PATTERN: &str = r"^v?(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))?(\.(0|[1-9][0-9]*))?(-[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?(\+[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?$";
 /// Destination path components (oc-mirror's targetRepo / targetCatalog rule).
-pub const PATH_PATTERN: &str =
-    r"^[a-z0-9]+((?:[._]|__|[-]*)[a-z0-9]+)*(/[a-z0-9]+((?:[._]|__|[-]*)[a-z0-9]+)*)*$";
+pub const PATH_PATTERN: &str = r"^[a-z0-9]+((?:[._]|__|[-]*)[a-z0-9]+)*(/[a-z0-9]+((?:[._]|__|[-]*)[a-z0-9]+)*)*$";
 
 /// What to mirror: the `mirror:` block of an oc-mirror ImageSetConfiguration.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
@@ -20,16 +19,18 @@ pub struct Mirror {
     /// Operator catalogs and the packages to take from them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(validation = Rule::new("self.all(a, self.exists_one(b, b.catalog == a.catalog && (has(b.targetCatalog) ? b.targetCatalog : '') == (has(a.targetCatalog) ? a.targetCatalog : '') && (has(b.targetTag) ? b.targetTag : '') == (has(a.targetTag) ? a.targetTag : '')))").message("duplicate catalog entry: each catalog (with its targetCatalog and targetTag) may appear once"))]
-    #[schemars(length(max = 64))]
+    #[schemars(length(max = 32))]
     pub operators: Vec<Operator>,
     /// Extra images, by tag or digest.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 1000))]
     pub additional_images: Vec<AdditionalImage>,
     /// Helm charts whose images are mirrored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub helm: Option<Helm>,
     /// Images never mirrored: each name is a regular expression matched anywhere in the reference.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 256))]
     pub blocked_images: Vec<BlockedImage>,
     /// Declared by oc-mirror and accepted for compatibility; oc-mirror does not implement it either.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -46,14 +47,14 @@ pub struct Platform {
     pub graph: bool,
     /// Release channels to take versions from.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[x_kube(validation = Rule::new("self.all(a, self.exists_one(b, b.name == a.name))").message("duplicate channel entry: each channel name may appear once"))]
-    #[schemars(length(max = 32))]
+    #[schemars(length(max = 32), extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
     pub channels: Vec<ReleaseChannel>,
     /// Deprecated: architectures used verbatim as Cincinnati `arch` (amd64 when empty).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub architectures: Vec<Architecture>,
     /// Platforms to keep: the multi payload is queried and every image copied as a sparse index.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
     pub platforms: Vec<PlatformSelector>,
     /// One explicit release payload (tag or digest); channels are then ignored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -64,19 +65,7 @@ pub struct Platform {
 }
 
 /// A Cincinnati architecture value.
-#[derive(
-    schemars::JsonSchema,
-    Serialize,
-    Deserialize,
-    Clone,
-    Copy,
-    Debug,
-    PartialEq,
-    Eq,
-    Hash,
-    PartialOrd,
-    Ord,
-)]
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[serde(rename_all = "lowercase")]
 pub enum Architecture {
     /// x86_64
@@ -92,9 +81,7 @@ pub enum Architecture {
 }
 
 /// An `{os, architecture}` pair selecting entries of a multi-arch index.
-#[derive(
-    KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord,
-)]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[serde(rename_all = "camelCase")]
 pub struct PlatformSelector {
     /// Operating system, e.g. linux.
@@ -106,9 +93,7 @@ pub struct PlatformSelector {
 }
 
 /// The release type of a channel.
-#[derive(
-    schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq,
-)]
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum ReleaseType {
     /// OpenShift Container Platform (the default).
@@ -150,7 +135,7 @@ pub struct ReleaseChannel {
 #[x_kube(validation = Rule::new("!(has(self.full) && self.full && has(self.packages) && self.packages.exists(p, has(p.minVersion) || has(p.maxVersion) || (has(p.channels) && p.channels.exists(c, has(c.minVersion) || has(c.maxVersion)))))").message("full: true cannot be mixed with minVersion/maxVersion in packages or channels"))]
 pub struct Operator {
     /// Catalog image (`registry/ns/name:tag`, `...@sha256:...`) or `oci:///abs/path`.
-    #[schemars(length(min = 1, max = 512))]
+    #[schemars(length(min = 1, max = 256))]
     pub catalog: String,
     /// Destination repository path for the catalog.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -158,10 +143,7 @@ pub struct Operator {
     pub target_catalog: Option<String>,
     /// Destination tag for the catalog.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(
-        regex(pattern = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"),
-        length(max = 128)
-    )]
+    #[schemars(regex(pattern = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"), length(max = 128))]
     pub target_tag: Option<String>,
     /// Without packages: the whole catalog unfiltered. With packages: all bundles of the selected channels.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -174,11 +156,11 @@ pub struct Operator {
     pub target_catalog_source_template: Option<String>,
     /// Copy every image of this catalog as a sparse index with only these platforms.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
     pub platforms: Vec<PlatformSelector>,
     /// Packages to take (all packages when empty).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[x_kube(validation = Rule::new("self.all(a, self.exists_one(b, b.name == a.name))").message("duplicate package entry: each package name may appear once"))]
-    #[schemars(length(max = 256))]
+    #[schemars(length(max = 128), extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
     pub packages: Vec<IncludePackage>,
 }
 
@@ -193,8 +175,7 @@ pub struct IncludePackage {
     pub name: String,
     /// Channels to take (all channels when empty).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[x_kube(validation = Rule::new("self.all(a, self.exists_one(b, b.name == a.name))").message("duplicate channel entry: each channel name may appear once"))]
-    #[schemars(length(max = 64))]
+    #[schemars(length(max = 16), extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
     pub channels: Vec<IncludeChannel>,
     /// Default channel of the filtered package, when the original one is filtered out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -209,6 +190,7 @@ pub struct IncludePackage {
     pub max_version: Option<String>,
     /// Bundles selected by name.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
     pub bundles: Vec<IncludeBundle>,
 }
 
@@ -244,7 +226,7 @@ pub struct IncludeBundle {
 #[x_kube(validation = Rule::new("self.name.startsWith('oci://') || self.name.contains('@') || self.name.matches(':[^/]+$')").message("name must have a tag or a digest"))]
 pub struct AdditionalImage {
     /// Image reference with a tag or digest (`docker://` implied), or `oci://` layout.
-    #[schemars(length(min = 1, max = 1024))]
+    #[schemars(length(min = 1, max = 256))]
     pub name: String,
     /// Destination repository path override.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -252,13 +234,11 @@ pub struct AdditionalImage {
     pub target_repo: Option<String>,
     /// Destination tag override.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(
-        regex(pattern = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"),
-        length(max = 128)
-    )]
+    #[schemars(regex(pattern = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"), length(max = 128))]
     pub target_tag: Option<String>,
     /// Copy as a sparse index with only these platforms.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
     pub platforms: Vec<PlatformSelector>,
 }
 
@@ -321,6 +301,7 @@ pub struct HelmChart {
     pub image_paths: Vec<String>,
     /// Copy the chart's images as sparse indexes with only these platforms.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
     pub platforms: Vec<PlatformSelector>,
 }
 
@@ -338,10 +319,11 @@ pub struct Delete {
     /// Operators to delete.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(validation = Rule::new("self.all(a, self.exists_one(b, b.catalog == a.catalog && (has(b.targetCatalog) ? b.targetCatalog : '') == (has(a.targetCatalog) ? a.targetCatalog : '') && (has(b.targetTag) ? b.targetTag : '') == (has(a.targetTag) ? a.targetTag : '')))").message("duplicate catalog entry: each catalog (with its targetCatalog and targetTag) may appear once"))]
-    #[schemars(length(max = 64))]
+    #[schemars(length(max = 32))]
     pub operators: Vec<Operator>,
     /// Additional images to delete.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 1000))]
     pub additional_images: Vec<AdditionalImage>,
     /// Helm chart images to delete.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -38,10 +38,7 @@ pub mod names {
 pub fn crds_yaml() -> String {
     use kube::CustomResourceExt;
     let mut out = String::new();
-    for crd in [
-        ImageSetConfiguration::crd(),
-        DeleteImageSetConfiguration::crd(),
-    ] {
+    for crd in [ImageSetConfiguration::crd(), DeleteImageSetConfiguration::crd()] {
         out.push_str("---\n");
         out.push_str(&serde_saphyr::to_string(&crd).expect("CRDs serialize to YAML"));
     }

@@ -5,8 +5,7 @@ use std::collections::HashSet;
 use std::fmt;
 
 use super::mirror::{
-    AdditionalImage, Delete, IncludePackage, Mirror, Operator, PATH_PATTERN, Platform,
-    PlatformSelector,
+    AdditionalImage, Delete, IncludePackage, Mirror, Operator, PATH_PATTERN, Platform, PlatformSelector,
 };
 use crate::image::ImageRef;
 
@@ -44,9 +43,7 @@ pub fn parse_version(v: &str) -> Option<semver::Version> {
     let parts: Vec<&str> = core.split('.').collect();
     if parts.is_empty()
         || parts.len() > 3
-        || parts
-            .iter()
-            .any(|p| p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()))
+        || parts.iter().any(|p| p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()))
     {
         return None;
     }
@@ -63,18 +60,12 @@ struct Checker {
 
 impl Checker {
     fn err(&mut self, path: impl Into<String>, message: impl Into<String>) {
-        self.errors.push(FieldError {
-            path: path.into(),
-            message: message.into(),
-        });
+        self.errors.push(FieldError { path: path.into(), message: message.into() });
     }
 
     fn version_range(&mut self, path: &str, min: &Option<String>, max: &Option<String>) {
         let mut parsed = [None, None];
-        for (i, (field, v)) in [("minVersion", min), ("maxVersion", max)]
-            .into_iter()
-            .enumerate()
-        {
+        for (i, (field, v)) in [("minVersion", min), ("maxVersion", max)].into_iter().enumerate() {
             if let Some(v) = v {
                 match parse_version(v) {
                     Some(p) => parsed[i] = Some(p),
@@ -88,10 +79,7 @@ impl Checker {
         if let [Some(lo), Some(hi)] = &parsed
             && lo > hi
         {
-            self.err(
-                format!("{path}.minVersion"),
-                format!("minVersion {lo} is greater than maxVersion {hi}"),
-            );
+            self.err(format!("{path}.minVersion"), format!("minVersion {lo} is greater than maxVersion {hi}"));
         }
     }
 
@@ -101,28 +89,15 @@ impl Checker {
                 self.err(format!("{path}[{i}].os"), "os must not be empty");
             }
             if p.architecture.trim().is_empty() {
-                self.err(
-                    format!("{path}[{i}].architecture"),
-                    "architecture must not be empty",
-                );
+                self.err(format!("{path}[{i}].architecture"), "architecture must not be empty");
             }
         }
     }
 
     fn platform(&mut self, path: &str, p: &Platform) {
-        let Platform {
-            graph: _,
-            channels,
-            architectures,
-            platforms,
-            release,
-            kube_virt_container: _,
-        } = p;
+        let Platform { graph: _, channels, architectures, platforms, release, kube_virt_container: _ } = p;
         if !architectures.is_empty() && !platforms.is_empty() {
-            self.err(
-                format!("{path}.platforms"),
-                "architectures and platforms are mutually exclusive: use platforms",
-            );
+            self.err(format!("{path}.platforms"), "architectures and platforms are mutually exclusive: use platforms");
         }
         self.platforms(&format!("{path}.platforms"), platforms);
         let mut seen = HashSet::new();
@@ -132,10 +107,7 @@ impl Checker {
                 self.err(format!("{cp}.name"), "name must not be empty");
             }
             if !seen.insert(c.name.as_str()) {
-                self.err(
-                    format!("{cp}.name"),
-                    format!("duplicate channel entry {:?}", c.name),
-                );
+                self.err(format!("{cp}.name"), format!("duplicate channel entry {:?}", c.name));
             }
             self.version_range(&cp, &c.min_version, &c.max_version);
         }
@@ -173,36 +145,21 @@ impl Checker {
         for (i, pkg) in packages.iter().enumerate() {
             let pp = format!("{path}.packages[{i}]");
             if !seen.insert(pkg.name.as_str()) {
-                self.err(
-                    format!("{pp}.name"),
-                    format!("duplicate package entry {:?}", pkg.name),
-                );
+                self.err(format!("{pp}.name"), format!("duplicate package entry {:?}", pkg.name));
             }
             self.package(&pp, pkg, *full);
         }
     }
 
     fn package(&mut self, path: &str, pkg: &IncludePackage, full: bool) {
-        let IncludePackage {
-            name,
-            channels,
-            default_channel: _,
-            min_version,
-            max_version,
-            bundles,
-        } = pkg;
+        let IncludePackage { name, channels, default_channel: _, min_version, max_version, bundles } = pkg;
         if name.trim().is_empty() {
             self.err(format!("{path}.name"), "name must not be empty");
         }
         let pkg_range = min_version.is_some() || max_version.is_some();
-        let chan_range = channels
-            .iter()
-            .any(|c| c.min_version.is_some() || c.max_version.is_some());
+        let chan_range = channels.iter().any(|c| c.min_version.is_some() || c.max_version.is_some());
         if full && (pkg_range || chan_range) {
-            self.err(
-                path.to_string(),
-                "full: true cannot be mixed with minVersion/maxVersion in packages or channels",
-            );
+            self.err(path.to_string(), "full: true cannot be mixed with minVersion/maxVersion in packages or channels");
         }
         if pkg_range && chan_range {
             self.err(
@@ -211,20 +168,14 @@ impl Checker {
             );
         }
         if !bundles.is_empty() && (!channels.is_empty() || pkg_range) {
-            self.err(
-                format!("{path}.bundles"),
-                "bundles cannot be combined with channels or minVersion/maxVersion",
-            );
+            self.err(format!("{path}.bundles"), "bundles cannot be combined with channels or minVersion/maxVersion");
         }
         self.version_range(path, min_version, max_version);
         let mut seen = HashSet::new();
         for (i, c) in channels.iter().enumerate() {
             let cp = format!("{path}.channels[{i}]");
             if !seen.insert(c.name.as_str()) {
-                self.err(
-                    format!("{cp}.name"),
-                    format!("duplicate channel entry {:?}", c.name),
-                );
+                self.err(format!("{cp}.name"), format!("duplicate channel entry {:?}", c.name));
             }
             self.version_range(&cp, &c.min_version, &c.max_version);
         }
@@ -235,16 +186,9 @@ impl Checker {
         let mut seen = HashSet::new();
         for (i, op) in ops.iter().enumerate() {
             let op_path = format!("{path}[{i}]");
-            let key = (
-                op.catalog.as_str(),
-                op.target_catalog.as_deref(),
-                op.target_tag.as_deref(),
-            );
+            let key = (op.catalog.as_str(), op.target_catalog.as_deref(), op.target_tag.as_deref());
             if !seen.insert(key) {
-                self.err(
-                    format!("{op_path}.catalog"),
-                    format!("duplicate catalog entry {:?}", op.catalog),
-                );
+                self.err(format!("{op_path}.catalog"), format!("duplicate catalog entry {:?}", op.catalog));
             }
             self.operator(&op_path, op, &path_re);
         }
@@ -260,10 +204,7 @@ impl Checker {
             if let Some(t) = &img.target_repo
                 && !path_re.is_match(t)
             {
-                self.err(
-                    format!("{ip}.targetRepo"),
-                    format!("targetRepo {t:?} must be a repository path"),
-                );
+                self.err(format!("{ip}.targetRepo"), format!("targetRepo {t:?} must be a repository path"));
             }
             self.platforms(&format!("{ip}.platforms"), &img.platforms);
         }
@@ -272,14 +213,7 @@ impl Checker {
 
 /// Validates a `mirror:` block; `path` is where it sits (`mirror` in a file, `spec.mirror` in a CR).
 pub fn validate_mirror(path: &str, m: &Mirror) -> Result<(), InvalidConfig> {
-    let Mirror {
-        platform,
-        operators,
-        additional_images,
-        helm: _,
-        blocked_images,
-        samples: _,
-    } = m;
+    let Mirror { platform, operators, additional_images, helm: _, blocked_images, samples: _ } = m;
     let mut c = Checker { errors: Vec::new() };
     if let Some(p) = platform {
         c.platform(&format!("{path}.platform"), p);
@@ -288,19 +222,10 @@ pub fn validate_mirror(path: &str, m: &Mirror) -> Result<(), InvalidConfig> {
     c.additional(&format!("{path}.additionalImages"), additional_images);
     for (i, b) in blocked_images.iter().enumerate() {
         if let Err(e) = regex::Regex::new(&b.name) {
-            let first = e
-                .to_string()
-                .lines()
-                .last()
-                .unwrap_or_default()
-                .trim()
-                .to_string();
+            let first = e.to_string().lines().last().unwrap_or_default().trim().to_string();
             c.err(
                 format!("{path}.blockedImages[{i}].name"),
-                format!(
-                    "blocked image {:?}: invalid regular expression: {first}",
-                    b.name
-                ),
+                format!("blocked image {:?}: invalid regular expression: {first}", b.name),
             );
         }
     }
@@ -309,13 +234,7 @@ pub fn validate_mirror(path: &str, m: &Mirror) -> Result<(), InvalidConfig> {
 
 /// Validates a `delete:` block.
 pub fn validate_delete(path: &str, d: &Delete) -> Result<(), InvalidConfig> {
-    let Delete {
-        platform,
-        operators,
-        additional_images,
-        helm: _,
-        samples: _,
-    } = d;
+    let Delete { platform, operators, additional_images, helm: _, samples: _ } = d;
     let mut c = Checker { errors: Vec::new() };
     if let Some(p) = platform {
         c.platform(&format!("{path}.platform"), p);
@@ -326,11 +245,7 @@ pub fn validate_delete(path: &str, d: &Delete) -> Result<(), InvalidConfig> {
 }
 
 fn finish(c: Checker) -> Result<(), InvalidConfig> {
-    if c.errors.is_empty() {
-        Ok(())
-    } else {
-        Err(InvalidConfig(c.errors))
-    }
+    if c.errors.is_empty() { Ok(()) } else { Err(InvalidConfig(c.errors)) }
 }
 
 #[cfg(test)]
@@ -342,19 +257,13 @@ mod tests {
     }
 
     fn paths(m: &Mirror) -> Vec<String> {
-        validate_mirror("mirror", m)
-            .err()
-            .map(|e| e.0.into_iter().map(|f| f.path).collect())
-            .unwrap_or_default()
+        validate_mirror("mirror", m).err().map(|e| e.0.into_iter().map(|f| f.path).collect()).unwrap_or_default()
     }
 
     #[test]
     fn loose_semver_like_oc_mirror() {
         assert_eq!(parse_version("4.18").unwrap().to_string(), "4.18.0");
-        assert_eq!(
-            parse_version("v1.2.3-rc.1").unwrap().to_string(),
-            "1.2.3-rc.1"
-        );
+        assert_eq!(parse_version("v1.2.3-rc.1").unwrap().to_string(), "1.2.3-rc.1");
         assert!(parse_version("abc").is_none());
         assert!(parse_version("1.2.3.4").is_none());
     }
@@ -366,14 +275,8 @@ mod tests {
                 "platform: {architectures: [amd64], platforms: [{os: linux, architecture: arm64}]}",
                 "mirror.platform.platforms",
             ),
-            (
-                "platform: {channels: [{name: a}, {name: a}]}",
-                "mirror.platform.channels[1].name",
-            ),
-            (
-                "platform: {channels: [{name: a, minVersion: x.y}]}",
-                "mirror.platform.channels[0].minVersion",
-            ),
+            ("platform: {channels: [{name: a}, {name: a}]}", "mirror.platform.channels[1].name"),
+            ("platform: {channels: [{name: a, minVersion: x.y}]}", "mirror.platform.channels[0].minVersion"),
             (
                 "operators: [{catalog: 'q.io/a/b:1', full: true, packages: [{name: p, minVersion: 1.0.0}]}]",
                 "mirror.operators[0].packages[0]",
@@ -390,41 +293,24 @@ mod tests {
                 "operators: [{catalog: 'q.io/a/b:1', packages: [{name: p}, {name: p}]}]",
                 "mirror.operators[0].packages[1].name",
             ),
-            (
-                "operators: [{catalog: 'q.io/a/b:1'}, {catalog: 'q.io/a/b:1'}]",
-                "mirror.operators[1].catalog",
-            ),
-            (
-                "operators: [{catalog: 'q.io/a/b:1', targetCatalog: 'Bad:tag'}]",
-                "mirror.operators[0].targetCatalog",
-            ),
+            ("operators: [{catalog: 'q.io/a/b:1'}, {catalog: 'q.io/a/b:1'}]", "mirror.operators[1].catalog"),
+            ("operators: [{catalog: 'q.io/a/b:1', targetCatalog: 'Bad:tag'}]", "mirror.operators[0].targetCatalog"),
             (
                 "operators: [{catalog: 'q.io/a/b:1', packages: [{name: p, minVersion: 2.0.0, maxVersion: 1.0.0}]}]",
                 "mirror.operators[0].packages[0].minVersion",
             ),
-            (
-                "additionalImages: [{name: quay.io/a/b}]",
-                "mirror.additionalImages[0].name",
-            ),
-            (
-                "blockedImages: [{name: 'a(b'}]",
-                "mirror.blockedImages[0].name",
-            ),
+            ("additionalImages: [{name: quay.io/a/b}]", "mirror.additionalImages[0].name"),
+            ("blockedImages: [{name: 'a(b'}]", "mirror.blockedImages[0].name"),
         ];
         for (yaml, path) in cases {
             let got = paths(&mirror(yaml));
-            assert!(
-                got.contains(&path.to_string()),
-                "{yaml}: expected an error at {path}, got {got:?}"
-            );
+            assert!(got.contains(&path.to_string()), "{yaml}: expected an error at {path}, got {got:?}");
         }
     }
 
     #[test]
     fn distinct_target_catalogs_are_not_duplicates() {
-        let m = mirror(
-            "operators: [{catalog: 'q.io/a/b:1'}, {catalog: 'q.io/a/b:1', targetCatalog: other/b}]",
-        );
+        let m = mirror("operators: [{catalog: 'q.io/a/b:1'}, {catalog: 'q.io/a/b:1', targetCatalog: other/b}]");
         assert_eq!(paths(&m), Vec::<String>::new());
     }
 }

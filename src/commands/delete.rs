@@ -59,13 +59,9 @@ pub fn run(args: &DeleteArgs, _env: &Env) -> Result<Vec<String>, CliError> {
     }
     if !args.generate {
         if args.delete_yaml_file.is_none() {
-            return usage(
-                "use --generate to write a delete plan, or --delete-yaml-file to execute one",
-            );
+            return usage("use --generate to write a delete plan, or --delete-yaml-file to execute one");
         }
-        return Err(CliError::Unsupported(
-            "deleting from a registry is not available in this build yet".into(),
-        ));
+        return Err(CliError::Unsupported("deleting from a registry is not available in this build yet".into()));
     }
     let Some(config) = c.config.clone() else {
         return usage("use the --config flag it is mandatory");
@@ -77,14 +73,9 @@ pub fn run(args: &DeleteArgs, _env: &Env) -> Result<Vec<String>, CliError> {
         return usage("when using --workspace, the file:// prefix is mandatory");
     }
     let text = std::fs::read_to_string(&config).map_err(io_err(&config))?;
-    let disc = load::delete_set(&text).map_err(|source| CliError::Config {
-        path: config.clone(),
-        source,
-    })?;
-    let mirror = crate::api::mirror::Mirror {
-        additional_images: disc.delete.additional_images.clone(),
-        ..Default::default()
-    };
+    let disc = load::delete_set(&text).map_err(|source| CliError::Config { path: config.clone(), source })?;
+    let mirror =
+        crate::api::mirror::Mirror { additional_images: disc.delete.additional_images.clone(), ..Default::default() };
     let plan = plan::plan_additional(&mirror, &destination, c.max_nested_paths)?;
     let mut items: Vec<DeleteItem> = plan
         .items
@@ -97,36 +88,18 @@ pub fn run(args: &DeleteArgs, _env: &Env) -> Result<Vec<String>, CliError> {
         .collect();
     items.sort_by(|a, b| a.image_reference.cmp(&b.image_reference));
     items.dedup_by(|a, b| a.image_reference == b.image_reference);
-    let list = DeleteImageList {
-        api_version: crate::api::API_VERSION.into(),
-        kind: "DeleteImageList".into(),
-        items,
-    };
-    let suffix = args
-        .delete_id
-        .as_deref()
-        .map(|id| format!("-{id}"))
-        .unwrap_or_default();
+    let list = DeleteImageList { api_version: crate::api::API_VERSION.into(), kind: "DeleteImageList".into(), items };
+    let suffix = args.delete_id.as_deref().map(|id| format!("-{id}")).unwrap_or_default();
     let dir = working_dir(ws).join("delete");
     let out = dir.join(format!("delete-images{suffix}.yaml"));
     let yaml = serde_saphyr::to_string(&list).map_err(|e| CliError::Unsupported(e.to_string()))?;
     write_atomic(&out, yaml.as_bytes())?;
-    write_atomic(
-        &dir.join(format!("delete-imageset-config{suffix}.yaml")),
-        text.as_bytes(),
-    )?;
+    write_atomic(&dir.join(format!("delete-imageset-config{suffix}.yaml")), text.as_bytes())?;
     let mut lines = Vec::new();
     if disc.delete.platform.is_some() || !disc.delete.operators.is_empty() {
-        lines.push(
-            "warning: delete.platform and delete.operators are not planned in this build"
-                .to_string(),
-        );
+        lines.push("warning: delete.platform and delete.operators are not planned in this build".to_string());
     }
-    lines.push(format!(
-        "delete plan: {} images; written to {}",
-        list.items.len(),
-        out.display()
-    ));
+    lines.push(format!("delete plan: {} images; written to {}", list.items.len(), out.display()));
     lines.push("review it, then run: imageset-operator delete --delete-yaml-file <file> docker://<registry>".into());
     Ok(lines)
 }

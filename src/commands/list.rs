@@ -18,25 +18,16 @@ pub fn run(cmd: &ListCommand, env: &Env) -> Result<Vec<String>, CliError> {
                 }
             }
             if a.channel.is_none() && a.version.is_none() {
-                return Err(CliError::Usage(
-                    "list releases needs --channel or --version".into(),
-                ));
+                return Err(CliError::Usage("list releases needs --channel or --version".into()));
             }
-            let _url = a
-                .update_url
-                .clone()
-                .or_else(|| env.update_url_override.clone());
-            Err(CliError::Unsupported(
-                "listing releases is not available in this build yet".into(),
-            ))
+            let _url = a.update_url.clone().or_else(|| env.update_url_override.clone());
+            Err(CliError::Unsupported("listing releases is not available in this build yet".into()))
         }
         ListCommand::Operators(a) => {
             if a.catalog.is_none() {
                 return Err(CliError::Usage("list operators needs --catalog".into()));
             }
-            Err(CliError::Unsupported(
-                "listing operators is not available in this build yet".into(),
-            ))
+            Err(CliError::Unsupported("listing operators is not available in this build yet".into()))
         }
     }
 }

@@ -60,14 +60,9 @@ pub fn validate_flags(args: &MirrorArgs, env: &Env) -> Result<Invocation, CliErr
         return usage("a destination is required: docker://REGISTRY[/PREFIX] or file://DIR");
     };
     let destination = Destination::parse(dest_arg)?;
-    for (flag, v) in [
-        ("parallel-images", c.parallel_images),
-        ("parallel-layers", c.parallel_layers),
-    ] {
+    for (flag, v) in [("parallel-images", c.parallel_images), ("parallel-layers", c.parallel_layers)] {
         if !(1..=10).contains(&v) {
-            return Err(CliError::Usage(format!(
-                "the flag {flag} must be between the range 1 to 10"
-            )));
+            return Err(CliError::Usage(format!("the flag {flag} must be between the range 1 to 10")));
         }
     }
     if let Some(w) = &c.workspace
@@ -102,26 +97,16 @@ pub fn validate_flags(args: &MirrorArgs, env: &Env) -> Result<Invocation, CliErr
     if mode == Mode::MirrorToDisk
         && let Some(w) = RESERVED_PATH_WORDS.iter().find(|w| dest_arg.contains(*w))
     {
-        return Err(CliError::Usage(format!(
-            "the file:// path must not contain {w:?}"
-        )));
+        return Err(CliError::Usage(format!("the file:// path must not contain {w:?}")));
     }
     if let Some(since) = &args.since {
         if mode != Mode::MirrorToDisk {
             return usage("--since is only valid for mirror to disk");
         }
         let ok = since.len() == 10
-            && since.bytes().enumerate().all(|(i, b)| {
-                if i == 4 || i == 7 {
-                    b == b'-'
-                } else {
-                    b.is_ascii_digit()
-                }
-            });
+            && since.bytes().enumerate().all(|(i, b)| if i == 4 || i == 7 { b == b'-' } else { b.is_ascii_digit() });
         if !ok {
-            return Err(CliError::Usage(format!(
-                "--since {since:?} must be a date in the format yyyy-MM-dd"
-            )));
+            return Err(CliError::Usage(format!("--since {since:?} must be a date in the format yyyy-MM-dd")));
         }
     }
     let cache_dir = match (&c.cache_dir, &env.oc_mirror_cache) {
@@ -129,28 +114,18 @@ pub fn validate_flags(args: &MirrorArgs, env: &Env) -> Result<Invocation, CliErr
         (Some(d), None) | (None, Some(d)) => d.clone(),
         (None, None) => env.home.clone().unwrap_or_else(|| PathBuf::from(".")),
     };
-    Ok(Invocation {
-        mode,
-        destination,
-        working_dir: working_dir(&root),
-        cache_dir,
-        config,
-    })
+    Ok(Invocation { mode, destination, working_dir: working_dir(&root), cache_dir, config })
 }
 
 /// Plans the image set for the invocation; returns the plan and the parts left out with why.
 pub fn plan(inv: &Invocation, max_nested: u32) -> Result<(CopyPlan, Vec<String>), CliError> {
     let text = std::fs::read_to_string(&inv.config).map_err(io_err(&inv.config))?;
-    let isc = load::image_set(&text).map_err(|source| CliError::Config {
-        path: inv.config.clone(),
-        source,
-    })?;
+    let isc = load::image_set(&text).map_err(|source| CliError::Config { path: inv.config.clone(), source })?;
     let mut left_out = Vec::new();
     if let Some(p) = &isc.mirror.platform
         && (!p.channels.is_empty() || p.release.is_some())
     {
-        left_out
-            .push("mirror.platform: release collection is not available in this build".to_string());
+        left_out.push("mirror.platform: release collection is not available in this build".to_string());
     }
     if !isc.mirror.operators.is_empty() {
         left_out.push(format!(
@@ -158,12 +133,7 @@ pub fn plan(inv: &Invocation, max_nested: u32) -> Result<(CopyPlan, Vec<String>)
             isc.mirror.operators.len()
         ));
     }
-    if isc
-        .mirror
-        .helm
-        .as_ref()
-        .is_some_and(|h| !h.repositories.is_empty() || !h.local.is_empty())
-    {
+    if isc.mirror.helm.as_ref().is_some_and(|h| !h.repositories.is_empty() || !h.local.is_empty()) {
         left_out.push("mirror.helm: chart collection is not available in this build".to_string());
     }
     let mut plan = plan::plan_additional(&isc.mirror, &inv.destination, max_nested)?;

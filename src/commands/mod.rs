@@ -45,30 +45,20 @@ impl CliError {
 }
 
 pub(crate) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> CliError + '_ {
-    move |source| CliError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
+    move |source| CliError::Io { path: path.to_path_buf(), source }
 }
 
 /// Strips `file://` and resolves oc-mirror's working-dir rule (appended unless already last).
 pub fn working_dir(file_url: &str) -> PathBuf {
     let p = PathBuf::from(file_url.trim_start_matches("file://"));
-    if p.file_name().is_some_and(|n| n == "working-dir") {
-        p
-    } else {
-        p.join("working-dir")
-    }
+    if p.file_name().is_some_and(|n| n == "working-dir") { p } else { p.join("working-dir") }
 }
 
 /// Writes a file atomically (temporary file in the same directory, then rename).
 pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<(), CliError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(io_err(dir))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("out")
-    ));
+    let tmp = dir.join(format!(".{}.tmp", path.file_name().and_then(|n| n.to_str()).unwrap_or("out")));
     std::fs::write(&tmp, contents).map_err(io_err(&tmp))?;
     std::fs::rename(&tmp, path).map_err(io_err(path))
 }

@@ -84,9 +84,7 @@ pub fn plan_status(isc: &ImageSetConfiguration, now: jiff::Timestamp) -> (ImageS
     st.observed_generation = generation;
     let planned = validate::validate_mirror("spec.mirror", &isc.spec.mirror)
         .map_err(|e| e.to_string())
-        .and_then(|()| {
-            Destination::parse(&isc.spec.destination).map_err(|e| format!("spec.destination: {e}"))
-        })
+        .and_then(|()| Destination::parse(&isc.spec.destination).map_err(|e| format!("spec.destination: {e}")))
         .and_then(|d| {
             plan::plan_additional(&isc.spec.mirror, &d, isc.spec.max_nested_paths.unwrap_or(0))
                 .map_err(|e| format!("spec.mirror.{e}"))
@@ -96,14 +94,7 @@ pub fn plan_status(isc: &ImageSetConfiguration, now: jiff::Timestamp) -> (ImageS
         Err(msg) => {
             let c = Cond { generation, now };
             set_condition(conds, &c, READY, false, "InvalidSpec", &msg);
-            set_condition(
-                conds,
-                &c,
-                PROGRESSING,
-                false,
-                "InvalidSpec",
-                "waiting for the spec to be fixed",
-            );
+            set_condition(conds, &c, PROGRESSING, false, "InvalidSpec", "waiting for the spec to be fixed");
             set_condition(conds, &c, DEGRADED, true, "InvalidSpec", &msg);
             false
         }
@@ -118,20 +109,14 @@ pub fn plan_status(isc: &ImageSetConfiguration, now: jiff::Timestamp) -> (ImageS
             set_condition(conds, &c, PROGRESSING, false, "Planned", &msg);
             set_condition(conds, &c, DEGRADED, false, "AsExpected", "spec is valid");
             st.plan_digest = Some(plan.digest());
-            st.counts = Some(Counts {
-                total: plan.items.len() as u64,
-                ..Default::default()
-            });
+            st.counts = Some(Counts { total: plan.items.len() as u64, ..Default::default() });
             true
         }
     };
     (st, valid)
 }
 
-async fn reconcile(
-    isc: Arc<ImageSetConfiguration>,
-    ctx: Arc<Ctx>,
-) -> Result<Action, ReconcileError> {
+async fn reconcile(isc: Arc<ImageSetConfiguration>, ctx: Arc<Ctx>) -> Result<Action, ReconcileError> {
     let ns = isc.namespace().unwrap_or_default();
     let api: Api<ImageSetConfiguration> = Api::namespaced(ctx.client.clone(), &ns);
     let (status, valid) = plan_status(&isc, jiff::Timestamp::now());
@@ -141,23 +126,13 @@ async fn reconcile(
             "kind": "ImageSetConfiguration",
             "status": status,
         });
-        api.patch_status(
-            &isc.name_any(),
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&patch),
-        )
-        .await?;
+        api.patch_status(&isc.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch)).await?;
         info!(namespace = %ns, name = %isc.name_any(), valid, "status updated");
     }
     if !valid {
         return Ok(Action::await_change());
     }
-    let resync = isc
-        .spec
-        .resync_interval
-        .as_deref()
-        .and_then(parse_duration)
-        .unwrap_or(DEFAULT_RESYNC);
+    let resync = isc.spec.resync_interval.as_deref().and_then(parse_duration).unwrap_or(DEFAULT_RESYNC);
     Ok(Action::requeue(resync))
 }
 
@@ -168,12 +143,10 @@ fn error_policy(_isc: Arc<ImageSetConfiguration>, err: &ReconcileError, _ctx: Ar
 
 /// `imageset-operator run`: blocks until interrupted.
 pub fn run(_args: RunArgs) -> Result<(), CliError> {
-    let rt = tokio::runtime::Runtime::new()
-        .map_err(|e| CliError::Unsupported(format!("tokio runtime: {e}")))?;
+    let rt = tokio::runtime::Runtime::new().map_err(|e| CliError::Unsupported(format!("tokio runtime: {e}")))?;
     rt.block_on(async {
-        let client = Client::try_default()
-            .await
-            .map_err(|e| CliError::Unsupported(format!("kubernetes client: {e}")))?;
+        let client =
+            Client::try_default().await.map_err(|e| CliError::Unsupported(format!("kubernetes client: {e}")))?;
         let api: Api<ImageSetConfiguration> = Api::all(client.clone());
         info!("watching ImageSetConfigurations");
         Controller::new(api, watcher::Config::default())

@@ -11,14 +11,7 @@ pub struct Cond {
 }
 
 /// Sets one condition; `lastTransitionTime` changes only when the status does.
-pub fn set_condition(
-    conds: &mut Vec<Condition>,
-    c: &Cond,
-    type_: &str,
-    status: bool,
-    reason: &str,
-    message: &str,
-) {
+pub fn set_condition(conds: &mut Vec<Condition>, c: &Cond, type_: &str, status: bool, reason: &str, message: &str) {
     let status = if status { "True" } else { "False" }.to_string();
     let existing = conds.iter_mut().find(|x| x.type_ == type_);
     match existing {

@@ -78,23 +78,22 @@ impl ImageRef {
         }
         let (name_tag, digest) = match rest.split_once('@') {
             Some((n, d)) => {
-                check_digest(d).map_err(|_| RefError::Digest(s.to_string()))?;
+                if !is_digest(d) {
+                    return Err(RefError::Digest(s.to_string()));
+                }
                 (n, Some(d.to_string()))
             }
             None => (rest, None),
         };
         let last_slash = name_tag.rfind('/');
         let (name, tag) = match name_tag.rfind(':') {
-            Some(i) if last_slash.is_none_or(|j| i > j) => {
-                (&name_tag[..i], Some(name_tag[i + 1..].to_string()))
-            }
+            Some(i) if last_slash.is_none_or(|j| i > j) => (&name_tag[..i], Some(name_tag[i + 1..].to_string())),
             _ => (name_tag, None),
         };
         if let Some(t) = &tag {
             let ok = !t.is_empty()
                 && t.len() <= 128
-                && t.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+                && t.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
                 && !t.starts_with(['.', '-']);
             if !ok {
                 return Err(RefError::Format(s.to_string()));
@@ -110,33 +109,19 @@ impl ImageRef {
         let valid_path = !path.is_empty()
             && path.split('/').all(|c| {
                 !c.is_empty()
-                    && c.chars().all(|ch| {
-                        ch.is_ascii_lowercase() || ch.is_ascii_digit() || "._-".contains(ch)
-                    })
+                    && c.chars().all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || "._-".contains(ch))
             });
-        let valid_registry = registry.is_empty()
-            || registry
-                .chars()
-                .all(|ch| ch.is_ascii_alphanumeric() || ".-:[]".contains(ch));
+        let valid_registry =
+            registry.is_empty() || registry.chars().all(|ch| ch.is_ascii_alphanumeric() || ".-:[]".contains(ch));
         if !valid_path || !valid_registry {
             return Err(RefError::Format(s.to_string()));
         }
-        Ok(ImageRef {
-            transport,
-            registry,
-            path,
-            tag,
-            digest,
-        })
+        Ok(ImageRef { transport, registry, path, tag, digest })
     }
 
     /// `registry/path` without tag or digest.
     pub fn name(&self) -> String {
-        if self.registry.is_empty() {
-            self.path.clone()
-        } else {
-            format!("{}/{}", self.registry, self.path)
-        }
+        if self.registry.is_empty() { self.path.clone() } else { format!("{}/{}", self.registry, self.path) }
     }
 
     /// The tag oc-mirror gives this image at the destination: its tag, else `sha256-<hex>`
@@ -148,11 +133,7 @@ impl ImageRef {
         match &self.digest {
             Some(d) => {
                 let t = d.replacen(':', "-", 1);
-                if t.len() > 128 {
-                    t[..127].to_string()
-                } else {
-                    t
-                }
+                if t.len() > 128 { t[..127].to_string() } else { t }
             }
             None => "latest".to_string(),
         }
@@ -177,23 +158,17 @@ impl fmt::Display for ImageRef {
     }
 }
 
-/// Checks `sha256:<64 hex>` / `sha512:<128 hex>`.
-pub fn check_digest(d: &str) -> Result<(), ()> {
-    let (algo, hex) = d.split_once(':').ok_or(())?;
+/// Whether `d` is `sha256:<64 hex>` or `sha512:<128 hex>`.
+pub fn is_digest(d: &str) -> bool {
+    let Some((algo, hex)) = d.split_once(':') else {
+        return false;
+    };
     let len = match algo {
         "sha256" => 64,
         "sha512" => 128,
-        _ => return Err(()),
+        _ => return false,
     };
-    if hex.len() == len
-        && hex
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    {
-        Ok(())
-    } else {
-        Err(())
-    }
+    hex.len() == len && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 #[cfg(test)]
@@ -213,10 +188,7 @@ mod tests {
         assert_eq!(r.digest.as_deref(), Some(D));
         assert_eq!(r.destination_tag(), D.replace(':', "-"));
         let r = ImageRef::parse(&format!("docker://localhost:5000/a/b:v1@{D}")).unwrap();
-        assert_eq!(
-            (r.registry.as_str(), r.tag.as_deref()),
-            ("localhost:5000", Some("v1"))
-        );
+        assert_eq!((r.registry.as_str(), r.tag.as_deref()), ("localhost:5000", Some("v1")));
         assert_eq!(r.to_string(), format!("docker://localhost:5000/a/b:v1@{D}"));
     }
 
@@ -228,22 +200,10 @@ mod tests {
 
     #[test]
     fn rejects_bare_names_and_bad_digests() {
-        assert_eq!(
-            ImageRef::parse("quay.io/a/b"),
-            Err(RefError::NoTagOrDigest("quay.io/a/b".into()))
-        );
-        assert!(matches!(
-            ImageRef::parse("quay.io/a/b@sha256:abc"),
-            Err(RefError::Digest(_))
-        ));
-        assert!(matches!(
-            ImageRef::parse("quay.io/A/b:1"),
-            Err(RefError::Format(_))
-        ));
-        assert!(matches!(
-            ImageRef::parse("http://quay.io/a:1"),
-            Err(RefError::Transport(_))
-        ));
+        assert_eq!(ImageRef::parse("quay.io/a/b"), Err(RefError::NoTagOrDigest("quay.io/a/b".into())));
+        assert!(matches!(ImageRef::parse("quay.io/a/b@sha256:abc"), Err(RefError::Digest(_))));
+        assert!(matches!(ImageRef::parse("quay.io/A/b:1"), Err(RefError::Format(_))));
+        assert!(matches!(ImageRef::parse("http://quay.io/a:1"), Err(RefError::Transport(_))));
         assert!(ImageRef::parse("oci:///tmp/layout").is_ok());
     }
 }

@@ -40,7 +40,8 @@ static SHARED: OnceLock<ControlPlane> = OnceLock::new();
 
 /// The control plane of this test binary, started on first use.
 pub fn shared() -> &'static ControlPlane {
-    SHARED.get_or_init(ControlPlane::start)
+    // Started on a plain thread: tests call this from inside their async runtime.
+    SHARED.get_or_init(|| std::thread::spawn(ControlPlane::start).join().expect("control plane started"))
 }
 
 fn kubeconfig_text(url: &str, ca_pem: &str, user: &str, token: &str) -> String {
@@ -79,7 +80,10 @@ impl ControlPlane {
         wait_until(
             "etcd",
             Duration::from_secs(30),
-            || etcd.alive() && http.get(format!("{etcd_url}/health")).send().map(|r| r.status().is_success()).unwrap_or(false),
+            || {
+                etcd.alive()
+                    && http.get(format!("{etcd_url}/health")).send().map(|r| r.status().is_success()).unwrap_or(false)
+            },
             etcd_tail,
         );
 
@@ -91,7 +95,9 @@ impl ControlPlane {
         };
         let cert = write("apiserver.crt", &ca.cert_pem);
         let key = write("apiserver.key", &ca.key_pem);
-        let sa_key = write("sa.key", &rcgen::KeyPair::generate().expect("sa key").serialize_pem());
+        let sa = rcgen::KeyPair::generate().expect("sa key");
+        let sa_key = write("sa.key", &sa.serialize_pem());
+        let sa_pub = write("sa.pub", &sa.public_key_pem());
         let tokens = write(
             "tokens.csv",
             &format!("{ADMIN_TOKEN},admin,admin-uid,\"system:masters\"\n{TENANT_TOKEN},{TENANT_USER},tenant-uid\n"),
@@ -108,11 +114,12 @@ impl ControlPlane {
                 format!("--tls-private-key-file={key}"),
                 format!("--token-auth-file={tokens}"),
                 "--authorization-mode=RBAC".into(),
-                format!("--service-account-key-file={sa_key}"),
+                format!("--service-account-key-file={sa_pub}"),
                 format!("--service-account-signing-key-file={sa_key}"),
                 "--service-account-issuer=https://kubernetes.default.svc.cluster.local".into(),
                 "--service-cluster-ip-range=10.96.0.0/16".into(),
                 "--enable-priority-and-fairness=false".into(),
+                "--endpoint-reconciler-type=none".into(),
                 format!("--cert-dir={}", dir.join("certs").display()),
                 "--v=0".into(),
             ],
@@ -138,7 +145,8 @@ impl ControlPlane {
             },
             apiserver_tail,
         );
-        let kubeconfig = PathBuf::from(write("admin.kubeconfig", &kubeconfig_text(&url, &ca.ca_pem, "admin", ADMIN_TOKEN)));
+        let kubeconfig =
+            PathBuf::from(write("admin.kubeconfig", &kubeconfig_text(&url, &ca.ca_pem, "admin", ADMIN_TOKEN)));
         let tenant_kubeconfig =
             PathBuf::from(write("tenant.kubeconfig", &kubeconfig_text(&url, &ca.ca_pem, TENANT_USER, TENANT_TOKEN)));
         let cp = ControlPlane {

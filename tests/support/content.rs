@@ -132,7 +132,14 @@ impl<'a> Pusher<'a> {
 
     /// Pushes a single-platform image with layers of the given sizes; `seed` picks the content,
     /// and equal `(seed, index)` pairs give equal (shared) layers.
-    pub fn image(&self, repo: &str, tag: &str, format: Format, platform: (&str, &str), layers: &[(u64, usize)]) -> Pushed {
+    pub fn image(
+        &self,
+        repo: &str,
+        tag: &str,
+        format: Format,
+        platform: (&str, &str),
+        layers: &[(u64, usize)],
+    ) -> Pushed {
         let mut descs = Vec::new();
         let mut diff_ids = Vec::new();
         let mut blobs = Vec::new();
@@ -159,7 +166,14 @@ impl<'a> Pusher<'a> {
         }))
         .unwrap();
         let digest = self.manifest(repo, tag, &manifest, format.manifest_type());
-        Pushed { repo: repo.into(), tag: tag.into(), digest, media_type: format.manifest_type().into(), manifest, blobs }
+        Pushed {
+            repo: repo.into(),
+            tag: tag.into(),
+            digest,
+            media_type: format.manifest_type().into(),
+            manifest,
+            blobs,
+        }
     }
 
     /// Pushes a multi-arch image: one manifest per platform (a shared base layer plus one of
@@ -169,7 +183,8 @@ impl<'a> Pusher<'a> {
         let mut blobs = Vec::new();
         for (i, p) in platforms.iter().enumerate() {
             let child_tag = format!("{tag}-{}-{}", p.0, p.1);
-            let child = self.image(repo, &child_tag, format, *p, &[(seed, 4096), (seed + 1 + i as u64, 2048 + i * 512)]);
+            let child =
+                self.image(repo, &child_tag, format, *p, &[(seed, 4096), (seed + 1 + i as u64, 2048 + i * 512)]);
             blobs.extend(child.blobs.iter().cloned());
             entries.push(json!({
                 "mediaType": format.manifest_type(), "digest": child.digest, "size": child.manifest.len(),
@@ -178,15 +193,26 @@ impl<'a> Pusher<'a> {
         }
         blobs.sort();
         blobs.dedup();
-        let index = serde_json::to_vec_pretty(&json!({"schemaVersion": 2, "mediaType": format.index_type(), "manifests": entries})).unwrap();
+        let index = serde_json::to_vec_pretty(
+            &json!({"schemaVersion": 2, "mediaType": format.index_type(), "manifests": entries}),
+        )
+        .unwrap();
         let digest = self.manifest(repo, tag, &index, format.index_type());
-        Pushed { repo: repo.into(), tag: tag.into(), digest, media_type: format.index_type().into(), manifest: index, blobs }
+        Pushed {
+            repo: repo.into(),
+            tag: tag.into(),
+            digest,
+            media_type: format.index_type().into(),
+            manifest: index,
+            blobs,
+        }
     }
 
     /// Pushes an OCI image layout from disk (every blob, then manifests children first) and
     /// tags its top manifest; returns what was pushed.
     pub fn oci_layout(&self, layout: &Path, repo: &str, tag: &str) -> Pushed {
-        let index: Value = serde_json::from_slice(&std::fs::read(layout.join("index.json")).expect("index.json")).unwrap();
+        let index: Value =
+            serde_json::from_slice(&std::fs::read(layout.join("index.json")).expect("index.json")).unwrap();
         let top = &index["manifests"][0];
         let mut blobs = Vec::new();
         let (digest, media_type, manifest) = self.push_tree(layout, repo, top, Some(tag), &mut blobs);
@@ -195,7 +221,14 @@ impl<'a> Pusher<'a> {
         Pushed { repo: repo.into(), tag: tag.into(), digest, media_type, manifest, blobs }
     }
 
-    fn push_tree(&self, layout: &Path, repo: &str, desc: &Value, tag: Option<&str>, blobs: &mut Vec<String>) -> (String, String, Vec<u8>) {
+    fn push_tree(
+        &self,
+        layout: &Path,
+        repo: &str,
+        desc: &Value,
+        tag: Option<&str>,
+        blobs: &mut Vec<String>,
+    ) -> (String, String, Vec<u8>) {
         let digest = desc["digest"].as_str().expect("descriptor digest");
         let bytes = read_blob(layout, digest);
         let m: Value = serde_json::from_slice(&bytes).expect("manifest json");
@@ -221,5 +254,6 @@ impl<'a> Pusher<'a> {
 
 fn read_blob(layout: &Path, digest: &str) -> Vec<u8> {
     let (algo, hex) = digest.split_once(':').expect("digest");
-    std::fs::read(layout.join("blobs").join(algo).join(hex)).unwrap_or_else(|e| panic!("{}: blob {digest}: {e}", layout.display()))
+    std::fs::read(layout.join("blobs").join(algo).join(hex))
+        .unwrap_or_else(|e| panic!("{}: blob {digest}: {e}", layout.display()))
 }

@@ -57,6 +57,17 @@ pub struct Guarded {
 impl Guarded {
     /// Starts `program args` with output to `log`; `cleanup` is removed after it stops.
     pub fn spawn(program: &Path, args: &[String], log: &Path, cleanup: Option<&Path>) -> Guarded {
+        Self::spawn_with_env(program, args, &[], log, cleanup)
+    }
+
+    /// Like `spawn`, with extra environment variables.
+    pub fn spawn_with_env(
+        program: &Path,
+        args: &[String],
+        env: &[(&str, String)],
+        log: &Path,
+        cleanup: Option<&Path>,
+    ) -> Guarded {
         let out = std::fs::File::create(log).expect("create log");
         // Background jobs of a non-interactive shell read /dev/null unless redirected: hand
         // the watchdog our stdin explicitly as fd 3.
@@ -75,6 +86,7 @@ exit $rc"#;
             .arg(program)
             .arg(cleanup.map(|p| p.display().to_string()).unwrap_or_default())
             .args(args)
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
             .stdin(Stdio::piped())
             .stdout(out.try_clone().expect("clone log"))
             .stderr(out)
@@ -83,9 +95,12 @@ exit $rc"#;
         Guarded { child, log: log.to_path_buf() }
     }
 
-    /// Whether the process is still running.
+    /// Whether the process is still running; fails the test with its log if it has exited.
     pub fn alive(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
+        if let Ok(Some(status)) = self.child.try_wait() {
+            panic!("{} exited ({status}):\n{}", self.log.display(), (self.log_tail())());
+        }
+        true
     }
 
     /// A closure giving the tail of its log, for failure messages.
@@ -94,7 +109,13 @@ exit $rc"#;
         move || {
             let text = std::fs::read_to_string(&log).unwrap_or_default();
             let lines: Vec<&str> = text.lines().collect();
-            lines[lines.len().saturating_sub(20)..].join("\n")
+            let errors: Vec<&str> = lines
+                .iter()
+                .copied()
+                .filter(|l| l.starts_with('E') || l.starts_with("F") || l.contains("rror"))
+                .take(10)
+                .collect();
+            format!("{}\n...\n{}", errors.join("\n"), lines[lines.len().saturating_sub(15)..].join("\n"))
         }
     }
 }

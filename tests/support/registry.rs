@@ -93,7 +93,12 @@ impl Registry {
         }
         let config_path = dir.path().join("config.yml");
         std::fs::write(&config_path, config).unwrap();
-        let mut proc = Guarded::spawn(&bin, &["serve".into(), config_path.display().to_string()], &dir.path().join("registry.log"), None);
+        let mut proc = Guarded::spawn(
+            &bin,
+            &["serve".into(), config_path.display().to_string()],
+            &dir.path().join("registry.log"),
+            None,
+        );
         let client = http_client(ca.as_ref());
         let url = format!("{}/v2/", base_url(&host, ca.is_some()));
         let proc_tail = proc.log_tail();
