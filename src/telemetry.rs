@@ -16,6 +16,12 @@ pub fn init(format: LogFormat, level: &str) {
 /// Clap's multi-line error as one line: `error: unexpected argument '--foo' found (see --help)`.
 pub fn one_line_clap_error(e: &clap::Error) -> String {
     let rendered = e.to_string();
-    let first = rendered.lines().find(|l| !l.trim().is_empty()).unwrap_or("invalid arguments").trim();
-    format!("{first} (see --help)")
+    let parts: Vec<&str> = rendered
+        .lines()
+        .map(str::trim)
+        .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+        .filter(|l| !l.is_empty() && !l.starts_with("tip:"))
+        .collect();
+    let text = if parts.is_empty() { "invalid arguments".to_string() } else { parts.join(" ") };
+    format!("{text} (see --help)")
 }

@@ -1,0 +1,34 @@
+# Container image for imageset-operator.
+#
+# Build:
+#   docker build -t imageset-operator .
+# (podman build -t imageset-operator . works the same way.)
+#
+# The runtime image is distroless and runs as the unprivileged user 65532.
+# The default command is `run` (the in-cluster controller); pass another
+# subcommand to use the CLI instead, e.g. `docker run --rm imageset-operator crd`.
+
+FROM docker.io/library/rust:1.95-bookworm AS build
+WORKDIR /src
+
+# Dependencies first: this layer is reused as long as Cargo.toml and Cargo.lock
+# are unchanged. Placeholder sources let cargo resolve the lib and bin targets.
+COPY Cargo.toml Cargo.lock ./
+RUN mkdir src \
+ && echo 'fn main() {}' > src/main.rs \
+ && touch src/lib.rs \
+ && cargo build --release --locked --bin imageset-operator \
+ && rm -rf src
+
+# The real sources. Touching the entry points makes cargo rebuild the crate
+# itself rather than trusting the placeholder build's timestamps.
+COPY src ./src
+RUN touch src/main.rs src/lib.rs \
+ && cargo build --release --locked --bin imageset-operator \
+ && cp target/release/imageset-operator /imageset-operator
+
+FROM gcr.io/distroless/cc-debian12:nonroot
+COPY --from=build /imageset-operator /usr/local/bin/imageset-operator
+USER 65532:65532
+ENTRYPOINT ["/usr/local/bin/imageset-operator"]
+CMD ["run"]

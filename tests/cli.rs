@@ -1,0 +1,162 @@
+//! The command line as users and oc-mirror scripts call it: real processes, real files.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_imageset-operator"))
+}
+
+fn run(args: &[&str]) -> Output {
+    bin().args(args).env_remove("OC_MIRROR_CACHE").output().expect("run imageset-operator")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).to_string()
+}
+
+/// Failures print exactly one line naming what is wrong, and exit non-zero.
+fn assert_one_line_error(o: &Output, needle: &str) {
+    assert!(!o.status.success(), "expected failure, got success: {}", String::from_utf8_lossy(&o.stdout));
+    let err = stderr(o);
+    assert_eq!(err.trim_end().lines().count(), 1, "not one line: {err:?}");
+    assert!(err.contains(needle), "{needle:?} not in {err:?}");
+}
+
+const DIGEST: &str = "sha256:61b8f5e1a3b5dbd9e2c35fd448dc5106337d7a299873dd3a6f0cd8d4891ecc27";
+
+fn write_isc(dir: &Path) -> String {
+    let path = dir.join("isc.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "kind: ImageSetConfiguration\napiVersion: mirror.openshift.io/v2alpha1\nmirror:\n  additionalImages:\n  - name: registry.redhat.io/ubi9/ubi:latest\n  - name: quay.io/openshifttest/hello-openshift@{DIGEST}\n  - name: quay.io/openshifttest/hello-debug:1.0\n  blockedImages:\n  - name: -debug\n"
+        ),
+    )
+    .unwrap();
+    path.display().to_string()
+}
+
+#[test]
+fn unknown_flags_and_missing_arguments_fail_in_one_line() {
+    assert_one_line_error(&run(&["mirror", "--bogus"]), "--bogus");
+    assert_one_line_error(&run(&["frobnicate"]), "frobnicate");
+    assert_one_line_error(&run(&["mirror", "docker://r.example.com"]), "use the --config flag it is mandatory");
+    let dir = tempfile::tempdir().unwrap();
+    let isc = write_isc(dir.path());
+    assert_one_line_error(
+        &run(&["mirror", "-c", &isc, "docker://r.example.com"]),
+        "either --from (assumes disk to mirror workflow) or --workspace (assumes mirror to mirror workflow)",
+    );
+    assert_one_line_error(&run(&["mirror", "-c", &isc, "r.example.com"]), "file:// (mirror to disk) or docker://");
+    assert_one_line_error(
+        &run(&["mirror", "-c", &isc, "--workspace", "file:///tmp/x", "--parallel-images", "11", "docker://r"]),
+        "the flag parallel-images must be between the range 1 to 10",
+    );
+    assert_one_line_error(&run(&["mirror", "-c", "/nonexistent.yaml", "file:///tmp/out"]), "/nonexistent.yaml");
+    assert_one_line_error(&run(&["mirror", "-c", &isc, "--since", "yesterday", "file:///tmp/out"]), "yyyy-MM-dd");
+}
+
+#[test]
+fn bad_files_name_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        ("kind: ImageSetConfiguration\nmirror:\n  operators:\n  - catalog: q.io/a/b:1\n    packages:\n    - name: p\n      minVersion: one\n", "mirror.operators[0].packages[0].minVersion"),
+        ("kind: ImageSetConfiguration\nstorageConfig: {}\nmirror: {}\n", "unknown field \"storageConfig\""),
+        ("kind: ImageSetConfiguration\nmirror:\n  platform:\n    channels:\n    - name: stable-4.18\n      headsOnly: true\n", "mirror.platform.channels[0].headsOnly"),
+        ("mirror: {}\n", "configuration missing 'kind'"),
+        ("kind: ImageSetConfiguration\nmirror: [\n", "not valid YAML"),
+    ];
+    for (i, (text, needle)) in cases.iter().enumerate() {
+        let f = dir.path().join(format!("bad{i}.yaml"));
+        std::fs::write(&f, text).unwrap();
+        let o = run(&["mirror", "-c", f.to_str().unwrap(), "--dry-run", "file:///tmp/out"]);
+        assert_one_line_error(&o, needle);
+        assert!(stderr(&o).contains(f.to_str().unwrap()), "the file is named: {}", stderr(&o));
+    }
+}
+
+#[test]
+fn dry_run_writes_oc_mirror_mapping_for_each_workflow() {
+    let dir = tempfile::tempdir().unwrap();
+    let isc = write_isc(dir.path());
+    let hex = DIGEST.trim_start_matches("sha256:");
+    // mirror to mirror, with oc-mirror's own flags (--v2 and tls flags accepted).
+    let ws = dir.path().join("ws");
+    let o = run(&[
+        "mirror", "-c", &isc, "--workspace", &format!("file://{}", ws.display()), "docker://mirror.example.com:5000/ocp",
+        "--dry-run", "--v2", "--src-tls-verify=false", "--dest-tls-verify", "false", "--max-nested-paths", "2",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mapping = std::fs::read_to_string(ws.join("working-dir/dry-run/mapping.txt")).unwrap();
+    assert_eq!(
+        mapping,
+        format!(
+            "docker://registry.redhat.io/ubi9/ubi:latest=docker://mirror.example.com:5000/ocp/ubi9-ubi:latest\n\
+             docker://quay.io/openshifttest/hello-openshift@{DIGEST}=docker://mirror.example.com:5000/ocp/openshifttest-hello-openshift:sha256-{hex}\n"
+        )
+    );
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(stdout.contains("2 images planned, 1 blocked"), "{stdout}");
+
+    // mirror to disk: named under oc-mirror's cache registry, no nested-path folding.
+    let out = dir.path().join("archive");
+    let o = run(&["mirror", "-c", &isc, &format!("file://{}", out.display()), "--dry-run", "--max-nested-paths", "2"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mapping = std::fs::read_to_string(out.join("working-dir/dry-run/mapping.txt")).unwrap();
+    assert!(mapping.starts_with("docker://registry.redhat.io/ubi9/ubi:latest=docker://localhost:55000/ubi9/ubi:latest\n"), "{mapping}");
+
+    // disk to mirror: sources are the archive's names.
+    let o = run(&["mirror", "-c", &isc, "--from", &format!("file://{}", out.display()), "docker://mirror.example.com/x", "--dry-run"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mapping = std::fs::read_to_string(out.join("working-dir/dry-run/mapping.txt")).unwrap();
+    assert!(mapping.starts_with("docker://localhost:55000/ubi9/ubi:latest=docker://mirror.example.com/x/ubi9/ubi:latest\n"), "{mapping}");
+}
+
+#[test]
+fn mirror_without_dry_run_says_what_this_build_cannot_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let isc = write_isc(dir.path());
+    let o = run(&["mirror", "-c", &isc, &format!("file://{}", dir.path().join("out").display())]);
+    assert_one_line_error(&o, "--dry-run");
+}
+
+#[test]
+fn delete_generate_writes_oc_mirror_delete_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let disc = dir.path().join("disc.yaml");
+    std::fs::write(
+        &disc,
+        format!("kind: DeleteImageSetConfiguration\napiVersion: mirror.openshift.io/v2alpha1\ndelete:\n  additionalImages:\n  - name: quay.io/openshifttest/hello-openshift@{DIGEST}\n"),
+    )
+    .unwrap();
+    let ws = format!("file://{}", dir.path().join("ws").display());
+    let o = run(&["delete", "-c", disc.to_str().unwrap(), "--generate", "--workspace", &ws, "docker://localhost:5000/myregistry"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let list = std::fs::read_to_string(dir.path().join("ws/working-dir/delete/delete-images.yaml")).unwrap();
+    let v: serde_json::Value = serde_saphyr::from_str(&list).unwrap();
+    assert_eq!(v["kind"], "DeleteImageList");
+    assert_eq!(v["items"][0]["imageName"], format!("quay.io/openshifttest/hello-openshift@{DIGEST}"));
+    assert_eq!(
+        v["items"][0]["imageReference"],
+        format!("docker://localhost:5000/myregistry/openshifttest/hello-openshift:sha256-{}", DIGEST.trim_start_matches("sha256:"))
+    );
+    assert_eq!(v["items"][0]["type"], "generic");
+    assert!(dir.path().join("ws/working-dir/delete/delete-imageset-config.yaml").exists());
+}
+
+#[test]
+fn crd_prints_the_committed_crds_and_version_prints() {
+    let o = run(&["crd"]);
+    assert!(o.status.success());
+    let committed = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/crds/crds.yaml")).unwrap();
+    assert_eq!(o.stdout, committed, "crds/crds.yaml is stale: cargo run -- crd > crds/crds.yaml");
+    let o = run(&["version"]);
+    assert!(String::from_utf8_lossy(&o.stdout).starts_with("imageset-operator "));
+}
+
+#[test]
+fn list_checks_its_flags() {
+    assert_one_line_error(&run(&["list", "releases", "--channel", "stable-4.18", "--filter-by-archs", "sparc"]), "sparc");
+    assert_one_line_error(&run(&["list", "operators", "--channel", "stable"]), "--package");
+}
