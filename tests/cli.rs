@@ -61,9 +61,15 @@ fn unknown_flags_and_missing_arguments_fail_in_one_line() {
 fn bad_files_name_the_field() {
     let dir = tempfile::tempdir().unwrap();
     let cases = [
-        ("kind: ImageSetConfiguration\nmirror:\n  operators:\n  - catalog: q.io/a/b:1\n    packages:\n    - name: p\n      minVersion: one\n", "mirror.operators[0].packages[0].minVersion"),
+        (
+            "kind: ImageSetConfiguration\nmirror:\n  operators:\n  - catalog: q.io/a/b:1\n    packages:\n    - name: p\n      minVersion: one\n",
+            "mirror.operators[0].packages[0].minVersion",
+        ),
         ("kind: ImageSetConfiguration\nstorageConfig: {}\nmirror: {}\n", "unknown field \"storageConfig\""),
-        ("kind: ImageSetConfiguration\nmirror:\n  platform:\n    channels:\n    - name: stable-4.18\n      headsOnly: true\n", "mirror.platform.channels[0].headsOnly"),
+        (
+            "kind: ImageSetConfiguration\nmirror:\n  platform:\n    channels:\n    - name: stable-4.18\n      headsOnly: true\n",
+            "mirror.platform.channels[0].headsOnly",
+        ),
         ("mirror: {}\n", "configuration missing 'kind'"),
         ("kind: ImageSetConfiguration\nmirror: [\n", "not valid YAML"),
     ];
@@ -84,8 +90,19 @@ fn dry_run_writes_oc_mirror_mapping_for_each_workflow() {
     // mirror to mirror, with oc-mirror's own flags (--v2 and tls flags accepted).
     let ws = dir.path().join("ws");
     let o = run(&[
-        "mirror", "-c", &isc, "--workspace", &format!("file://{}", ws.display()), "docker://mirror.example.com:5000/ocp",
-        "--dry-run", "--v2", "--src-tls-verify=false", "--dest-tls-verify", "false", "--max-nested-paths", "2",
+        "mirror",
+        "-c",
+        &isc,
+        "--workspace",
+        &format!("file://{}", ws.display()),
+        "docker://mirror.example.com:5000/ocp",
+        "--dry-run",
+        "--v2",
+        "--src-tls-verify=false",
+        "--dest-tls-verify",
+        "false",
+        "--max-nested-paths",
+        "2",
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let mapping = std::fs::read_to_string(ws.join("working-dir/dry-run/mapping.txt")).unwrap();
@@ -104,13 +121,27 @@ fn dry_run_writes_oc_mirror_mapping_for_each_workflow() {
     let o = run(&["mirror", "-c", &isc, &format!("file://{}", out.display()), "--dry-run", "--max-nested-paths", "2"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let mapping = std::fs::read_to_string(out.join("working-dir/dry-run/mapping.txt")).unwrap();
-    assert!(mapping.starts_with("docker://registry.redhat.io/ubi9/ubi:latest=docker://localhost:55000/ubi9/ubi:latest\n"), "{mapping}");
+    assert!(
+        mapping.starts_with("docker://registry.redhat.io/ubi9/ubi:latest=docker://localhost:55000/ubi9/ubi:latest\n"),
+        "{mapping}"
+    );
 
     // disk to mirror: sources are the archive's names.
-    let o = run(&["mirror", "-c", &isc, "--from", &format!("file://{}", out.display()), "docker://mirror.example.com/x", "--dry-run"]);
+    let o = run(&[
+        "mirror",
+        "-c",
+        &isc,
+        "--from",
+        &format!("file://{}", out.display()),
+        "docker://mirror.example.com/x",
+        "--dry-run",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let mapping = std::fs::read_to_string(out.join("working-dir/dry-run/mapping.txt")).unwrap();
-    assert!(mapping.starts_with("docker://localhost:55000/ubi9/ubi:latest=docker://mirror.example.com/x/ubi9/ubi:latest\n"), "{mapping}");
+    assert!(
+        mapping.starts_with("docker://localhost:55000/ubi9/ubi:latest=docker://mirror.example.com/x/ubi9/ubi:latest\n"),
+        "{mapping}"
+    );
 }
 
 #[test]
@@ -131,7 +162,15 @@ fn delete_generate_writes_oc_mirror_delete_list() {
     )
     .unwrap();
     let ws = format!("file://{}", dir.path().join("ws").display());
-    let o = run(&["delete", "-c", disc.to_str().unwrap(), "--generate", "--workspace", &ws, "docker://localhost:5000/myregistry"]);
+    let o = run(&[
+        "delete",
+        "-c",
+        disc.to_str().unwrap(),
+        "--generate",
+        "--workspace",
+        &ws,
+        "docker://localhost:5000/myregistry",
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let list = std::fs::read_to_string(dir.path().join("ws/working-dir/delete/delete-images.yaml")).unwrap();
     let v: serde_json::Value = serde_saphyr::from_str(&list).unwrap();
@@ -139,7 +178,10 @@ fn delete_generate_writes_oc_mirror_delete_list() {
     assert_eq!(v["items"][0]["imageName"], format!("quay.io/openshifttest/hello-openshift@{DIGEST}"));
     assert_eq!(
         v["items"][0]["imageReference"],
-        format!("docker://localhost:5000/myregistry/openshifttest/hello-openshift:sha256-{}", DIGEST.trim_start_matches("sha256:"))
+        format!(
+            "docker://localhost:5000/myregistry/openshifttest/hello-openshift:sha256-{}",
+            DIGEST.trim_start_matches("sha256:")
+        )
     );
     assert_eq!(v["items"][0]["type"], "generic");
     assert!(dir.path().join("ws/working-dir/delete/delete-imageset-config.yaml").exists());
@@ -157,6 +199,9 @@ fn crd_prints_the_committed_crds_and_version_prints() {
 
 #[test]
 fn list_checks_its_flags() {
-    assert_one_line_error(&run(&["list", "releases", "--channel", "stable-4.18", "--filter-by-archs", "sparc"]), "sparc");
+    assert_one_line_error(
+        &run(&["list", "releases", "--channel", "stable-4.18", "--filter-by-archs", "sparc"]),
+        "sparc",
+    );
     assert_one_line_error(&run(&["list", "operators", "--channel", "stable"]), "--package");
 }
