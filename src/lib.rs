@@ -1,6 +1,7 @@
 //! imageset-operator: oc-mirror v2's image sets, reconciled in the cluster or run from the command line.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod api;
 pub mod cli;
 pub mod commands;

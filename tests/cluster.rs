@@ -205,9 +205,10 @@ async fn run_reports_plan_and_invalid_specs_in_status() {
     create_namespace(&client, "controller").await;
     let api: Api<ImageSetConfiguration> = Api::namespaced(client, "controller");
     let dir = support::temp_dir("operator-");
+    let admin = format!("127.0.0.1:{}", support::free_port());
     let _operator = support::Guarded::spawn_with_env(
         std::path::Path::new(env!("CARGO_BIN_EXE_imageset-operator")),
-        &["run".into(), "--admin-addr=127.0.0.1:0".into()],
+        &["run".into(), format!("--admin-addr={admin}")],
         &[("KUBECONFIG", cp.kubeconfig.display().to_string())],
         &dir.path().join("operator.log"),
         None,
@@ -251,4 +252,18 @@ async fn run_reports_plan_and_invalid_specs_in_status() {
     assert_eq!((degraded.status.as_str(), degraded.reason.as_str()), ("True", "InvalidSpec"));
     assert!(degraded.message.contains("spec.mirror.blockedImages[0].name"), "{}", degraded.message);
     api.delete("good", &DeleteParams::default()).await.unwrap();
+
+    // The admin endpoint answers probes and counts reconciles.
+    let http = reqwest::Client::new();
+    for path in ["healthz", "readyz"] {
+        let r = http.get(format!("http://{admin}/{path}")).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 200, "/{path}");
+    }
+    let metrics = http.get(format!("http://{admin}/metrics")).send().await.unwrap().text().await.unwrap();
+    let invalid: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("imageset_operator_invalid_specs_total "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no invalid-spec counter in {metrics}"));
+    assert!(invalid >= 1, "{metrics}");
 }

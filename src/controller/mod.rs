@@ -41,6 +41,7 @@ impl ReconcileError {
 
 struct Ctx {
     client: Client,
+    metrics: Arc<crate::admin::Metrics>,
 }
 
 /// Default resync interval when the spec gives none.
@@ -117,6 +118,7 @@ pub fn plan_status(isc: &ImageSetConfiguration, now: jiff::Timestamp) -> (ImageS
 }
 
 async fn reconcile(isc: Arc<ImageSetConfiguration>, ctx: Arc<Ctx>) -> Result<Action, ReconcileError> {
+    ctx.metrics.reconciles.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let ns = isc.namespace().unwrap_or_default();
     let api: Api<ImageSetConfiguration> = Api::namespaced(ctx.client.clone(), &ns);
     let (status, valid) = plan_status(&isc, jiff::Timestamp::now());
@@ -130,28 +132,37 @@ async fn reconcile(isc: Arc<ImageSetConfiguration>, ctx: Arc<Ctx>) -> Result<Act
         info!(namespace = %ns, name = %isc.name_any(), valid, "status updated");
     }
     if !valid {
+        ctx.metrics.invalid_specs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         return Ok(Action::await_change());
     }
     let resync = isc.spec.resync_interval.as_deref().and_then(parse_duration).unwrap_or(DEFAULT_RESYNC);
     Ok(Action::requeue(resync))
 }
 
-fn error_policy(_isc: Arc<ImageSetConfiguration>, err: &ReconcileError, _ctx: Arc<Ctx>) -> Action {
+fn error_policy(_isc: Arc<ImageSetConfiguration>, err: &ReconcileError, ctx: Arc<Ctx>) -> Action {
+    ctx.metrics.reconcile_errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     warn!(reason = err.reason(), error = %err, "reconcile failed");
     Action::requeue(Duration::from_secs(15))
 }
 
 /// `imageset-operator run`: blocks until interrupted.
-pub fn run(_args: RunArgs) -> Result<(), CliError> {
+pub fn run(args: RunArgs) -> Result<(), CliError> {
     let rt = tokio::runtime::Runtime::new().map_err(|e| CliError::Unsupported(format!("tokio runtime: {e}")))?;
     rt.block_on(async {
+        let metrics = Arc::new(crate::admin::Metrics::default());
+        let listener = tokio::net::TcpListener::bind(&args.admin_addr)
+            .await
+            .map_err(|e| CliError::Unsupported(format!("--admin-addr {}: {e}", args.admin_addr)))?;
+        info!(addr = %args.admin_addr, "admin endpoint listening");
+        tokio::spawn(crate::admin::serve(listener, metrics.clone()));
         let client =
             Client::try_default().await.map_err(|e| CliError::Unsupported(format!("kubernetes client: {e}")))?;
         let api: Api<ImageSetConfiguration> = Api::all(client.clone());
         info!("watching ImageSetConfigurations");
+        metrics.ready.store(true, std::sync::atomic::Ordering::Relaxed);
         Controller::new(api, watcher::Config::default())
             .shutdown_on_signal()
-            .run(reconcile, error_policy, Arc::new(Ctx { client }))
+            .run(reconcile, error_policy, Arc::new(Ctx { client, metrics }))
             .for_each(|_| futures::future::ready(()))
             .await;
         Ok(())

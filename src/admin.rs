@@ -1,0 +1,92 @@
+//! The admin endpoint: `/healthz`, `/readyz` and `/metrics` (Prometheus text format).
+//! A few fixed paths over plain HTTP/1.1, so no web framework is pulled in.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+/// Counters the controller updates and `/metrics` reports.
+#[derive(Default)]
+pub struct Metrics {
+    /// Reconciles run.
+    pub reconciles: AtomicU64,
+    /// Reconciles that failed.
+    pub reconcile_errors: AtomicU64,
+    /// Image sets found invalid.
+    pub invalid_specs: AtomicU64,
+    /// Set once the controller's watches are running.
+    pub ready: AtomicBool,
+}
+
+impl Metrics {
+    /// Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        for (name, help, v) in [
+            ("imageset_operator_reconciles_total", "Reconciles run.", &self.reconciles),
+            ("imageset_operator_reconcile_errors_total", "Reconciles that failed.", &self.reconcile_errors),
+            ("imageset_operator_invalid_specs_total", "Reconciles that found an invalid spec.", &self.invalid_specs),
+        ] {
+            out.push_str(&format!(
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}\n",
+                v.load(Ordering::Relaxed)
+            ));
+        }
+        out
+    }
+}
+
+fn response(path: &str, metrics: &Metrics) -> (u16, &'static str, String) {
+    match path {
+        "/healthz" | "/livez" => (200, "text/plain", "ok\n".into()),
+        "/readyz" if metrics.ready.load(Ordering::Relaxed) => (200, "text/plain", "ok\n".into()),
+        "/readyz" => (503, "text/plain", "not ready\n".into()),
+        "/metrics" => (200, "text/plain; version=0.0.4", metrics.render()),
+        _ => (404, "text/plain", "not found\n".into()),
+    }
+}
+
+/// Serves until the task is dropped.
+pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>) {
+    loop {
+        let Ok((mut stream, _)) = listener.accept().await else { continue };
+        let metrics = metrics.clone();
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 2048];
+            let read = tokio::time::timeout(std::time::Duration::from_secs(5), stream.read(&mut buf)).await;
+            let Ok(Ok(n)) = read else { return };
+            let head = String::from_utf8_lossy(&buf[..n]);
+            let path = head.split_whitespace().nth(1).unwrap_or("/").split('?').next().unwrap_or("/").to_string();
+            let (code, ctype, body) = response(&path, &metrics);
+            let reason = match code {
+                200 => "OK",
+                503 => "Service Unavailable",
+                _ => "Not Found",
+            };
+            let msg = format!(
+                "HTTP/1.1 {code} {reason}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = stream.write_all(msg.as_bytes()).await;
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn readiness_follows_the_controller_and_metrics_render() {
+        let m = Metrics::default();
+        assert_eq!(response("/readyz", &m).0, 503);
+        m.ready.store(true, Ordering::Relaxed);
+        m.reconciles.fetch_add(3, Ordering::Relaxed);
+        assert_eq!(response("/readyz", &m).0, 200);
+        assert_eq!(response("/healthz", &m).0, 200);
+        assert!(response("/metrics", &m).2.contains("imageset_operator_reconciles_total 3\n"));
+        assert_eq!(response("/nope", &m).0, 404);
+    }
+}
