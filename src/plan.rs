@@ -92,7 +92,9 @@ pub enum PlanError {
 pub struct CopyItem {
     /// What it is part of.
     pub kind: ImageKind,
-    /// Source, with transport prefix.
+    /// The upstream reference it stands for (what IDMS/ITMS map from), with transport prefix.
+    pub origin: String,
+    /// Where it is copied from: the origin, or its name in the archives for disk-to-mirror.
     pub source: String,
     /// Destination, with transport prefix.
     pub destination: String,
@@ -155,6 +157,7 @@ fn additional_item(
     idx: usize,
     dest: &Destination,
     max_nested: u32,
+    from_disk: bool,
 ) -> Result<CopyItem, PlanError> {
     let r = ImageRef::parse(&img.name)
         .map_err(|source| PlanError::Reference { field: format!("additionalImages[{idx}].name"), source })?;
@@ -165,27 +168,35 @@ fn additional_item(
     };
     let tag = img.target_tag.clone().unwrap_or_else(|| r.destination_tag());
     let max_nested = if matches!(dest, Destination::Disk) { 0 } else { max_nested };
+    let source = if from_disk { destination_for(DISK_ROOT, &path, &tag, 0) } else { r.to_string() };
     Ok(CopyItem {
         kind: ImageKind::Additional,
-        source: r.to_string(),
+        origin: r.to_string(),
+        source,
         destination: destination_for(dest.root(), &path, &tag, max_nested),
         platforms: img.platforms.clone(),
     })
 }
 
-/// Whether a reference is blocked: the pattern matches anywhere in source or destination,
+/// Whether a reference is blocked: the pattern matches anywhere in origin or destination,
 /// transport prefix stripped (oc-mirror's unanchored match).
 fn blocked_by<'a>(item: &CopyItem, patterns: &'a [(regex::Regex, String)]) -> Option<&'a str> {
     let strip = |s: &str| s.split_once("://").map_or(s, |(_, r)| r).to_string();
-    let (src, dst) = (strip(&item.source), strip(&item.destination));
+    let (src, dst) = (strip(&item.origin), strip(&item.destination));
     patterns.iter().find(|(re, _)| re.is_match(&src) || re.is_match(&dst)).map(|(_, p)| p.as_str())
 }
 
-/// Plans the parts of an image set that need no network: additional images, minus blocked images.
-pub fn plan_additional(mirror: &Mirror, dest: &Destination, max_nested: u32) -> Result<CopyPlan, PlanError> {
+/// Plans the parts of an image set that need no network: additional images, minus blocked
+/// images. `from_disk` (disk-to-mirror) takes each image from its name in the archives.
+pub fn plan_additional(
+    mirror: &Mirror,
+    dest: &Destination,
+    max_nested: u32,
+    from_disk: bool,
+) -> Result<CopyPlan, PlanError> {
     let mut items = Vec::new();
     for (i, img) in mirror.additional_images.iter().enumerate() {
-        items.push(additional_item(img, i, dest, max_nested)?);
+        items.push(additional_item(img, i, dest, max_nested, from_disk)?);
     }
     Ok(apply_blocked(items, &mirror.blocked_images))
 }
@@ -200,7 +211,7 @@ pub fn apply_blocked(items: Vec<CopyItem>, blocked: &[BlockedImage]) -> CopyPlan
         if let Some(p) = blocked_by(&item, &patterns) {
             let p = p.to_string();
             plan.blocked.push((item, p));
-        } else if seen.insert((item.source.clone(), item.destination.clone())) {
+        } else if seen.insert((item.origin.clone(), item.destination.clone())) {
             plan.items.push(item);
         }
     }
@@ -223,7 +234,8 @@ mod tests {
         let m = mirror(&format!(
             "additionalImages:\n- name: registry.redhat.io/ubi9/ubi:latest\n- name: quay.io/openshifttest/hello-openshift@{D}\n- name: quay.io/a/b:1\n  targetRepo: base/b\n  targetTag: v1\n"
         ));
-        let plan = plan_additional(&m, &Destination::parse("docker://mirror.example.com:8443/ns").unwrap(), 0).unwrap();
+        let plan =
+            plan_additional(&m, &Destination::parse("docker://mirror.example.com:8443/ns").unwrap(), 0, false).unwrap();
         let hex = D.trim_start_matches("sha256:");
         assert_eq!(
             plan.mapping_txt(),
@@ -233,7 +245,7 @@ mod tests {
                  docker://quay.io/a/b:1=docker://mirror.example.com:8443/ns/base/b:v1\n"
             )
         );
-        let disk = plan_additional(&m, &Destination::Disk, 2).unwrap();
+        let disk = plan_additional(&m, &Destination::Disk, 2, false).unwrap();
         assert_eq!(disk.items[0].destination, "docker://localhost:55000/ubi9/ubi:latest");
     }
 
@@ -250,18 +262,31 @@ mod tests {
         let m = mirror(
             "additionalImages:\n- name: quay.io/x/ubi8-debug:1\n- name: quay.io/x/keep:1\n  targetRepo: blocked/keep\n- name: quay.io/x/ok:1\nblockedImages:\n- name: '-debug'\n- name: '^mirror.example.com/blocked'\n",
         );
-        let plan = plan_additional(&m, &Destination::Registry("mirror.example.com".into()), 0).unwrap();
+        let plan = plan_additional(&m, &Destination::Registry("mirror.example.com".into()), 0, false).unwrap();
         assert_eq!(plan.items.len(), 1);
         assert_eq!(plan.blocked.len(), 2);
         assert_eq!(plan.items[0].source, "docker://quay.io/x/ok:1");
     }
 
     #[test]
+    fn disk_to_mirror_takes_archive_names_and_blocks_by_origin_or_destination() {
+        let m = mirror(
+            "additionalImages:\n- name: quay.io/x/a:1\n- name: quay.io/x/b:1\nblockedImages:\n- name: '^reg.example.com/ns/x/b'\n",
+        );
+        let plan = plan_additional(&m, &Destination::Registry("reg.example.com/ns".into()), 0, true).unwrap();
+        assert_eq!(plan.blocked.len(), 1);
+        assert_eq!(plan.items.len(), 1);
+        assert_eq!(plan.items[0].source, "docker://localhost:55000/x/a:1");
+        assert_eq!(plan.items[0].origin, "docker://quay.io/x/a:1");
+        assert_eq!(plan.items[0].destination, "docker://reg.example.com/ns/x/a:1");
+    }
+
+    #[test]
     fn plan_digest_is_stable_and_sensitive() {
         let m = mirror("additionalImages:\n- name: quay.io/a/b:1\n");
         let d = Destination::Registry("r".into());
-        let a = plan_additional(&m, &d, 0).unwrap().digest();
-        assert_eq!(a, plan_additional(&m, &d, 0).unwrap().digest());
-        assert_ne!(a, plan_additional(&m, &Destination::Registry("s".into()), 0).unwrap().digest());
+        let a = plan_additional(&m, &d, 0, false).unwrap().digest();
+        assert_eq!(a, plan_additional(&m, &d, 0, false).unwrap().digest());
+        assert_ne!(a, plan_additional(&m, &Destination::Registry("s".into()), 0, false).unwrap().digest());
     }
 }

@@ -76,12 +76,12 @@ pub fn run(args: &DeleteArgs, _env: &Env) -> Result<Vec<String>, CliError> {
     let disc = load::delete_set(&text).map_err(|source| CliError::Config { path: config.clone(), source })?;
     let mirror =
         crate::api::mirror::Mirror { additional_images: disc.delete.additional_images.clone(), ..Default::default() };
-    let plan = plan::plan_additional(&mirror, &destination, c.max_nested_paths)?;
+    let plan = plan::plan_additional(&mirror, &destination, c.max_nested_paths, false)?;
     let mut items: Vec<DeleteItem> = plan
         .items
         .iter()
         .map(|i| DeleteItem {
-            image_name: i.source.trim_start_matches("docker://").to_string(),
+            image_name: i.origin.trim_start_matches("docker://").to_string(),
             image_reference: i.destination.clone(),
             image_type: type_name(i.kind).to_string(),
         })

@@ -136,14 +136,7 @@ pub fn plan(inv: &Invocation, max_nested: u32) -> Result<(CopyPlan, Vec<String>)
     if isc.mirror.helm.as_ref().is_some_and(|h| !h.repositories.is_empty() || !h.local.is_empty()) {
         left_out.push("mirror.helm: chart collection is not available in this build".to_string());
     }
-    let mut plan = plan::plan_additional(&isc.mirror, &inv.destination, max_nested)?;
-    if inv.mode == Mode::DiskToMirror {
-        // Archives hold images under the disk naming; those are the sources here.
-        let disk = plan::plan_additional(&isc.mirror, &Destination::Disk, 0)?;
-        for (item, from_disk) in plan.items.iter_mut().zip(disk.items) {
-            item.source = from_disk.destination;
-        }
-    }
+    let plan = plan::plan_additional(&isc.mirror, &inv.destination, max_nested, inv.mode == Mode::DiskToMirror)?;
     if plan.items.is_empty() && left_out.is_empty() {
         return Err(plan::PlanError::Empty.into());
     }

@@ -87,7 +87,7 @@ pub fn plan_status(isc: &ImageSetConfiguration, now: jiff::Timestamp) -> (ImageS
         .map_err(|e| e.to_string())
         .and_then(|()| Destination::parse(&isc.spec.destination).map_err(|e| format!("spec.destination: {e}")))
         .and_then(|d| {
-            plan::plan_additional(&isc.spec.mirror, &d, isc.spec.max_nested_paths.unwrap_or(0))
+            plan::plan_additional(&isc.spec.mirror, &d, isc.spec.max_nested_paths.unwrap_or(0), false)
                 .map_err(|e| format!("spec.mirror.{e}"))
         });
     let conds = &mut st.conditions;
