@@ -1,6 +1,7 @@
 //! The controller: watches image sets and reports what each one asks for. Steps that need
 //! the copy engine report honestly that this build cannot run them yet.
 
+mod delete;
 mod status;
 
 use std::sync::Arc;
@@ -119,17 +120,10 @@ pub fn plan_status(isc: &ImageSetConfiguration, now: jiff::Timestamp) -> (ImageS
 
 async fn reconcile(isc: Arc<ImageSetConfiguration>, ctx: Arc<Ctx>) -> Result<Action, ReconcileError> {
     ctx.metrics.reconciles.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let ns = isc.namespace().unwrap_or_default();
-    let api: Api<ImageSetConfiguration> = Api::namespaced(ctx.client.clone(), &ns);
     let (status, valid) = plan_status(&isc, jiff::Timestamp::now());
     if isc.status.as_ref() != Some(&status) {
-        let patch = serde_json::json!({
-            "apiVersion": crate::api::API_VERSION,
-            "kind": "ImageSetConfiguration",
-            "status": status,
-        });
-        api.patch_status(&isc.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch)).await?;
-        info!(namespace = %ns, name = %isc.name_any(), valid, "status updated");
+        apply_status(&ctx.client, isc.as_ref(), &status).await?;
+        info!(namespace = %isc.namespace().unwrap_or_default(), name = %isc.name_any(), valid, "status updated");
     }
     if !valid {
         ctx.metrics.invalid_specs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -137,6 +131,20 @@ async fn reconcile(isc: Arc<ImageSetConfiguration>, ctx: Arc<Ctx>) -> Result<Act
     }
     let resync = isc.spec.resync_interval.as_deref().and_then(parse_duration).unwrap_or(DEFAULT_RESYNC);
     Ok(Action::requeue(resync))
+}
+
+/// Writes `status` of `obj` with server-side apply under our field manager.
+async fn apply_status<K>(client: &Client, obj: &K, status: &impl serde::Serialize) -> Result<(), kube::Error>
+where
+    K: kube::Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), &obj.namespace().unwrap_or_default());
+    let patch = serde_json::json!({ "apiVersion": K::api_version(&()), "kind": K::kind(&()), "status": status });
+    api.patch_status(&obj.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch)).await?;
+    Ok(())
 }
 
 fn error_policy(_isc: Arc<ImageSetConfiguration>, err: &ReconcileError, ctx: Arc<Ctx>) -> Action {
@@ -158,13 +166,27 @@ pub fn run(args: RunArgs) -> Result<(), CliError> {
         let client =
             Client::try_default().await.map_err(|e| CliError::Unsupported(format!("kubernetes client: {e}")))?;
         let api: Api<ImageSetConfiguration> = Api::all(client.clone());
-        info!("watching ImageSetConfigurations");
+        let discs: Api<crate::api::DeleteImageSetConfiguration> = Api::all(client.clone());
+        info!("watching ImageSetConfigurations and DeleteImageSetConfigurations");
         metrics.ready.store(true, std::sync::atomic::Ordering::Relaxed);
-        Controller::new(api, watcher::Config::default())
+        let ctx = Arc::new(Ctx { client, metrics });
+        let isc = Controller::new(api, watcher::Config::default())
             .shutdown_on_signal()
-            .run(reconcile, error_policy, Arc::new(Ctx { client, metrics }))
-            .for_each(|_| futures::future::ready(()))
-            .await;
+            .run(reconcile, error_policy, ctx.clone())
+            .for_each(|_| futures::future::ready(()));
+        let disc = Controller::new(discs, watcher::Config::default())
+            .shutdown_on_signal()
+            .run(
+                |d, ctx: Arc<Ctx>| delete::reconcile(d, ctx.client.clone()),
+                |_, err: &ReconcileError, ctx: Arc<Ctx>| {
+                    ctx.metrics.reconcile_errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    warn!(reason = err.reason(), error = %err, "reconcile of a delete failed");
+                    Action::requeue(Duration::from_secs(15))
+                },
+                ctx,
+            )
+            .for_each(|_| futures::future::ready(()));
+        futures::join!(isc, disc);
         Ok(())
     })
 }
