@@ -39,7 +39,7 @@ async fn oc_mirror_configs_apply_unchanged_and_read_back() {
     let client = cluster::shared().client().await;
     create_namespace(&client, "configs").await;
     let api: Api<ImageSetConfiguration> = Api::namespaced(client, "configs");
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/oc-mirror-configs/v2");
+    let root = support::shared_data().join("oc-mirror-configs/v2");
     // oc-mirror rejects these too: a v1 field, min > max, architectures with platforms, and
     // full: true with a package minVersion (its filter refuses that combination).
     let expected_invalid = [

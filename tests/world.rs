@@ -80,7 +80,7 @@ fn htpasswd_registry_requires_credentials() {
 #[test]
 fn real_oci_layouts_from_the_shared_data_push_unchanged() {
     let reg = Registry::start(RegistryOptions::default());
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/oci/oc-mirror");
+    let root = support::shared_data().join("oci/oc-mirror");
     let push = Pusher::new(&reg);
     for (layout, repo) in
         [("multi-platform-container-latest", "sample/multi-platform"), ("oci-image", "sample/oci-image")]

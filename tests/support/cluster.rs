@@ -188,7 +188,7 @@ async fn client_for(path: &Path) -> kube::Client {
 pub fn crd_files() -> Vec<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut files = vec![root.join("crds/crds.yaml")];
-    let shared = root.join("../shared/data/crds");
+    let shared = super::shared_data().join("crds");
     let mut extra: Vec<PathBuf> = std::fs::read_dir(&shared)
         .unwrap_or_else(|e| panic!("{}: {e}", shared.display()))
         .map(|e| e.unwrap().path())

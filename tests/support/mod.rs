@@ -42,6 +42,20 @@ pub fn require(name: &str) -> PathBuf {
     panic!("{name} not found (looked in {} and PATH): run scripts/install-test-deps", bin_dir().display());
 }
 
+/// The read-only shared data: `../shared/data` beside the checkout, or `IMAGESET_SHARED_DATA`.
+pub fn shared_data() -> PathBuf {
+    if let Some(d) = std::env::var_os("IMAGESET_SHARED_DATA") {
+        return PathBuf::from(d);
+    }
+    let beside = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data");
+    assert!(
+        beside.is_dir(),
+        "shared data not found at {}: check out beside ../shared or set IMAGESET_SHARED_DATA",
+        beside.display()
+    );
+    beside
+}
+
 /// A free TCP port on 127.0.0.1.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").expect("bind loopback").local_addr().expect("local addr").port()
