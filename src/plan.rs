@@ -3,7 +3,7 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::api::mirror::{AdditionalImage, BlockedImage, Mirror, PlatformSelector};
+use crate::api::mirror::{AdditionalImage, BlockedImage, Delete, Mirror, PlatformSelector};
 use crate::image::{ImageRef, RefError, Transport};
 
 /// What an image is part of; also the order oc-mirror copies in.
@@ -199,6 +199,12 @@ pub fn plan_additional(
         items.push(additional_item(img, i, dest, max_nested, from_disk)?);
     }
     Ok(apply_blocked(items, &mirror.blocked_images))
+}
+
+/// Plans what a `delete:` block removes from a registry (its additional images; no blocking).
+pub fn plan_delete(delete: &Delete, dest: &Destination, max_nested: u32) -> Result<CopyPlan, PlanError> {
+    let m = Mirror { additional_images: delete.additional_images.clone(), ..Default::default() };
+    plan_additional(&m, dest, max_nested, false)
 }
 
 /// Removes blocked images, drops exact duplicates and sorts by kind (stable within a kind).

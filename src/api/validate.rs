@@ -3,6 +3,7 @@
 
 use std::collections::HashSet;
 use std::fmt;
+use std::sync::LazyLock;
 
 use super::mirror::{
     AdditionalImage, Delete, IncludePackage, Mirror, Operator, PATH_PATTERN, Platform, PlatformSelector,
@@ -53,6 +54,9 @@ pub fn parse_version(v: &str) -> Option<semver::Version> {
     }
     semver::Version::parse(&format!("{full}{rest}")).ok()
 }
+
+/// oc-mirror's repository-path rule, compiled once.
+static PATH_RE: LazyLock<regex::Regex> = LazyLock::new(|| regex::Regex::new(PATH_PATTERN).expect("static pattern"));
 
 struct Checker {
     errors: Vec<FieldError>,
@@ -118,7 +122,7 @@ impl Checker {
         }
     }
 
-    fn operator(&mut self, path: &str, op: &Operator, path_re: &regex::Regex) {
+    fn operator(&mut self, path: &str, op: &Operator) {
         let Operator {
             catalog,
             target_catalog,
@@ -133,7 +137,7 @@ impl Checker {
             self.err(format!("{path}.catalog"), e.to_string());
         }
         if let Some(tc) = target_catalog
-            && !path_re.is_match(tc)
+            && !PATH_RE.is_match(tc)
         {
             self.err(
                 format!("{path}.targetCatalog"),
@@ -182,7 +186,6 @@ impl Checker {
     }
 
     fn operators(&mut self, path: &str, ops: &[Operator]) {
-        let path_re = regex::Regex::new(PATH_PATTERN).expect("static pattern");
         let mut seen = HashSet::new();
         for (i, op) in ops.iter().enumerate() {
             let op_path = format!("{path}[{i}]");
@@ -190,19 +193,18 @@ impl Checker {
             if !seen.insert(key) {
                 self.err(format!("{op_path}.catalog"), format!("duplicate catalog entry {:?}", op.catalog));
             }
-            self.operator(&op_path, op, &path_re);
+            self.operator(&op_path, op);
         }
     }
 
     fn additional(&mut self, path: &str, imgs: &[AdditionalImage]) {
-        let path_re = regex::Regex::new(PATH_PATTERN).expect("static pattern");
         for (i, img) in imgs.iter().enumerate() {
             let ip = format!("{path}[{i}]");
             if let Err(e) = ImageRef::parse(&img.name) {
                 self.err(format!("{ip}.name"), e.to_string());
             }
             if let Some(t) = &img.target_repo
-                && !path_re.is_match(t)
+                && !PATH_RE.is_match(t)
             {
                 self.err(format!("{ip}.targetRepo"), format!("targetRepo {t:?} must be a repository path"));
             }

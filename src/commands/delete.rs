@@ -74,9 +74,7 @@ pub fn run(args: &DeleteArgs, _env: &Env) -> Result<Vec<String>, CliError> {
     }
     let text = std::fs::read_to_string(&config).map_err(io_err(&config))?;
     let disc = load::delete_set(&text).map_err(|source| CliError::Config { path: config.clone(), source })?;
-    let mirror =
-        crate::api::mirror::Mirror { additional_images: disc.delete.additional_images.clone(), ..Default::default() };
-    let plan = plan::plan_additional(&mirror, &destination, c.max_nested_paths, false)?;
+    let plan = plan::plan_delete(&disc.delete, &destination, c.max_nested_paths)?;
     let mut items: Vec<DeleteItem> = plan
         .items
         .iter()

@@ -5,8 +5,7 @@ use std::sync::Arc;
 use kube::Client;
 use kube::runtime::controller::Action;
 
-use super::{Cond, ReconcileError, set_condition};
-use crate::api::mirror::Mirror;
+use super::{Cond, ReconcileError, set_condition, set_invalid};
 use crate::api::names::{DEGRADED, PROGRESSING, READY};
 use crate::api::status::{Counts, DeleteStatus};
 use crate::api::{DeleteImageSetConfiguration, validate};
@@ -22,17 +21,14 @@ pub fn plan_status(disc: &DeleteImageSetConfiguration, now: jiff::Timestamp) -> 
         .map_err(|e| e.to_string())
         .and_then(|()| Destination::parse(&spec.destination).map_err(|e| format!("spec.destination: {e}")))
         .and_then(|d| {
-            let m = Mirror { additional_images: spec.delete.additional_images.clone(), ..Default::default() };
-            plan::plan_additional(&m, &d, spec.max_nested_paths.unwrap_or(0), false)
+            plan::plan_delete(&spec.delete, &d, spec.max_nested_paths.unwrap_or(0))
                 .map_err(|e| format!("spec.delete.{e}"))
         });
     let c = Cond { generation, now };
     let conds = &mut st.conditions;
     match planned {
         Err(msg) => {
-            set_condition(conds, &c, READY, false, "InvalidSpec", &msg);
-            set_condition(conds, &c, PROGRESSING, false, "InvalidSpec", "waiting for the spec to be fixed");
-            set_condition(conds, &c, DEGRADED, true, "InvalidSpec", &msg);
+            set_invalid(conds, &c, &msg);
             (st, false)
         }
         Ok(plan) => {

@@ -21,7 +21,7 @@ use crate::cli::RunArgs;
 use crate::commands::CliError;
 use crate::plan::{self, Destination};
 
-pub use status::{Cond, set_condition};
+pub use status::{Cond, set_condition, set_invalid};
 
 /// Errors of one reconcile.
 #[derive(Debug, thiserror::Error)]
@@ -91,17 +91,14 @@ pub fn plan_status(isc: &ImageSetConfiguration, now: jiff::Timestamp) -> (ImageS
             plan::plan_additional(&isc.spec.mirror, &d, isc.spec.max_nested_paths.unwrap_or(0), false)
                 .map_err(|e| format!("spec.mirror.{e}"))
         });
+    let c = Cond { generation, now };
     let conds = &mut st.conditions;
     let valid = match planned {
         Err(msg) => {
-            let c = Cond { generation, now };
-            set_condition(conds, &c, READY, false, "InvalidSpec", &msg);
-            set_condition(conds, &c, PROGRESSING, false, "InvalidSpec", "waiting for the spec to be fixed");
-            set_condition(conds, &c, DEGRADED, true, "InvalidSpec", &msg);
+            set_invalid(conds, &c, &msg);
             false
         }
         Ok(plan) => {
-            let c = Cond { generation, now };
             let msg = format!(
                 "{} images planned ({} blocked); copying is not available in this build",
                 plan.items.len(),

@@ -2,6 +2,8 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
+use crate::api::names::{DEGRADED, PROGRESSING, READY};
+
 /// Generation and clock for conditions written in one pass.
 pub struct Cond {
     /// metadata.generation the conditions describe.
@@ -36,4 +38,11 @@ pub fn set_condition(conds: &mut Vec<Condition>, c: &Cond, type_: &str, status: 
             conds.sort_by(|a, b| a.type_.cmp(&b.type_));
         }
     }
+}
+
+/// Marks a spec invalid: not Ready, not Progressing (it waits for a fix), Degraded, with `msg` naming the field.
+pub fn set_invalid(conds: &mut Vec<Condition>, c: &Cond, msg: &str) {
+    set_condition(conds, c, READY, false, "InvalidSpec", msg);
+    set_condition(conds, c, PROGRESSING, false, "InvalidSpec", "waiting for the spec to be fixed");
+    set_condition(conds, c, DEGRADED, true, "InvalidSpec", msg);
 }
