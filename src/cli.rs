@@ -43,6 +43,9 @@ pub enum Command {
     /// List releases or operators available upstream.
     #[command(subcommand)]
     List(ListCommand),
+    /// Inspect or clean the cache.
+    #[command(subcommand)]
+    Cache(CacheCommand),
     /// Print the version.
     Version,
 }
@@ -85,9 +88,12 @@ pub struct CommonFlags {
     /// Verify TLS of the destination registry (false: plain HTTP or unverified TLS).
     #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_value_t = true, default_missing_value = "true")]
     pub dest_tls_verify: bool,
-    /// Registry credentials (docker config.json); default REGISTRY_AUTH_FILE.
+    /// Registry credentials (docker config.json); default REGISTRY_AUTH_FILE, then ~/.docker/config.json.
     #[arg(long)]
     pub authfile: Option<PathBuf>,
+    /// PEM CA bundle trusted for registries beside the system roots (repeatable).
+    #[arg(long, value_name = "PEM")]
+    pub registry_ca: Vec<PathBuf>,
     /// Images copied at once (1 to 10).
     #[arg(long, default_value_t = 4)]
     pub parallel_images: u32,
@@ -138,6 +144,23 @@ pub struct DeleteArgs {
     /// Shared flags.
     #[command(flatten)]
     pub common: CommonFlags,
+}
+
+/// `cache` subcommands.
+#[derive(Subcommand, Debug)]
+pub enum CacheCommand {
+    /// Re-hash every entry and report any whose bytes do not match its digest (exit 1 if so).
+    Verify(CacheArgs),
+    /// Remove entries no image set references any more.
+    Gc(CacheArgs),
+}
+
+/// `cache` flags.
+#[derive(Args, Debug, Clone)]
+pub struct CacheArgs {
+    /// The directory given to `mirror --cache-dir` (default $HOME, or OC_MIRROR_CACHE).
+    #[arg(long)]
+    pub cache_dir: Option<PathBuf>,
 }
 
 /// `list` subcommands.

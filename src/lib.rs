@@ -3,9 +3,12 @@
 
 pub mod admin;
 pub mod api;
+pub mod cache;
 pub mod cli;
 pub mod commands;
 pub mod controller;
+pub mod copy;
 pub mod image;
 pub mod plan;
+pub mod registry;
 pub mod telemetry;

@@ -30,6 +30,7 @@ fn main() {
         Command::Mirror(args) => commands::mirror::run(&args, &env).map(print_lines),
         Command::Delete(args) => commands::delete::run(&args, &env).map(print_lines),
         Command::List(cmd) => commands::list::run(&cmd, &env).map(print_lines),
+        Command::Cache(cmd) => commands::cache::run(&cmd, &env).map(print_lines),
         Command::Run(args) => imageset_operator::controller::run(args),
     };
     if let Err(e) = result {

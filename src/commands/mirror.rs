@@ -117,8 +117,9 @@ pub fn validate_flags(args: &MirrorArgs, env: &Env) -> Result<Invocation, CliErr
     Ok(Invocation { mode, destination, working_dir: working_dir(&root), cache_dir, config })
 }
 
-/// Plans the image set for the invocation; returns the plan and the parts left out with why.
-pub fn plan(inv: &Invocation, max_nested: u32) -> Result<(CopyPlan, Vec<String>), CliError> {
+/// Plans the image set for the invocation; returns the plan, the archive size (GiB) and the
+/// parts left out with why.
+pub fn plan(inv: &Invocation, max_nested: u32) -> Result<(CopyPlan, Option<i64>, Vec<String>), CliError> {
     let text = std::fs::read_to_string(&inv.config).map_err(io_err(&inv.config))?;
     let isc = load::image_set(&text).map_err(|source| CliError::Config { path: inv.config.clone(), source })?;
     let mut left_out = Vec::new();
@@ -140,18 +141,19 @@ pub fn plan(inv: &Invocation, max_nested: u32) -> Result<(CopyPlan, Vec<String>)
     if plan.items.is_empty() && left_out.is_empty() {
         return Err(plan::PlanError::Empty.into());
     }
-    Ok((plan, left_out))
+    Ok((plan, isc.archive_size, left_out))
 }
 
 /// Runs `mirror`; returns the lines of its summary.
 pub fn run(args: &MirrorArgs, env: &Env) -> Result<Vec<String>, CliError> {
     let inv = validate_flags(args, env)?;
-    let (plan, left_out) = plan(&inv, args.common.max_nested_paths)?;
+    let (plan, archive_size, left_out) = plan(&inv, args.common.max_nested_paths)?;
     let mut summary: Vec<String> = left_out.iter().map(|l| format!("warning: {l}")).collect();
     if !args.common.dry_run {
-        return Err(CliError::Unsupported(
-            "copying images is not available in this build yet; run with --dry-run to write the plan".into(),
-        ));
+        let rt = tokio::runtime::Runtime::new().map_err(|e| CliError::Unsupported(format!("tokio runtime: {e}")))?;
+        let run = rt.block_on(super::copy::run(&inv, args, env, &plan, archive_size))?;
+        summary.extend(run);
+        return Ok(summary);
     }
     let dir = inv.working_dir.join("dry-run");
     if dir.exists() {

@@ -1,6 +1,8 @@
 //! The command-line workflows: the effectful shell around the pure pipeline for people
 //! without a cluster. Reads files and flags, writes oc-mirror's working-dir outputs.
 
+pub mod cache;
+pub mod copy;
 pub mod delete;
 pub mod list;
 pub mod mirror;
@@ -35,12 +37,30 @@ pub enum CliError {
     /// A capability this build does not have yet.
     #[error("{0}")]
     Unsupported(String),
+    /// Setting up the copy (credentials, TLS, cache, archives).
+    #[error("{0}")]
+    Setup(String),
+    /// Some images could not be copied; the others were.
+    #[error("some errors occurred during the mirroring: {failed} of {total} images failed; see {log}")]
+    CopyFailed {
+        /// Images that failed.
+        failed: usize,
+        /// Images planned.
+        total: usize,
+        /// The error log.
+        log: PathBuf,
+        /// oc-mirror's exit-code bits of the content types that lost images.
+        bits: i32,
+    },
 }
 
 impl CliError {
     /// Process exit code (oc-mirror uses 1 for generic errors).
     pub fn exit_code(&self) -> i32 {
-        1
+        match self {
+            CliError::CopyFailed { bits, .. } => *bits,
+            _ => 1,
+        }
     }
 }
 

@@ -1,0 +1,142 @@
+//! Downloading a blob into the cache: streamed (memory does not grow with the blob), hashed
+//! as it arrives, resumed with a `Range` request from the byte where a cut connection or a
+//! crashed run stopped, and only made visible once its digest matches.
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::sync::atomic::Ordering;
+
+use futures::StreamExt as _;
+use sha2::{Digest as _, Sha256};
+
+use super::Cache;
+use crate::image::manifest::Descriptor;
+use crate::registry::{Client, RegistryError};
+
+/// Write buffer: coalesces the HTTP stack's small chunks into fewer syscalls.
+const WRITE_BUF: usize = 256 * 1024;
+
+fn io_err(what: &str, e: impl std::fmt::Display) -> RegistryError {
+    RegistryError::Io { what: what.to_string(), message: e.to_string() }
+}
+
+struct Partial {
+    file: std::io::BufWriter<File>,
+    hasher: Sha256,
+    len: u64,
+}
+
+impl Partial {
+    /// Opens the staging file, hashing what an earlier attempt (or run) left there.
+    fn open(path: &std::path::Path, size: u64) -> std::io::Result<Partial> {
+        let mut file = File::options().create(true).truncate(false).read(true).write(true).open(path)?;
+        let mut hasher = Sha256::new();
+        let mut len = 0u64;
+        if file.metadata()?.len() > size {
+            file.set_len(0)?;
+        }
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let k = file.read(&mut buf)?;
+            if k == 0 {
+                break;
+            }
+            hasher.update(&buf[..k]);
+            len += k as u64;
+        }
+        file.seek(SeekFrom::End(0))?;
+        Ok(Partial { file: std::io::BufWriter::with_capacity(WRITE_BUF, file), hasher, len })
+    }
+
+    fn restart(&mut self) -> std::io::Result<()> {
+        self.file.flush()?;
+        self.file.get_mut().set_len(0)?;
+        self.file.get_mut().seek(SeekFrom::Start(0))?;
+        self.hasher = Sha256::new();
+        self.len = 0;
+        Ok(())
+    }
+
+    fn push(&mut self, chunk: &[u8]) -> std::io::Result<()> {
+        self.hasher.update(chunk);
+        self.file.write_all(chunk)?;
+        self.len += chunk.len() as u64;
+        Ok(())
+    }
+}
+
+/// Fetches `desc` from `registry/repo` into the cache unless it is there already. Returns
+/// the number of bytes received from the network.
+pub async fn blob(
+    client: &Client,
+    cache: &Cache,
+    registry: &str,
+    repo: &str,
+    desc: &Descriptor,
+) -> Result<u64, RegistryError> {
+    if cache.has(&desc.digest) {
+        return Ok(0);
+    }
+    let what = format!("fetch {registry}/{repo}@{}", desc.digest);
+    let staging = cache.staging(&desc.digest).map_err(|e| io_err(&what, e))?;
+    let mut part = Partial::open(&staging, desc.size).map_err(|e| io_err(&what, e))?;
+    let backoff = crate::registry::Backoff::default();
+    let mut received = 0u64;
+    let mut cuts = 0u32;
+    let mut fresh_retry = true;
+    loop {
+        if part.len < desc.size {
+            let s = client.blob_get(registry, repo, &desc.digest, part.len).await?;
+            let status = s.response.status().as_u16();
+            if status != 206 && part.len > 0 {
+                // The registry ignored the Range header: start over.
+                part.restart().map_err(|e| io_err(&what, e))?;
+            }
+            let mut body = s.response.bytes_stream();
+            let mut cut = None;
+            while let Some(chunk) = body.next().await {
+                match chunk {
+                    Ok(c) => {
+                        if part.len + c.len() as u64 > desc.size {
+                            cut = Some(format!("more than the {} bytes the manifest declares", desc.size));
+                            part.restart().map_err(|e| io_err(&what, e))?;
+                            break;
+                        }
+                        part.push(&c).map_err(|e| io_err(&what, e))?;
+                        received += c.len() as u64;
+                        client.counters.bytes_in.fetch_add(c.len() as u64, Ordering::Relaxed);
+                    }
+                    Err(e) => {
+                        cut = Some(RegistryError::transport(&what, e).to_string());
+                        break;
+                    }
+                }
+            }
+            drop(body);
+            part.file.flush().map_err(|e| io_err(&what, e))?;
+            if let Some(reason) = cut.or_else(|| (part.len < desc.size).then(|| "connection closed early".to_string()))
+            {
+                if cuts >= backoff.retries {
+                    return Err(RegistryError::Transport { what, message: reason });
+                }
+                tracing::info!(blob = %desc.digest, at = part.len, size = desc.size, %reason, "download cut; resuming");
+                tokio::time::sleep(backoff.delay(cuts, None)).await;
+                cuts += 1;
+                continue;
+            }
+        }
+        let actual = format!("sha256:{}", hex::encode(part.hasher.clone().finalize()));
+        if actual == desc.digest {
+            let file = part.file.into_inner().map_err(|e| io_err(&what, e.error()))?;
+            cache.commit(&staging, file, &desc.digest).map_err(|e| io_err(&what, e))?;
+            return Ok(received);
+        }
+        // Wrong bytes are never stored; one fresh download in case a partial was stale.
+        part.restart().map_err(|e| io_err(&what, e))?;
+        if !fresh_retry {
+            let _ = std::fs::remove_file(&staging);
+            return Err(RegistryError::DigestMismatch { what, expected: desc.digest.clone(), actual });
+        }
+        fresh_retry = false;
+    }
+}

@@ -1,0 +1,313 @@
+//! The content-addressed cache (a directory; a PVC in the cluster). Blobs and manifests live
+//! under `blobs/sha256/<hex>` and only get there verified (temporary file, fsync, rename), so
+//! a crash never leaves a corrupt entry visible. Downloads in progress sit in `staging/` and
+//! are resumed from where they stopped. `refs/<name>.json` records what each image set
+//! needs, so garbage collection keeps only referenced entries. One process owns a cache at a
+//! time (an exclusive lock on `.lock`).
+
+pub mod archive;
+pub mod fetch;
+
+use std::collections::BTreeSet;
+use std::fs::{self, File};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest as _, Sha256};
+
+/// Why the cache failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    /// File system trouble.
+    #[error("cache {path}: {source}")]
+    Io {
+        /// Path involved.
+        path: PathBuf,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// Another process holds the cache.
+    #[error("cache {0} is in use by another process")]
+    Busy(PathBuf),
+    /// Bytes that do not match their digest (never stored).
+    #[error("content for {expected} hashes to {actual}; not stored")]
+    Mismatch {
+        /// Wanted.
+        expected: String,
+        /// Got.
+        actual: String,
+    },
+    /// Not a `sha256:<hex>` digest.
+    #[error("invalid digest {0:?}")]
+    Digest(String),
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CacheError + '_ {
+    move |source| CacheError::Io { path: path.to_path_buf(), source }
+}
+
+/// What `verify` found.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct VerifyReport {
+    /// Entries hashed.
+    pub checked: u64,
+    /// Their bytes.
+    pub bytes: u64,
+    /// Entries whose bytes do not match their name: `(digest, actual)`.
+    pub corrupt: Vec<(String, String)>,
+}
+
+/// What `gc` removed.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct GcReport {
+    /// Entries removed.
+    pub removed: u64,
+    /// Bytes freed.
+    pub freed: u64,
+    /// Entries kept.
+    pub kept: u64,
+    /// Bytes kept.
+    pub kept_bytes: u64,
+}
+
+/// An open cache.
+#[derive(Debug)]
+pub struct Cache {
+    root: PathBuf,
+    _lock: File,
+}
+
+fn hex_of(digest: &str) -> Result<&str, CacheError> {
+    match digest.strip_prefix("sha256:") {
+        Some(h) if h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) => Ok(h),
+        _ => Err(CacheError::Digest(digest.to_string())),
+    }
+}
+
+/// Streams a reader through sha256; returns `(sha256:<hex>, length)`.
+pub fn hash_reader(mut r: impl Read) -> std::io::Result<(String, u64)> {
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut n = 0u64;
+    loop {
+        let k = r.read(&mut buf)?;
+        if k == 0 {
+            return Ok((format!("sha256:{}", hex::encode(h.finalize())), n));
+        }
+        h.update(&buf[..k]);
+        n += k as u64;
+    }
+}
+
+impl Cache {
+    /// Opens (creating) a cache directory and takes its lock.
+    pub fn open(root: &Path) -> Result<Cache, CacheError> {
+        for d in ["blobs/sha256", "staging", "refs"] {
+            let p = root.join(d);
+            fs::create_dir_all(&p).map_err(io(&p))?;
+        }
+        let lock_path = root.join(".lock");
+        let lock = File::options().create(true).truncate(false).write(true).open(&lock_path).map_err(io(&lock_path))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => return Err(CacheError::Busy(root.to_path_buf())),
+            Err(fs::TryLockError::Error(e)) => return Err(CacheError::Io { path: lock_path, source: e }),
+        }
+        Ok(Cache { root: root.to_path_buf(), _lock: lock })
+    }
+
+    /// The directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Where a verified entry lives.
+    pub fn path(&self, digest: &str) -> Result<PathBuf, CacheError> {
+        Ok(self.root.join("blobs/sha256").join(hex_of(digest)?))
+    }
+
+    /// Where a download in progress is kept.
+    pub fn staging(&self, digest: &str) -> Result<PathBuf, CacheError> {
+        Ok(self.root.join("staging").join(format!("{}.partial", hex_of(digest)?)))
+    }
+
+    /// True when a verified entry exists.
+    pub fn has(&self, digest: &str) -> bool {
+        self.path(digest).map(|p| p.is_file()).unwrap_or(false)
+    }
+
+    /// Reads a (small) entry, such as a manifest.
+    pub fn read(&self, digest: &str) -> Result<Vec<u8>, CacheError> {
+        let p = self.path(digest)?;
+        fs::read(&p).map_err(io(&p))
+    }
+
+    /// Stores bytes after checking them against the digest.
+    pub fn put(&self, digest: &str, bytes: &[u8]) -> Result<(), CacheError> {
+        let actual = format!("sha256:{}", hex::encode(Sha256::digest(bytes)));
+        if actual != digest {
+            return Err(CacheError::Mismatch { expected: digest.to_string(), actual });
+        }
+        if self.has(digest) {
+            return Ok(());
+        }
+        let tmp = self.root.join("staging").join(format!("{}.put", hex_of(digest)?));
+        let mut f = File::create(&tmp).map_err(io(&tmp))?;
+        f.write_all(bytes).map_err(io(&tmp))?;
+        self.commit(&tmp, f, digest)
+    }
+
+    /// Stores a stream (an archive member) under its digest, verifying as it goes.
+    pub fn put_reader(&self, digest: &str, mut r: impl Read) -> Result<u64, CacheError> {
+        let tmp = self.root.join("staging").join(format!("{}.import", hex_of(digest)?));
+        let mut f = File::create(&tmp).map_err(io(&tmp))?;
+        let mut h = Sha256::new();
+        let mut buf = vec![0u8; 1 << 20];
+        let mut n = 0u64;
+        loop {
+            let k = r.read(&mut buf).map_err(io(&tmp))?;
+            if k == 0 {
+                break;
+            }
+            h.update(&buf[..k]);
+            f.write_all(&buf[..k]).map_err(io(&tmp))?;
+            n += k as u64;
+        }
+        let actual = format!("sha256:{}", hex::encode(h.finalize()));
+        if actual != digest {
+            drop(f);
+            let _ = fs::remove_file(&tmp);
+            return Err(CacheError::Mismatch { expected: digest.to_string(), actual });
+        }
+        self.commit(&tmp, f, digest)?;
+        Ok(n)
+    }
+
+    /// Makes a verified temporary file visible: fsync, rename, fsync the directory.
+    pub fn commit(&self, tmp: &Path, file: File, digest: &str) -> Result<(), CacheError> {
+        file.sync_all().map_err(io(tmp))?;
+        drop(file);
+        let dst = self.path(digest)?;
+        fs::rename(tmp, &dst).map_err(io(&dst))?;
+        let dir = self.root.join("blobs/sha256");
+        File::open(&dir).and_then(|d| d.sync_all()).map_err(io(&dir))
+    }
+
+    /// Records the digests an image set (or run) needs, for garbage collection.
+    pub fn record_refs(&self, name: &str, digests: &BTreeSet<String>) -> Result<(), CacheError> {
+        let safe: String =
+            name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '.' { c } else { '_' }).collect();
+        let path = self.root.join("refs").join(format!("{safe}.json"));
+        let tmp = path.with_extension("json.tmp");
+        let body = serde_json::to_vec(digests).expect("a set of strings serialises");
+        let mut f = File::create(&tmp).map_err(io(&tmp))?;
+        f.write_all(&body).map_err(io(&tmp))?;
+        f.sync_all().map_err(io(&tmp))?;
+        fs::rename(&tmp, &path).map_err(io(&path))
+    }
+
+    fn entries(&self) -> Result<Vec<(String, PathBuf)>, CacheError> {
+        let dir = self.root.join("blobs/sha256");
+        let mut out = Vec::new();
+        for e in fs::read_dir(&dir).map_err(io(&dir))? {
+            let e = e.map_err(io(&dir))?;
+            if let Some(name) = e.file_name().to_str() {
+                out.push((format!("sha256:{name}"), e.path()));
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Re-hashes every entry and reports those whose bytes do not match their name.
+    pub fn verify(&self) -> Result<VerifyReport, CacheError> {
+        let mut report = VerifyReport::default();
+        for (digest, path) in self.entries()? {
+            let f = File::open(&path).map_err(io(&path))?;
+            let (actual, n) = hash_reader(f).map_err(io(&path))?;
+            report.checked += 1;
+            report.bytes += n;
+            if actual != digest {
+                report.corrupt.push((digest, actual));
+            }
+        }
+        Ok(report)
+    }
+
+    /// Removes entries no `refs/*.json` names, and stale staging files.
+    pub fn gc(&self) -> Result<GcReport, CacheError> {
+        let refs_dir = self.root.join("refs");
+        let mut keep = BTreeSet::new();
+        for e in fs::read_dir(&refs_dir).map_err(io(&refs_dir))? {
+            let p = e.map_err(io(&refs_dir))?.path();
+            if p.extension().is_some_and(|x| x == "json") {
+                let bytes = fs::read(&p).map_err(io(&p))?;
+                let set: BTreeSet<String> = serde_json::from_slice(&bytes)
+                    .map_err(|e| CacheError::Io { path: p.clone(), source: std::io::Error::other(e) })?;
+                keep.extend(set);
+            }
+        }
+        let mut report = GcReport::default();
+        for (digest, path) in self.entries()? {
+            let len = fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            if keep.contains(&digest) {
+                report.kept += 1;
+                report.kept_bytes += len;
+            } else {
+                fs::remove_file(&path).map_err(io(&path))?;
+                report.removed += 1;
+                report.freed += len;
+            }
+        }
+        let staging = self.root.join("staging");
+        for e in fs::read_dir(&staging).map_err(io(&staging))? {
+            let p = e.map_err(io(&staging))?.path();
+            report.freed += fs::metadata(&p).map(|m| m.len()).unwrap_or(0);
+            fs::remove_file(&p).map_err(io(&p))?;
+        }
+        Ok(report)
+    }
+
+    /// Number of entries and their bytes.
+    pub fn usage(&self) -> Result<(u64, u64), CacheError> {
+        let mut n = 0;
+        let mut bytes = 0;
+        for (_, p) in self.entries()? {
+            n += 1;
+            bytes += fs::metadata(&p).map(|m| m.len()).unwrap_or(0);
+        }
+        Ok((n, bytes))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn digest(b: &[u8]) -> String {
+        format!("sha256:{}", hex::encode(Sha256::digest(b)))
+    }
+
+    #[test]
+    fn put_verifies_and_gc_keeps_referenced_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path()).unwrap();
+        assert!(matches!(Cache::open(dir.path()), Err(CacheError::Busy(_))), "one owner at a time");
+        let (a, b) = (b"alpha".as_slice(), b"beta".as_slice());
+        cache.put(&digest(a), a).unwrap();
+        assert!(matches!(cache.put(&digest(a), b), Err(CacheError::Mismatch { .. })));
+        assert_eq!(cache.put_reader(&digest(b), b).unwrap(), 4);
+        assert!(cache.put_reader(&digest(a), b).is_err());
+        assert!(!cache.has(&digest(b"nothing")));
+        assert_eq!(cache.read(&digest(a)).unwrap(), a);
+        assert_eq!(cache.verify().unwrap(), VerifyReport { checked: 2, bytes: 9, corrupt: vec![] });
+        // Corrupt an entry behind the cache's back: verify names it.
+        fs::write(cache.path(&digest(b)).unwrap(), b"bent").unwrap();
+        assert_eq!(cache.verify().unwrap().corrupt, vec![(digest(b), digest(b"bent"))]);
+        cache.record_refs("ns/isc", &BTreeSet::from([digest(a)])).unwrap();
+        let gc = cache.gc().unwrap();
+        assert_eq!((gc.removed, gc.kept), (1, 1));
+        assert!(cache.has(&digest(a)) && !cache.has(&digest(b)));
+        assert!(matches!(cache.path("sha256:../../etc"), Err(CacheError::Digest(_))));
+    }
+}

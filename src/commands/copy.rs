@@ -1,0 +1,238 @@
+//! The copy half of `mirror`: registry client and cache from flags, the engine over the plan,
+//! archives for mirror-to-disk, and oc-mirror's error log and results summary.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use super::mirror::{Invocation, Mode};
+use super::{CliError, write_atomic};
+use crate::cache::{Cache, archive};
+use crate::cli::{Env, MirrorArgs};
+use crate::copy::{Engine, ItemResult, Options, Outcome, Source, Target};
+use crate::image::ImageRef;
+use crate::image::manifest::Descriptor;
+use crate::plan::{CopyPlan, ImageKind};
+use crate::registry::{Client, ClientOptions, DockerAuth};
+
+/// The cache directory under `--cache-dir` (beside oc-mirror's own `.oc-mirror`).
+pub const CACHE_SUBDIR: &str = ".imageset-operator/cache";
+
+/// Reads credentials: `--authfile`, else `REGISTRY_AUTH_FILE`, else `~/.docker/config.json`.
+pub fn credentials(authfile: Option<&Path>, env: &Env) -> Result<DockerAuth, CliError> {
+    let explicit = authfile.map(Path::to_path_buf).or_else(|| env.registry_auth_file.clone());
+    let path = match explicit {
+        Some(p) => p,
+        None => match env.home.as_ref().map(|h| h.join(".docker/config.json")).filter(|p| p.is_file()) {
+            Some(p) => p,
+            None => return Ok(DockerAuth::default()),
+        },
+    };
+    let bytes = std::fs::read(&path).map_err(|e| CliError::Setup(format!("{}: {e}", path.display())))?;
+    DockerAuth::parse(&bytes).map_err(|e| CliError::Setup(format!("{}: {e}", path.display())))
+}
+
+/// Client options for a plan: the hosts marked insecure by the TLS flags, credentials, CAs.
+fn client_options(args: &MirrorArgs, env: &Env, plan: &CopyPlan) -> Result<ClientOptions, CliError> {
+    let c = &args.common;
+    let mut insecure = BTreeSet::new();
+    for item in &plan.items {
+        if let (false, Ok(r)) = (c.src_tls_verify, ImageRef::parse(&item.source)) {
+            insecure.insert(r.registry);
+        }
+        if let (false, Ok(r)) = (c.dest_tls_verify, ImageRef::parse(&item.destination)) {
+            insecure.insert(r.registry);
+        }
+    }
+    let mut ca_pems = Vec::new();
+    for p in &c.registry_ca {
+        ca_pems.push(std::fs::read(p).map_err(|e| CliError::Setup(format!("{}: {e}", p.display())))?);
+    }
+    Ok(ClientOptions {
+        insecure: insecure.into_iter().collect(),
+        ca_pems,
+        auth: credentials(c.authfile.as_deref(), env)?,
+        backoff: crate::registry::Backoff { retries: c.retry_times, ..Default::default() },
+        ..Default::default()
+    })
+}
+
+fn kind_label(k: ImageKind) -> (&'static str, i32) {
+    match k {
+        ImageKind::ReleaseContent | ImageKind::KubeVirt | ImageKind::Release | ImageKind::Graph => ("release", 2),
+        ImageKind::OperatorRelatedImage | ImageKind::OperatorBundle | ImageKind::OperatorCatalog => ("operator", 4),
+        ImageKind::Additional => ("additional", 8),
+        ImageKind::Helm => ("helm", 16),
+    }
+}
+
+/// Copies the plan for the invocation; returns summary lines, or the copy error after
+/// printing them.
+pub async fn run(
+    inv: &Invocation,
+    args: &MirrorArgs,
+    env: &Env,
+    plan: &CopyPlan,
+    archive_size: Option<i64>,
+) -> Result<Vec<String>, CliError> {
+    let started = Instant::now();
+    let client = Arc::new(Client::new(client_options(args, env, plan)?).map_err(|e| CliError::Setup(e.to_string()))?);
+    let cache_dir = inv.cache_dir.join(CACHE_SUBDIR);
+    let cache = Arc::new(Cache::open(&cache_dir).map_err(|e| CliError::Setup(e.to_string()))?);
+    let opts = Options {
+        parallel_images: args.common.parallel_images as usize,
+        parallel_layers: args.common.parallel_layers as usize,
+    };
+    let engine = Arc::new(Engine::new(client, cache.clone(), opts));
+    let (source, target) = match inv.mode {
+        Mode::MirrorToMirror => (Source::Registry, Target::Registry),
+        Mode::MirrorToDisk => (Source::Registry, Target::Cache),
+        Mode::DiskToMirror => {
+            let from = PathBuf::from(args.from.as_deref().unwrap_or_default().trim_start_matches("file://"));
+            let c = cache.clone();
+            let images = tokio::task::spawn_blocking(move || archive::import(&from, &c))
+                .await
+                .map_err(|e| CliError::Setup(e.to_string()))?
+                .map_err(|e| CliError::Setup(format!("reading archives: {e}")))?;
+            (Source::Archive(images), Target::Registry)
+        }
+    };
+    let ticker = tokio::spawn(progress(engine.clone()));
+    let results = engine.run(&plan.items, &source, target).await;
+    ticker.abort();
+
+    let mut lines = Vec::new();
+    let needed: BTreeSet<String> = results.iter().flat_map(|r| r.contents.iter().map(|d| d.digest.clone())).collect();
+    let refs_name =
+        format!("cli-{}", &crate::image::manifest::sha256_digest(inv.config.to_string_lossy().as_bytes())[7..23]);
+    cache.record_refs(&refs_name, &needed).map_err(|e| CliError::Setup(e.to_string()))?;
+    let failed: Vec<&ItemResult> = results.iter().filter(|r| matches!(r.outcome, Outcome::Failed { .. })).collect();
+    if inv.mode == Mode::MirrorToDisk && failed.is_empty() {
+        lines.extend(write_archives(inv, args, &cache, &results, archive_size).await?);
+    }
+    lines.push("=== Results ===".to_string());
+    let mut kinds: Vec<ImageKind> = results.iter().map(|r| r.item.kind).collect();
+    kinds.dedup();
+    for kind in kinds.into_iter().collect::<BTreeSet<_>>() {
+        let of_kind: Vec<&ItemResult> = results.iter().filter(|r| r.item.kind == kind).collect();
+        let ok = of_kind.iter().filter(|r| !matches!(r.outcome, Outcome::Failed { .. })).count();
+        let present = of_kind.iter().filter(|r| r.outcome == Outcome::AlreadyPresent).count();
+        let (label, _) = kind_label(kind);
+        let mark = if ok == of_kind.len() { "✓" } else { "✗" };
+        lines.push(format!(
+            "{mark} {ok} / {} {label} images mirrored{} ({present} already present)",
+            of_kind.len(),
+            if ok == of_kind.len() { " successfully" } else { ": some failed, see the error log" }
+        ));
+    }
+    let counters = &engine.client().counters;
+    lines.push(format!(
+        "{} blobs fetched ({} MB), {} MB uploaded, {} mounted, in {:.1}s; cache {}",
+        counters.blob_gets.load(Ordering::Relaxed),
+        counters.bytes_in.load(Ordering::Relaxed) / 1_000_000,
+        counters.bytes_out.load(Ordering::Relaxed) / 1_000_000,
+        counters.mounts.load(Ordering::Relaxed),
+        started.elapsed().as_secs_f64(),
+        cache_dir.display()
+    ));
+    if failed.is_empty() {
+        return Ok(lines);
+    }
+    let stamp = jiff::Zoned::now().strftime("%Y%m%d_%H%M%S").to_string();
+    let log = inv.working_dir.join("logs").join(format!("mirroring_errors_{stamp}.txt"));
+    let body: String = failed
+        .iter()
+        .map(|r| match &r.outcome {
+            Outcome::Failed { message, .. } => format!("error mirroring image {} error: {message}\n", r.item.origin),
+            _ => String::new(),
+        })
+        .collect();
+    write_atomic(&log, body.as_bytes())?;
+    if inv.mode == Mode::MirrorToDisk {
+        lines.push("no archive written: the run had errors (re-run to retry only what failed)".into());
+    }
+    for l in &lines {
+        println!("{l}");
+    }
+    let bits = failed.iter().map(|r| kind_label(r.item.kind).1).fold(0, |a, b| a | b);
+    Err(CliError::CopyFailed { failed: failed.len(), total: results.len(), log, bits })
+}
+
+async fn progress(engine: Arc<Engine>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let p = &engine.progress;
+        tracing::info!(
+            done = p.done.load(Ordering::Relaxed),
+            total = p.total.load(Ordering::Relaxed),
+            mb = p.bytes.load(Ordering::Relaxed) / 1_000_000,
+            "progress"
+        );
+    }
+}
+
+/// Mirror-to-disk: blobs not in the newest history (or the newest before `--since`) go into
+/// new `mirror_NNNNNN.tar` parts in the destination directory; the history grows.
+async fn write_archives(
+    inv: &Invocation,
+    args: &MirrorArgs,
+    cache: &Arc<Cache>,
+    results: &[ItemResult],
+    archive_size: Option<i64>,
+) -> Result<Vec<String>, CliError> {
+    let dir = PathBuf::from(args.destination.as_deref().unwrap_or_default().trim_start_matches("file://"));
+    let history_dir = inv.working_dir.join(".history");
+    let archived = read_history(&history_dir, args.since.as_deref())?;
+    let images: Vec<archive::ArchivedImage> = results
+        .iter()
+        .map(|r| archive::ArchivedImage {
+            name: r.item.destination.trim_start_matches("docker://").to_string(),
+            origin: r.item.origin.clone(),
+            digest: r.digest.clone().unwrap_or_default(),
+            media_type: r.media_type.clone().unwrap_or_default(),
+        })
+        .collect();
+    let all: BTreeSet<Descriptor> = results.iter().flat_map(|r| r.contents.iter().cloned()).collect();
+    let new: Vec<Descriptor> = all.iter().filter(|d| !archived.contains(&d.digest)).cloned().collect();
+    let gib = archive_size.filter(|s| *s > 0).unwrap_or(500) as u64;
+    let (c, d, n) = (cache.clone(), dir.clone(), new.clone());
+    let written = tokio::task::spawn_blocking(move || archive::write(&d, &c, &images, &n, gib << 30))
+        .await
+        .map_err(|e| CliError::Setup(e.to_string()))?
+        .map_err(|e| CliError::Setup(format!("writing archives: {e}")))?;
+    let mut history: BTreeSet<String> = archived;
+    history.extend(all.into_iter().map(|d| d.digest));
+    let stamp = jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let body: String = history.iter().map(|d| format!("{d}\n")).collect();
+    write_atomic(&history_dir.join(format!(".history-{stamp}")), body.as_bytes())?;
+    let bytes: u64 = new.iter().map(|d| d.size).sum();
+    let mut lines: Vec<String> = written.iter().map(|p| format!("archive written: {}", p.display())).collect();
+    lines.push(format!(
+        "{} new blobs ({} MB) archived; {} already in earlier archives",
+        new.len(),
+        bytes / 1_000_000,
+        results.iter().flat_map(|r| &r.contents).count().saturating_sub(new.len())
+    ));
+    Ok(lines)
+}
+
+fn read_history(dir: &Path, since: Option<&str>) -> Result<BTreeSet<String>, CliError> {
+    let mut files: Vec<String> = match std::fs::read_dir(dir) {
+        Ok(rd) => {
+            rd.filter_map(|e| e.ok()?.file_name().into_string().ok()).filter(|n| n.starts_with(".history-")).collect()
+        }
+        Err(_) => return Ok(BTreeSet::new()),
+    };
+    files.sort();
+    if let Some(since) = since {
+        files.retain(|f| f[".history-".len()..].get(..10).is_some_and(|d| d < since));
+    }
+    let Some(newest) = files.last() else { return Ok(BTreeSet::new()) };
+    let p = dir.join(newest);
+    let text = std::fs::read_to_string(&p).map_err(super::io_err(&p))?;
+    Ok(text.lines().filter(|l| !l.is_empty()).map(str::to_string).collect())
+}

@@ -1,0 +1,391 @@
+//! Step 4: runs a copy plan through the cache with bounded concurrency (images x blobs, and
+//! the registry client's per-registry cap). Each digest is fetched from upstream once per
+//! cache (single flight), each blob pushed to a registry once at a time (concurrent uploads of
+//! one blob make Distribution answer 500/400), the destination is asked before anything is
+//! sent (HEAD, not GET), and a blob already in another repository of the destination is
+//! mounted. One image failing never fails the others.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use futures::{StreamExt as _, TryStreamExt as _};
+
+use crate::cache::{Cache, fetch};
+use crate::image::manifest::{self, Descriptor, Parsed};
+use crate::image::{ImageRef, Transport};
+use crate::plan::CopyItem;
+use crate::registry::{Client, Mount, RegistryError};
+
+/// Where the images come from.
+#[derive(Clone, Debug)]
+pub enum Source {
+    /// Their registries.
+    Registry,
+    /// Archives already unpacked into the cache: name (no transport) -> (digest, media type).
+    Archive(HashMap<String, (String, String)>),
+}
+
+/// Where the images go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// The registry named in each item's destination.
+    Registry,
+    /// Only the cache (mirror-to-disk writes archives from it afterwards).
+    Cache,
+}
+
+/// Concurrency.
+#[derive(Clone, Copy, Debug)]
+pub struct Options {
+    /// Images at once.
+    pub parallel_images: usize,
+    /// Blobs at once per image.
+    pub parallel_layers: usize,
+}
+
+/// What became of one item.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Copied now.
+    Copied,
+    /// The destination already had it.
+    AlreadyPresent,
+    /// Could not be copied.
+    Failed {
+        /// Stable label.
+        reason: &'static str,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+/// One item's result.
+#[derive(Clone, Debug)]
+pub struct ItemResult {
+    /// The item.
+    pub item: CopyItem,
+    /// Outcome.
+    pub outcome: Outcome,
+    /// Digest of what now stands at the destination (after platform filtering).
+    pub digest: Option<String>,
+    /// Its media type.
+    pub media_type: Option<String>,
+    /// Every digest the image needs (manifests and blobs).
+    pub contents: Vec<Descriptor>,
+}
+
+/// Live progress.
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Items finished.
+    pub done: AtomicU64,
+    /// Items planned.
+    pub total: AtomicU64,
+    /// Blob bytes uploaded or stored.
+    pub bytes: AtomicU64,
+}
+
+/// The copy engine; one per process, shared by every image set so the single-flight and
+/// blob-location maps work across them.
+pub struct Engine {
+    client: Arc<Client>,
+    cache: Arc<Cache>,
+    opts: Options,
+    fetching: Flights<String>,
+    pushing: Flights<(String, String)>,
+    homes: Mutex<HashMap<(String, String), HashSet<String>>>,
+    /// Progress counters.
+    pub progress: Progress,
+}
+
+/// One async lock per key: single flight for fetches and pushes.
+type Flights<K> = Mutex<HashMap<K, Arc<tokio::sync::Mutex<()>>>>;
+
+fn lock_for<K: std::hash::Hash + Eq + Clone>(map: &Flights<K>, key: &K) -> Arc<tokio::sync::Mutex<()>> {
+    map.lock().expect("lock map").entry(key.clone()).or_default().clone()
+}
+
+fn local(what: &str, e: impl std::fmt::Display) -> RegistryError {
+    RegistryError::Io { what: what.to_string(), message: e.to_string() }
+}
+
+/// A manifest to push, with the blobs it needs.
+struct Node {
+    desc: Descriptor,
+    bytes: Vec<u8>,
+    blobs: Vec<Descriptor>,
+}
+
+impl Engine {
+    /// An engine over a client and a cache.
+    pub fn new(client: Arc<Client>, cache: Arc<Cache>, opts: Options) -> Self {
+        Engine {
+            client,
+            cache,
+            opts,
+            fetching: Mutex::default(),
+            pushing: Mutex::default(),
+            homes: Mutex::default(),
+            progress: Progress::default(),
+        }
+    }
+
+    /// The cache.
+    pub fn cache(&self) -> &Cache {
+        &self.cache
+    }
+
+    /// The registry client.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Copies every item; results are in plan order.
+    pub async fn run(&self, items: &[CopyItem], source: &Source, target: Target) -> Vec<ItemResult> {
+        self.progress.total.fetch_add(items.len() as u64, Ordering::Relaxed);
+        futures::stream::iter(items.iter().cloned())
+            .map(|item| async move {
+                let r = self.item(&item, source, target).await;
+                self.progress.done.fetch_add(1, Ordering::Relaxed);
+                let result = match r {
+                    Ok((outcome, digest, media_type, contents)) => {
+                        ItemResult { item, outcome, digest: Some(digest), media_type: Some(media_type), contents }
+                    }
+                    Err(e) => {
+                        tracing::warn!(image = %item.source, error = %e, "image failed");
+                        let outcome = Outcome::Failed { reason: e.reason(), message: e.to_string() };
+                        ItemResult { item, outcome, digest: None, media_type: None, contents: Vec::new() }
+                    }
+                };
+                if result.outcome == Outcome::Copied {
+                    tracing::info!(source = %result.item.source, destination = %result.item.destination, "copied");
+                }
+                result
+            })
+            .buffered(self.opts.parallel_images.max(1))
+            .collect()
+            .await
+    }
+
+    /// A manifest by digest: from the cache, else from the source registry (verified, cached).
+    async fn manifest(&self, src: &ImageRef, source: &Source, digest: &str) -> Result<Vec<u8>, RegistryError> {
+        if self.cache.has(digest) {
+            return self.cache.read(digest).map_err(|e| local("reading cache", e));
+        }
+        if let Source::Archive(_) = source {
+            return Err(RegistryError::NotFound { what: format!("manifest {digest} of {src} in the archives") });
+        }
+        let (bytes, _) = self.client.manifest_get(&src.registry, &src.path, digest).await?;
+        let actual = manifest::sha256_digest(&bytes);
+        if actual != digest {
+            return Err(RegistryError::DigestMismatch {
+                what: format!("manifest of {src}"),
+                expected: digest.into(),
+                actual,
+            });
+        }
+        self.cache.put(digest, &bytes).map_err(|e| local("writing cache", e))?;
+        Ok(bytes)
+    }
+
+    /// The top manifest of a source reference: `(bytes, media type, digest)`.
+    async fn resolve(&self, src: &ImageRef, source: &Source) -> Result<(Vec<u8>, String, String), RegistryError> {
+        if let Source::Archive(names) = source {
+            let key = src.to_string().trim_start_matches("docker://").to_string();
+            let (digest, mt) =
+                names.get(&key).ok_or_else(|| RegistryError::NotFound { what: format!("{key} in the archives") })?;
+            return Ok((self.manifest(src, source, digest).await?, mt.clone(), digest.clone()));
+        }
+        let digest = match (&src.digest, &src.tag) {
+            (Some(d), _) => Some(d.clone()),
+            (None, Some(t)) => self.client.manifest_head(&src.registry, &src.path, t).await?.map(|(d, _)| d),
+            (None, None) => None,
+        };
+        if let Some(d) = digest {
+            let bytes = self.manifest(src, source, &d).await?;
+            let mt = manifest::media_type_of(&bytes, None);
+            return Ok((bytes, mt, d));
+        }
+        let tag = src.tag.as_deref().unwrap_or("latest");
+        let (bytes, mt) = self.client.manifest_get(&src.registry, &src.path, tag).await?;
+        let d = manifest::sha256_digest(&bytes);
+        self.cache.put(&d, &bytes).map_err(|e| local("writing cache", e))?;
+        Ok((bytes, mt, d))
+    }
+
+    async fn item(
+        &self,
+        item: &CopyItem,
+        source: &Source,
+        target: Target,
+    ) -> Result<(Outcome, String, String, Vec<Descriptor>), RegistryError> {
+        let parse = |s: &str| {
+            ImageRef::parse(s)
+                .map_err(|e| RegistryError::Io { what: "reading the plan".into(), message: e.to_string() })
+        };
+        let (src, dst) = (parse(&item.source)?, parse(&item.destination)?);
+        if src.transport == Transport::Oci {
+            return Err(RegistryError::Io {
+                what: item.source.clone(),
+                message: "oci:// sources are not supported yet".into(),
+            });
+        }
+        let what = item.source.clone();
+        let (top, top_mt, top_digest) = self.resolve(&src, source).await?;
+        if let Some(want) = &src.digest
+            && *want != top_digest
+        {
+            return Err(RegistryError::DigestMismatch { what, expected: want.clone(), actual: top_digest });
+        }
+        // The manifests to write, children first.
+        let mut nodes = Vec::new();
+        let (top, top_digest) = match manifest::parse(&top, &top_mt)
+            .map_err(|e| RegistryError::Manifest { what: what.clone(), source: e })?
+        {
+            Parsed::Image { blobs } => {
+                nodes.push(Node {
+                    desc: Descriptor { digest: top_digest.clone(), size: top.len() as u64, media_type: top_mt.clone() },
+                    bytes: top,
+                    blobs,
+                });
+                (None, top_digest)
+            }
+            Parsed::Index { .. } => {
+                let sparse = if item.platforms.is_empty() {
+                    None
+                } else {
+                    manifest::sparse_index(&top, &item.platforms)
+                        .map_err(|e| RegistryError::Manifest { what: what.clone(), source: e })?
+                };
+                let (bytes, digest) = match sparse {
+                    Some(b) => {
+                        let d = manifest::sha256_digest(&b);
+                        self.cache.put(&d, &b).map_err(|e| local("writing cache", e))?;
+                        (b, d)
+                    }
+                    None => (top, top_digest),
+                };
+                let Ok(Parsed::Index { children }) = manifest::parse(&bytes, &top_mt) else {
+                    unreachable!("an index stays an index when filtered")
+                };
+                for (child, _) in children {
+                    let cb = self.manifest(&src, source, &child.digest).await?;
+                    let cmt = manifest::media_type_of(&cb, Some(&child.media_type));
+                    match manifest::parse(&cb, &cmt)
+                        .map_err(|e| RegistryError::Manifest { what: what.clone(), source: e })?
+                    {
+                        Parsed::Image { blobs } => nodes.push(Node { desc: child, bytes: cb, blobs }),
+                        Parsed::Index { .. } => {
+                            return Err(RegistryError::Manifest {
+                                what,
+                                source: manifest::ManifestError::MediaType("an index nested in an index".into()),
+                            });
+                        }
+                    }
+                }
+                (Some(bytes), digest)
+            }
+        };
+        let mut contents: Vec<Descriptor> = Vec::new();
+        for n in &nodes {
+            contents.push(n.desc.clone());
+            contents.extend(n.blobs.iter().cloned());
+        }
+        let top_size = top.as_ref().map(|b| b.len() as u64).unwrap_or(nodes[0].desc.size);
+        if top.is_some() {
+            contents.push(Descriptor { digest: top_digest.clone(), size: top_size, media_type: top_mt.clone() });
+        }
+        let contents: Vec<Descriptor> = contents.into_iter().collect::<BTreeSet<_>>().into_iter().collect();
+
+        let dest_reference = dst.tag.clone().or(dst.digest.clone()).unwrap_or_else(|| "latest".into());
+        if target == Target::Registry
+            && let Some((d, _)) = self.client.manifest_head(&dst.registry, &dst.path, &dest_reference).await?
+            && d == top_digest
+        {
+            return Ok((Outcome::AlreadyPresent, top_digest, top_mt, contents));
+        }
+        for node in &nodes {
+            futures::stream::iter(node.blobs.iter())
+                .map(|b| self.blob(&src, &dst, source, target, b))
+                .buffer_unordered(self.opts.parallel_layers.max(1))
+                .try_collect::<Vec<()>>()
+                .await?;
+            if target == Target::Registry {
+                let reference = if top.is_none() { &dest_reference } else { &node.desc.digest };
+                self.client
+                    .manifest_put(&dst.registry, &dst.path, reference, &node.bytes, &node.desc.media_type)
+                    .await?;
+            }
+        }
+        if let (Some(bytes), Target::Registry) = (&top, target) {
+            self.client.manifest_put(&dst.registry, &dst.path, &dest_reference, bytes, &top_mt).await?;
+        }
+        Ok((Outcome::Copied, top_digest, top_mt, contents))
+    }
+
+    /// Makes one blob present in the cache (single flight per digest).
+    async fn cached(&self, src: &ImageRef, source: &Source, desc: &Descriptor) -> Result<(), RegistryError> {
+        if self.cache.has(&desc.digest) {
+            return Ok(());
+        }
+        let lock = lock_for(&self.fetching, &desc.digest);
+        let _guard = lock.lock().await;
+        if self.cache.has(&desc.digest) {
+            return Ok(());
+        }
+        match source {
+            Source::Registry => {
+                fetch::blob(&self.client, &self.cache, &src.registry, &src.path, desc).await.map(|_| ())
+            }
+            Source::Archive(_) => {
+                Err(RegistryError::NotFound { what: format!("blob {} in the archives", desc.digest) })
+            }
+        }
+    }
+
+    /// Makes one blob present at the destination repository.
+    async fn blob(
+        &self,
+        src: &ImageRef,
+        dst: &ImageRef,
+        source: &Source,
+        target: Target,
+        desc: &Descriptor,
+    ) -> Result<(), RegistryError> {
+        if target == Target::Cache {
+            return self.cached(src, source, desc).await;
+        }
+        let key = (dst.registry.clone(), desc.digest.clone());
+        let lock = lock_for(&self.pushing, &key);
+        let _guard = lock.lock().await;
+        let known: Vec<String> =
+            self.homes.lock().expect("homes").get(&key).map(|s| s.iter().cloned().collect()).unwrap_or_default();
+        if known.contains(&dst.path) {
+            return Ok(());
+        }
+        let remember = |repo: &str| {
+            self.homes.lock().expect("homes").entry(key.clone()).or_default().insert(repo.to_string());
+        };
+        if self.client.blob_head(&dst.registry, &dst.path, &desc.digest).await?.is_some() {
+            remember(&dst.path);
+            return Ok(());
+        }
+        let mut session = None;
+        if let Some(from) = known.first() {
+            match self.client.blob_mount(&dst.registry, &dst.path, &desc.digest, from).await? {
+                Mount::Mounted => {
+                    remember(&dst.path);
+                    return Ok(());
+                }
+                Mount::Upload(loc) => session = Some(loc),
+            }
+        }
+        self.cached(src, source, desc).await?;
+        let path = self.cache.path(&desc.digest).map_err(|e| local("cache", e))?;
+        self.client.blob_upload(&dst.registry, &dst.path, &desc.digest, desc.size, &path, session).await?;
+        self.progress.bytes.fetch_add(desc.size, Ordering::Relaxed);
+        remember(&dst.path);
+        Ok(())
+    }
+}

@@ -1,0 +1,652 @@
+//! The registry client: the distribution API on reqwest (the HTTP stack oci-client uses), with
+//! what the copy engine needs and oci-client lacks: docker-config auth with bearer tokens cached
+//! per scope, mount scopes that include pull on the source repository, streamed blob bodies
+//! with `Range` resume, a per-registry cap on requests in flight, and retries.
+
+pub mod auth;
+pub mod retry;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HeaderMap, LOCATION, RANGE};
+use reqwest::{Method, RequestBuilder, Response, StatusCode};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::image::manifest::{self, ManifestError};
+use auth::{Challenge, Token, TokenResponse};
+pub use auth::{Credential, DockerAuth};
+pub use retry::Backoff;
+
+/// Retries taken by every client in the process (for metrics and benchmarks).
+pub static RETRIES: AtomicU64 = AtomicU64::new(0);
+
+/// Manifests larger than this are refused (real ones are kilobytes).
+pub const MAX_MANIFEST_BYTES: usize = 8 << 20;
+
+/// How the client reaches registries.
+#[derive(Clone, Debug)]
+pub struct ClientOptions {
+    /// Hosts that may be reached over plain HTTP or unverified TLS.
+    pub insecure: Vec<String>,
+    /// Extra CA certificates (PEM), trusted beside the system roots.
+    pub ca_pems: Vec<Vec<u8>>,
+    /// Credentials.
+    pub auth: DockerAuth,
+    /// Requests in flight per registry.
+    pub max_in_flight: usize,
+    /// Retry policy.
+    pub backoff: Backoff,
+    /// A response that sends nothing for this long is abandoned (and retried).
+    pub stall_timeout: Duration,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions {
+            insecure: Vec::new(),
+            ca_pems: Vec::new(),
+            auth: DockerAuth::default(),
+            max_in_flight: 8,
+            backoff: Backoff::default(),
+            stall_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Why a registry call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// Connection refused, reset, timed out, TLS failures.
+    #[error("{what}: {message}")]
+    Transport {
+        /// The operation.
+        what: String,
+        /// The cause (no URL, no credentials).
+        message: String,
+    },
+    /// An unexpected status.
+    #[error("{what}: registry answered {status}{}", if body.is_empty() { String::new() } else { format!(": {body}") })]
+    Status {
+        /// The operation.
+        what: String,
+        /// HTTP status.
+        status: u16,
+        /// `Retry-After`, if sent.
+        retry_after: Option<Duration>,
+        /// Start of the error body.
+        body: String,
+    },
+    /// 401/403 after authenticating.
+    #[error("{what}: access denied (check the credentials for {host})")]
+    Denied {
+        /// The operation.
+        what: String,
+        /// Registry.
+        host: String,
+    },
+    /// 404.
+    #[error("{what}: not found")]
+    NotFound {
+        /// The operation.
+        what: String,
+    },
+    /// Content did not hash to its digest.
+    #[error("{what}: content does not match its digest (expected {expected}, got {actual})")]
+    DigestMismatch {
+        /// The operation.
+        what: String,
+        /// Wanted.
+        expected: String,
+        /// Got.
+        actual: String,
+    },
+    /// A manifest we cannot use.
+    #[error("{what}: {source}")]
+    Manifest {
+        /// The operation.
+        what: String,
+        /// Why.
+        source: ManifestError,
+    },
+    /// Local files.
+    #[error("{what}: {message}")]
+    Io {
+        /// The operation.
+        what: String,
+        /// Cause.
+        message: String,
+    },
+}
+
+impl RegistryError {
+    /// `Some(hint)` when worth retrying (with the registry's `Retry-After` if any).
+    pub fn retry_hint(&self) -> Option<Option<Duration>> {
+        match self {
+            RegistryError::Transport { .. } => Some(None),
+            RegistryError::Status { status, retry_after, .. }
+                if *status == 429 || *status == 408 || (*status >= 500 && *status != 501 && *status != 505) =>
+            {
+                Some(*retry_after)
+            }
+            _ => None,
+        }
+    }
+
+    /// A short stable label for metrics and reports.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            RegistryError::Transport { .. } => "Transport",
+            RegistryError::Status { .. } => "RegistryStatus",
+            RegistryError::Denied { .. } => "Denied",
+            RegistryError::NotFound { .. } => "NotFound",
+            RegistryError::DigestMismatch { .. } => "DigestMismatch",
+            RegistryError::Manifest { .. } => "UnsupportedManifest",
+            RegistryError::Io { .. } => "Io",
+        }
+    }
+
+    pub(crate) fn transport(what: &str, e: reqwest::Error) -> Self {
+        let e = e.without_url();
+        let mut message = e.to_string();
+        let mut src = std::error::Error::source(&e);
+        while let Some(s) = src {
+            message.push_str(": ");
+            message.push_str(&s.to_string());
+            src = s.source();
+        }
+        RegistryError::Transport { what: what.to_string(), message }
+    }
+}
+
+/// Builds a request from the HTTP client and the registry's base URL (called per attempt).
+type Build = dyn Fn(&reqwest::Client, &str) -> RequestBuilder + Send + Sync;
+
+/// Which registry call a request is, for auth scopes and messages.
+#[derive(Clone, Copy)]
+struct Call<'a> {
+    registry: &'a str,
+    repo: &'a str,
+    what: &'a str,
+    scopes: &'a [String],
+}
+
+struct Host {
+    name: String,
+    endpoint: String,
+    insecure: bool,
+    base: tokio::sync::OnceCell<String>,
+    permits: Arc<Semaphore>,
+    challenge: Mutex<Option<Challenge>>,
+    tokens: Mutex<HashMap<String, Token>>,
+}
+
+/// A response body still being read, holding its registry's request slot.
+pub struct Streaming {
+    /// The response (200 or 206).
+    pub response: Response,
+    _permit: OwnedSemaphorePermit,
+}
+
+/// Outcome of a cross-repository mount request.
+pub enum Mount {
+    /// The blob is now in the repository.
+    Mounted,
+    /// The registry opened an upload instead: push the bytes to this location.
+    Upload(String),
+}
+
+/// Counters for benchmarks and metrics.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Blob GETs sent.
+    pub blob_gets: AtomicU64,
+    /// Blob bytes received.
+    pub bytes_in: AtomicU64,
+    /// Blob bytes uploaded.
+    pub bytes_out: AtomicU64,
+    /// Successful mounts.
+    pub mounts: AtomicU64,
+    /// Requests sent.
+    pub requests: AtomicU64,
+}
+
+/// A client for any number of registries.
+pub struct Client {
+    verified: reqwest::Client,
+    unverified: reqwest::Client,
+    opts: ClientOptions,
+    hosts: Mutex<HashMap<String, Arc<Host>>>,
+    /// Counters.
+    pub counters: Counters,
+}
+
+fn build_http(opts: &ClientOptions, verify: bool) -> Result<reqwest::Client, RegistryError> {
+    let mut b = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(15))
+        .read_timeout(opts.stall_timeout)
+        .pool_max_idle_per_host(opts.max_in_flight.max(1))
+        .user_agent(concat!("imageset-operator/", env!("CARGO_PKG_VERSION")));
+    if verify {
+        let mut certs = Vec::new();
+        for pem in &opts.ca_pems {
+            certs.extend(reqwest::Certificate::from_pem_bundle(pem).map_err(|e| RegistryError::Io {
+                what: "reading CA bundle".into(),
+                message: e.without_url().to_string(),
+            })?);
+        }
+        if !certs.is_empty() {
+            b = b.tls_certs_merge(certs);
+        }
+    } else {
+        b = b.tls_danger_accept_invalid_certs(true);
+    }
+    b.build().map_err(|e| RegistryError::transport("building HTTP client", e))
+}
+
+/// `repository:<repo>:<actions>`.
+pub fn scope(repo: &str, actions: &str) -> String {
+    format!("repository:{repo}:{actions}")
+}
+
+impl Client {
+    /// A client with these options.
+    pub fn new(opts: ClientOptions) -> Result<Self, RegistryError> {
+        Ok(Client {
+            verified: build_http(&opts, true)?,
+            unverified: build_http(&opts, false)?,
+            opts,
+            hosts: Mutex::new(HashMap::new()),
+            counters: Counters::default(),
+        })
+    }
+
+    fn host(&self, name: &str) -> Arc<Host> {
+        let mut hosts = self.hosts.lock().expect("hosts lock");
+        hosts
+            .entry(name.to_string())
+            .or_insert_with(|| {
+                let endpoint = if name == "docker.io" { "registry-1.docker.io" } else { name }.to_string();
+                let insecure = self.opts.insecure.iter().any(|h| h == name || h == "*");
+                Arc::new(Host {
+                    name: name.to_string(),
+                    endpoint,
+                    insecure,
+                    base: tokio::sync::OnceCell::new(),
+                    permits: Arc::new(Semaphore::new(self.opts.max_in_flight.max(1))),
+                    challenge: Mutex::new(None),
+                    tokens: Mutex::new(HashMap::new()),
+                })
+            })
+            .clone()
+    }
+
+    fn http(&self, host: &Host) -> &reqwest::Client {
+        if host.insecure { &self.unverified } else { &self.verified }
+    }
+
+    /// `https://host`, or `http://host` for an insecure host that does not speak TLS.
+    async fn base(&self, host: &Host) -> Result<String, RegistryError> {
+        host.base
+            .get_or_try_init(|| async {
+                let https = format!("https://{}", host.endpoint);
+                if !host.insecure {
+                    return Ok(https);
+                }
+                let probe = self.unverified.get(format!("{https}/v2/")).timeout(Duration::from_secs(10)).send().await;
+                Ok(if probe.is_ok() { https } else { format!("http://{}", host.endpoint) })
+            })
+            .await
+            .cloned()
+    }
+
+    async fn token(
+        &self,
+        host: &Host,
+        realm: &str,
+        service: Option<&str>,
+        scopes: &[String],
+        repo: &str,
+    ) -> Result<Option<String>, RegistryError> {
+        let key = scopes.join(" ");
+        if let Some(t) = host.tokens.lock().expect("tokens lock").get(&key)
+            && t.refresh_at > Instant::now()
+        {
+            return Ok(Some(t.value.clone()));
+        }
+        let what = format!("{}: token for {key}", host.name);
+        let mut query: Vec<(&str, &str)> = scopes.iter().map(|s| ("scope", s.as_str())).collect();
+        if let Some(s) = service {
+            query.push(("service", s));
+        }
+        let cred = self.opts.auth.lookup(&host.name, repo);
+        let resp = self
+            .opts
+            .backoff
+            .run(&what, || async {
+                let mut rb = self.http(host).get(realm).query(&query).timeout(Duration::from_secs(30));
+                if let Some(c) = cred {
+                    rb = rb.basic_auth(&c.username, Some(&c.password));
+                }
+                let r = rb.send().await.map_err(|e| RegistryError::transport(&what, e))?;
+                check(&what, &host.name, r).await
+            })
+            .await?;
+        let body: TokenResponse = resp
+            .json()
+            .await
+            .map_err(|e| RegistryError::Io { what: what.clone(), message: e.without_url().to_string() })?;
+        let Some(token) = body.into_token(Instant::now()) else { return Ok(None) };
+        let value = token.value.clone();
+        host.tokens.lock().expect("tokens lock").insert(key, token);
+        Ok(Some(value))
+    }
+
+    async fn authorize(
+        &self,
+        host: &Host,
+        rb: RequestBuilder,
+        scopes: &[String],
+        repo: &str,
+    ) -> Result<RequestBuilder, RegistryError> {
+        let challenge = host.challenge.lock().expect("challenge lock").clone();
+        Ok(match challenge {
+            Some(Challenge::Basic) => match self.opts.auth.lookup(&host.name, repo) {
+                Some(c) => rb.header(AUTHORIZATION, auth::basic_header(c)),
+                None => rb,
+            },
+            Some(Challenge::Bearer { realm, service }) => {
+                match self.token(host, &realm, service.as_deref(), scopes, repo).await? {
+                    Some(t) => rb.bearer_auth(t),
+                    None => rb,
+                }
+            }
+            _ => rb,
+        })
+    }
+
+    /// One request with auth (answering one 401 challenge), no retries. `build` gets the
+    /// HTTP client and the base URL.
+    async fn send_once(
+        &self,
+        host: &Host,
+        what: &str,
+        scopes: &[String],
+        repo: &str,
+        build: &Build,
+    ) -> Result<Response, RegistryError> {
+        let base = self.base(host).await?;
+        for round in 0..2 {
+            let rb = self.authorize(host, build(self.http(host), &base), scopes, repo).await?;
+            self.counters.requests.fetch_add(1, Ordering::Relaxed);
+            let resp = rb.send().await.map_err(|e| RegistryError::transport(what, e))?;
+            if resp.status() == StatusCode::UNAUTHORIZED && round == 0 {
+                let challenge = resp
+                    .headers()
+                    .get(reqwest::header::WWW_AUTHENTICATE)
+                    .and_then(|v| v.to_str().ok())
+                    .map(auth::parse_challenge)
+                    .unwrap_or(Challenge::None);
+                let had = host.challenge.lock().expect("challenge lock").replace(challenge.clone());
+                host.tokens.lock().expect("tokens lock").remove(&scopes.join(" "));
+                // A token refused though fresh, or no way to authenticate: give up now.
+                if challenge == Challenge::None || (had == Some(challenge) && matches!(had, Some(Challenge::Basic))) {
+                    return Ok(resp);
+                }
+                continue;
+            }
+            return Ok(resp);
+        }
+        unreachable!("the loop returns on its second round")
+    }
+
+    /// A request with auth, the host's in-flight cap and retries; returns a checked response
+    /// and the permit (held while the body is read).
+    async fn request(&self, call: Call<'_>, build: &Build) -> Result<(Response, OwnedSemaphorePermit), RegistryError> {
+        self.opts.backoff.run(call.what, || self.request_once(call, build)).await
+    }
+
+    async fn request_once(
+        &self,
+        call: Call<'_>,
+        build: &Build,
+    ) -> Result<(Response, OwnedSemaphorePermit), RegistryError> {
+        let host = self.host(call.registry);
+        let permit = host.permits.clone().acquire_owned().await.expect("semaphore never closed");
+        let resp = self.send_once(&host, call.what, call.scopes, call.repo, build).await?;
+        Ok((check(call.what, &host.name, resp).await?, permit))
+    }
+
+    /// HEAD a manifest: `(digest, media type)` or `None` when absent.
+    pub async fn manifest_head(
+        &self,
+        registry: &str,
+        repo: &str,
+        reference: &str,
+    ) -> Result<Option<(String, String)>, RegistryError> {
+        let what = format!("HEAD manifest {registry}/{repo}:{reference}");
+        let url = format!("/v2/{repo}/manifests/{reference}");
+        let build =
+            move |c: &reqwest::Client, base: &str| c.head(format!("{base}{url}")).header(ACCEPT, manifest::ACCEPT);
+        match self.request(Call { registry, repo, what: &what, scopes: &[scope(repo, "pull")] }, &build).await {
+            Ok((r, _)) => {
+                let h = r.headers();
+                let digest = header_str(h, "docker-content-digest");
+                let mt = header_str(h, CONTENT_TYPE.as_str());
+                Ok(digest.map(|d| (d, mt.unwrap_or_default())))
+            }
+            Err(RegistryError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// GET a manifest: raw bytes and media type.
+    pub async fn manifest_get(
+        &self,
+        registry: &str,
+        repo: &str,
+        reference: &str,
+    ) -> Result<(Vec<u8>, String), RegistryError> {
+        let what = format!("GET manifest {registry}/{repo}:{reference}");
+        let url = format!("/v2/{repo}/manifests/{reference}");
+        let build =
+            move |c: &reqwest::Client, base: &str| c.get(format!("{base}{url}")).header(ACCEPT, manifest::ACCEPT);
+        self.opts
+            .backoff
+            .run(&what, || async {
+                let (r, _permit) = self
+                    .request_once(Call { registry, repo, what: &what, scopes: &[scope(repo, "pull")] }, &build)
+                    .await?;
+                let header = header_str(r.headers(), CONTENT_TYPE.as_str());
+                if r.content_length().is_some_and(|l| l as usize > MAX_MANIFEST_BYTES) {
+                    return Err(RegistryError::Io { what: what.clone(), message: "manifest larger than 8 MiB".into() });
+                }
+                let bytes = r.bytes().await.map_err(|e| RegistryError::transport(&what, e))?;
+                if bytes.len() > MAX_MANIFEST_BYTES {
+                    return Err(RegistryError::Io { what: what.clone(), message: "manifest larger than 8 MiB".into() });
+                }
+                let mt = manifest::media_type_of(&bytes, header.as_deref());
+                Ok((bytes.to_vec(), mt))
+            })
+            .await
+    }
+
+    /// PUT a manifest under a tag or its digest.
+    pub async fn manifest_put(
+        &self,
+        registry: &str,
+        repo: &str,
+        reference: &str,
+        bytes: &[u8],
+        media_type: &str,
+    ) -> Result<(), RegistryError> {
+        let what = format!("PUT manifest {registry}/{repo}:{reference}");
+        let url = format!("/v2/{repo}/manifests/{reference}");
+        let body = bytes::Bytes::copy_from_slice(bytes);
+        let mt = media_type.to_string();
+        let build = move |c: &reqwest::Client, base: &str| {
+            c.put(format!("{base}{url}")).header(CONTENT_TYPE, mt.as_str()).body(body.clone())
+        };
+        self.request(Call { registry, repo, what: &what, scopes: &[scope(repo, "pull,push")] }, &build)
+            .await
+            .map(|_| ())
+    }
+
+    /// DELETE a manifest by digest.
+    pub async fn manifest_delete(&self, registry: &str, repo: &str, digest: &str) -> Result<(), RegistryError> {
+        let what = format!("DELETE manifest {registry}/{repo}@{digest}");
+        let url = format!("/v2/{repo}/manifests/{digest}");
+        let build = move |c: &reqwest::Client, base: &str| c.request(Method::DELETE, format!("{base}{url}"));
+        self.request(Call { registry, repo, what: &what, scopes: &[scope(repo, "delete")] }, &build).await.map(|_| ())
+    }
+
+    /// HEAD a blob: its size when present.
+    pub async fn blob_head(&self, registry: &str, repo: &str, digest: &str) -> Result<Option<u64>, RegistryError> {
+        let what = format!("HEAD blob {registry}/{repo}@{digest}");
+        let url = format!("/v2/{repo}/blobs/{digest}");
+        let build = move |c: &reqwest::Client, base: &str| c.head(format!("{base}{url}"));
+        match self.request(Call { registry, repo, what: &what, scopes: &[scope(repo, "pull")] }, &build).await {
+            Ok((r, _)) => Ok(Some(r.content_length().unwrap_or(0))),
+            Err(RegistryError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// GET a blob from `offset` on (a `Range` request when `offset > 0`). The caller checks
+    /// for 206 (resumed) versus 200 (whole blob again).
+    pub async fn blob_get(
+        &self,
+        registry: &str,
+        repo: &str,
+        digest: &str,
+        offset: u64,
+    ) -> Result<Streaming, RegistryError> {
+        let what = format!("GET blob {registry}/{repo}@{digest}");
+        let url = format!("/v2/{repo}/blobs/{digest}");
+        let build = move |c: &reqwest::Client, base: &str| {
+            let rb = c.get(format!("{base}{url}"));
+            if offset > 0 { rb.header(RANGE, format!("bytes={offset}-")) } else { rb }
+        };
+        self.counters.blob_gets.fetch_add(1, Ordering::Relaxed);
+        let (response, permit) =
+            self.request(Call { registry, repo, what: &what, scopes: &[scope(repo, "pull")] }, &build).await?;
+        Ok(Streaming { response, _permit: permit })
+    }
+
+    /// Asks the registry to mount a blob from another repository; falls back to an upload.
+    pub async fn blob_mount(
+        &self,
+        registry: &str,
+        repo: &str,
+        digest: &str,
+        from: &str,
+    ) -> Result<Mount, RegistryError> {
+        let what = format!("mount blob {registry}/{repo}@{digest} from {from}");
+        let url = format!("/v2/{repo}/blobs/uploads/");
+        let (d, f) = (digest.to_string(), from.to_string());
+        let build = move |c: &reqwest::Client, base: &str| {
+            c.post(format!("{base}{url}"))
+                .query(&[("mount", d.as_str()), ("from", f.as_str())])
+                .header(CONTENT_LENGTH, "0")
+        };
+        let scopes = [scope(repo, "pull,push"), scope(from, "pull")];
+        let (r, _) = self.request(Call { registry, repo, what: &what, scopes: &scopes }, &build).await?;
+        if r.status() == StatusCode::CREATED {
+            self.counters.mounts.fetch_add(1, Ordering::Relaxed);
+            return Ok(Mount::Mounted);
+        }
+        let base = self.base(&self.host(registry)).await?;
+        Ok(Mount::Upload(location(&what, &base, r.headers())?))
+    }
+
+    /// Uploads a blob from a file in one streamed PUT (POST for a session unless one is given).
+    /// Retried from the start, with a new session, on transient failures.
+    pub async fn blob_upload(
+        &self,
+        registry: &str,
+        repo: &str,
+        digest: &str,
+        size: u64,
+        file: &std::path::Path,
+        mut session: Option<String>,
+    ) -> Result<(), RegistryError> {
+        let what = format!("upload blob {registry}/{repo}@{digest}");
+        let host = self.host(registry);
+        let scopes = [scope(repo, "pull,push")];
+        self.opts
+            .backoff
+            .run(&what, || {
+                let given = session.take();
+                let host = host.clone();
+                let scopes = &scopes;
+                let what = &what;
+                async move {
+                    let base = self.base(&host).await?;
+                    let permit = host.permits.clone().acquire_owned().await.expect("semaphore never closed");
+                    let loc = match given {
+                        Some(l) => l,
+                        None => {
+                            let url = format!("{base}/v2/{repo}/blobs/uploads/");
+                            let build =
+                                move |c: &reqwest::Client, _: &str| c.post(url.clone()).header(CONTENT_LENGTH, "0");
+                            let r = self.send_once(&host, what, scopes, repo, &build).await?;
+                            let r = check(what, &host.name, r).await?;
+                            location(what, &base, r.headers())?
+                        }
+                    };
+                    let sep = if loc.contains('?') { '&' } else { '?' };
+                    let put_url = format!("{loc}{sep}digest={digest}");
+                    let path = file.to_path_buf();
+                    let build = move |c: &reqwest::Client, _: &str| {
+                        let stream = futures::stream::once(tokio::fs::File::open(path.clone()))
+                            .map_ok(|f| tokio_util::io::ReaderStream::with_capacity(f, 256 * 1024))
+                            .try_flatten();
+                        c.put(put_url.clone())
+                            .header(CONTENT_TYPE, "application/octet-stream")
+                            .header(CONTENT_LENGTH, size)
+                            .body(reqwest::Body::wrap_stream(stream))
+                    };
+                    let r = self.send_once(&host, what, scopes, repo, &build).await?;
+                    check(what, &host.name, r).await?;
+                    drop(permit);
+                    self.counters.bytes_out.fetch_add(size, Ordering::Relaxed);
+                    Ok(())
+                }
+            })
+            .await
+    }
+}
+
+use futures::TryStreamExt as _;
+
+fn header_str(h: &HeaderMap, name: &str) -> Option<String> {
+    h.get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
+}
+
+fn location(what: &str, base: &str, h: &HeaderMap) -> Result<String, RegistryError> {
+    let loc = header_str(h, LOCATION.as_str()).ok_or_else(|| RegistryError::Io {
+        what: what.to_string(),
+        message: "upload answered without Location".into(),
+    })?;
+    Ok(if loc.starts_with("http://") || loc.starts_with("https://") { loc } else { format!("{base}{loc}") })
+}
+
+/// Maps a status to an error, keeping 2xx.
+async fn check(what: &str, host: &str, r: Response) -> Result<Response, RegistryError> {
+    let status = r.status();
+    if status.is_success() {
+        return Ok(r);
+    }
+    match status.as_u16() {
+        401 | 403 => Err(RegistryError::Denied { what: what.to_string(), host: host.to_string() }),
+        404 => Err(RegistryError::NotFound { what: what.to_string() }),
+        code => {
+            let retry_after = retry::parse_retry_after(r.headers().get(reqwest::header::RETRY_AFTER));
+            let body = r.text().await.unwrap_or_default();
+            let body: String = body.trim().chars().take(200).collect();
+            Err(RegistryError::Status { what: what.to_string(), status: code, retry_after, body })
+        }
+    }
+}
