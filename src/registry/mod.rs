@@ -4,6 +4,7 @@
 //! with `Range` resume, a per-registry cap on requests in flight, and retries.
 
 pub mod auth;
+mod error;
 pub mod retry;
 
 use std::collections::HashMap;
@@ -15,9 +16,10 @@ use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, Heade
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::image::manifest::{self, ManifestError};
+use crate::image::manifest;
 use auth::{Challenge, Token, TokenResponse};
 pub use auth::{Credential, DockerAuth};
+pub use error::RegistryError;
 pub use retry::Backoff;
 
 /// Retries taken by every client in the process (for metrics and benchmarks).
@@ -53,111 +55,6 @@ impl Default for ClientOptions {
             backoff: Backoff::default(),
             stall_timeout: Duration::from_secs(30),
         }
-    }
-}
-
-/// Why a registry call failed.
-#[derive(Debug, thiserror::Error)]
-pub enum RegistryError {
-    /// Connection refused, reset, timed out, TLS failures.
-    #[error("{what}: {message}")]
-    Transport {
-        /// The operation.
-        what: String,
-        /// The cause (no URL, no credentials).
-        message: String,
-    },
-    /// An unexpected status.
-    #[error("{what}: registry answered {status}{}", if body.is_empty() { String::new() } else { format!(": {body}") })]
-    Status {
-        /// The operation.
-        what: String,
-        /// HTTP status.
-        status: u16,
-        /// `Retry-After`, if sent.
-        retry_after: Option<Duration>,
-        /// Start of the error body.
-        body: String,
-    },
-    /// 401/403 after authenticating.
-    #[error("{what}: access denied (check the credentials for {host})")]
-    Denied {
-        /// The operation.
-        what: String,
-        /// Registry.
-        host: String,
-    },
-    /// 404.
-    #[error("{what}: not found")]
-    NotFound {
-        /// The operation.
-        what: String,
-    },
-    /// Content did not hash to its digest.
-    #[error("{what}: content does not match its digest (expected {expected}, got {actual})")]
-    DigestMismatch {
-        /// The operation.
-        what: String,
-        /// Wanted.
-        expected: String,
-        /// Got.
-        actual: String,
-    },
-    /// A manifest we cannot use.
-    #[error("{what}: {source}")]
-    Manifest {
-        /// The operation.
-        what: String,
-        /// Why.
-        source: ManifestError,
-    },
-    /// Local files.
-    #[error("{what}: {message}")]
-    Io {
-        /// The operation.
-        what: String,
-        /// Cause.
-        message: String,
-    },
-}
-
-impl RegistryError {
-    /// `Some(hint)` when worth retrying (with the registry's `Retry-After` if any).
-    pub fn retry_hint(&self) -> Option<Option<Duration>> {
-        match self {
-            RegistryError::Transport { .. } => Some(None),
-            RegistryError::Status { status, retry_after, .. }
-                if *status == 429 || *status == 408 || (*status >= 500 && *status != 501 && *status != 505) =>
-            {
-                Some(*retry_after)
-            }
-            _ => None,
-        }
-    }
-
-    /// A short stable label for metrics and reports.
-    pub fn reason(&self) -> &'static str {
-        match self {
-            RegistryError::Transport { .. } => "Transport",
-            RegistryError::Status { .. } => "RegistryStatus",
-            RegistryError::Denied { .. } => "Denied",
-            RegistryError::NotFound { .. } => "NotFound",
-            RegistryError::DigestMismatch { .. } => "DigestMismatch",
-            RegistryError::Manifest { .. } => "UnsupportedManifest",
-            RegistryError::Io { .. } => "Io",
-        }
-    }
-
-    pub(crate) fn transport(what: &str, e: reqwest::Error) -> Self {
-        let e = e.without_url();
-        let mut message = e.to_string();
-        let mut src = std::error::Error::source(&e);
-        while let Some(s) = src {
-            message.push_str(": ");
-            message.push_str(&s.to_string());
-            src = s.source();
-        }
-        RegistryError::Transport { what: what.to_string(), message }
     }
 }
 
