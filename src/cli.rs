@@ -103,6 +103,10 @@ pub struct CommonFlags {
     /// Retries per request.
     #[arg(long, default_value_t = 5)]
     pub retry_times: u32,
+    /// Seconds a registry may send nothing before the request is abandoned and retried
+    /// (a cut download resumes from the byte it reached).
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    pub stall_timeout: u64,
     /// Fold destination paths deeper than this (0: no limit).
     #[arg(long, default_value_t = 0)]
     pub max_nested_paths: u32,

@@ -144,8 +144,8 @@ impl Engine {
     /// Copies every item; results are in plan order.
     pub async fn run(&self, items: &[CopyItem], source: &Source, target: Target) -> Vec<ItemResult> {
         self.progress.total.fetch_add(items.len() as u64, Ordering::Relaxed);
-        futures::stream::iter(items.iter().cloned())
-            .map(|item| async move {
+        let mut results: Vec<(usize, ItemResult)> = futures::stream::iter(items.iter().cloned().enumerate())
+            .map(|(i, item)| async move {
                 let r = self.item(&item, source, target).await;
                 self.progress.done.fetch_add(1, Ordering::Relaxed);
                 let result = match r {
@@ -161,11 +161,14 @@ impl Engine {
                 if result.outcome == Outcome::Copied {
                     tracing::info!(source = %result.item.source, destination = %result.item.destination, "copied");
                 }
-                result
+                (i, result)
             })
-            .buffered(self.opts.parallel_images.max(1))
+            // Unordered: a slow image must not hold up the ones queued behind it.
+            .buffer_unordered(self.opts.parallel_images.max(1))
             .collect()
-            .await
+            .await;
+        results.sort_by_key(|(i, _)| *i);
+        results.into_iter().map(|(_, r)| r).collect()
     }
 
     /// A manifest by digest: from the cache, else from the source registry (verified, cached).

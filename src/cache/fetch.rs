@@ -80,7 +80,7 @@ pub async fn blob(
     let what = format!("fetch {registry}/{repo}@{}", desc.digest);
     let staging = cache.staging(&desc.digest).map_err(|e| io_err(&what, e))?;
     let mut part = Partial::open(&staging, desc.size).map_err(|e| io_err(&what, e))?;
-    let backoff = crate::registry::Backoff::default();
+    let backoff = client.backoff().clone();
     let mut received = 0u64;
     let mut cuts = 0u32;
     let mut fresh_retry = true;

@@ -55,6 +55,7 @@ fn client_options(args: &MirrorArgs, env: &Env, plan: &CopyPlan) -> Result<Clien
         ca_pems,
         auth: credentials(c.authfile.as_deref(), env)?,
         backoff: crate::registry::Backoff { retries: c.retry_times, ..Default::default() },
+        stall_timeout: Duration::from_secs(c.stall_timeout),
         ..Default::default()
     })
 }

@@ -78,6 +78,8 @@ struct Host {
     permits: Arc<Semaphore>,
     challenge: Mutex<Option<Challenge>>,
     tokens: Mutex<HashMap<String, Token>>,
+    /// Token fetches for a host run one at a time, so concurrent requests share one token.
+    token_flight: tokio::sync::Mutex<()>,
 }
 
 /// A response body still being read, holding its registry's request slot.
@@ -160,6 +162,11 @@ impl Client {
         })
     }
 
+    /// The retry policy.
+    pub fn backoff(&self) -> &Backoff {
+        &self.opts.backoff
+    }
+
     fn host(&self, name: &str) -> Arc<Host> {
         let mut hosts = self.hosts.lock().expect("hosts lock");
         hosts
@@ -175,6 +182,7 @@ impl Client {
                     permits: Arc::new(Semaphore::new(self.opts.max_in_flight.max(1))),
                     challenge: Mutex::new(None),
                     tokens: Mutex::new(HashMap::new()),
+                    token_flight: tokio::sync::Mutex::new(()),
                 })
             })
             .clone()
@@ -208,10 +216,20 @@ impl Client {
         repo: &str,
     ) -> Result<Option<String>, RegistryError> {
         let key = scopes.join(" ");
-        if let Some(t) = host.tokens.lock().expect("tokens lock").get(&key)
-            && t.refresh_at > Instant::now()
-        {
-            return Ok(Some(t.value.clone()));
+        let cached = || {
+            host.tokens
+                .lock()
+                .expect("tokens lock")
+                .get(&key)
+                .filter(|t| t.refresh_at > Instant::now())
+                .map(|t| t.value.clone())
+        };
+        if let Some(t) = cached() {
+            return Ok(Some(t));
+        }
+        let _flight = host.token_flight.lock().await;
+        if let Some(t) = cached() {
+            return Ok(Some(t));
         }
         let what = format!("{}: token for {key}", host.name);
         let mut query: Vec<(&str, &str)> = scopes.iter().map(|s| ("scope", s.as_str())).collect();
@@ -241,26 +259,27 @@ impl Client {
         Ok(Some(value))
     }
 
+    /// Adds credentials for the host's known challenge; returns the bearer token used, if any.
     async fn authorize(
         &self,
         host: &Host,
         rb: RequestBuilder,
         scopes: &[String],
         repo: &str,
-    ) -> Result<RequestBuilder, RegistryError> {
+    ) -> Result<(RequestBuilder, Option<String>), RegistryError> {
         let challenge = host.challenge.lock().expect("challenge lock").clone();
         Ok(match challenge {
             Some(Challenge::Basic) => match self.opts.auth.lookup(&host.name, repo) {
-                Some(c) => rb.header(AUTHORIZATION, auth::basic_header(c)),
-                None => rb,
+                Some(c) => (rb.header(AUTHORIZATION, auth::basic_header(c)), None),
+                None => (rb, None),
             },
             Some(Challenge::Bearer { realm, service }) => {
                 match self.token(host, &realm, service.as_deref(), scopes, repo).await? {
-                    Some(t) => rb.bearer_auth(t),
-                    None => rb,
+                    Some(t) => (rb.bearer_auth(&t), Some(t)),
+                    None => (rb, None),
                 }
             }
-            _ => rb,
+            _ => (rb, None),
         })
     }
 
@@ -276,7 +295,7 @@ impl Client {
     ) -> Result<Response, RegistryError> {
         let base = self.base(host).await?;
         for round in 0..2 {
-            let rb = self.authorize(host, build(self.http(host), &base), scopes, repo).await?;
+            let (rb, used) = self.authorize(host, build(self.http(host), &base), scopes, repo).await?;
             self.counters.requests.fetch_add(1, Ordering::Relaxed);
             let resp = rb.send().await.map_err(|e| RegistryError::transport(what, e))?;
             if resp.status() == StatusCode::UNAUTHORIZED && round == 0 {
@@ -286,8 +305,17 @@ impl Client {
                     .and_then(|v| v.to_str().ok())
                     .map(auth::parse_challenge)
                     .unwrap_or(Challenge::None);
+                tracing::debug!(what, with_token = used.is_some(), ?challenge, "401; authenticating");
                 let had = host.challenge.lock().expect("challenge lock").replace(challenge.clone());
-                host.tokens.lock().expect("tokens lock").remove(&scopes.join(" "));
+                // Forget the token only if this request was refused with it (others may have
+                // fetched a good one meanwhile).
+                if let Some(used) = used {
+                    let mut tokens = host.tokens.lock().expect("tokens lock");
+                    let key = scopes.join(" ");
+                    if tokens.get(&key).is_some_and(|t| t.value == used) {
+                        tokens.remove(&key);
+                    }
+                }
                 // A token refused though fresh, or no way to authenticate: give up now.
                 if challenge == Challenge::None || (had == Some(challenge) && matches!(had, Some(Challenge::Basic))) {
                     return Ok(resp);

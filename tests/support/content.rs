@@ -87,28 +87,30 @@ impl<'a> Pusher<'a> {
         Pusher { reg, http: reg.http() }
     }
 
-    fn auth(&self, rb: reqwest::blocking::RequestBuilder) -> reqwest::blocking::RequestBuilder {
-        match &self.reg.credentials {
-            Some((u, p)) => rb.basic_auth(u, Some(p)),
-            None => rb,
-        }
-    }
-
     /// Uploads a blob (monolithic POST + PUT) unless present; returns its digest.
     pub fn blob(&self, repo: &str, bytes: &[u8]) -> String {
         let digest = sha256(bytes);
         let base = self.reg.base_url();
-        let head = self.auth(self.http.head(format!("{base}/v2/{repo}/blobs/{digest}"))).send().expect("HEAD blob");
+        let head = self
+            .reg
+            .authorize(repo, self.http.head(format!("{base}/v2/{repo}/blobs/{digest}")))
+            .send()
+            .expect("HEAD blob");
         if head.status().is_success() {
             return digest;
         }
-        let start = self.auth(self.http.post(format!("{base}/v2/{repo}/blobs/uploads/"))).send().expect("start upload");
+        let start = self
+            .reg
+            .authorize(repo, self.http.post(format!("{base}/v2/{repo}/blobs/uploads/")))
+            .send()
+            .expect("start upload");
         assert_eq!(start.status().as_u16(), 202, "start upload to {repo}: {:?}", start.text());
         let loc = start.headers()["location"].to_str().expect("location").to_string();
         let loc = if loc.starts_with("http") { loc } else { format!("{base}{loc}") };
         let sep = if loc.contains('?') { '&' } else { '?' };
         let put = self
-            .auth(self.http.put(format!("{loc}{sep}digest={digest}")))
+            .reg
+            .authorize(repo, self.http.put(format!("{loc}{sep}digest={digest}")))
             .header("Content-Type", "application/octet-stream")
             .body(bytes.to_vec())
             .send()
@@ -121,7 +123,8 @@ impl<'a> Pusher<'a> {
     pub fn manifest(&self, repo: &str, reference: &str, bytes: &[u8], media_type: &str) -> String {
         let url = format!("{}/v2/{repo}/manifests/{reference}", self.reg.base_url());
         let r = self
-            .auth(self.http.put(url))
+            .reg
+            .authorize(repo, self.http.put(url))
             .header("Content-Type", media_type)
             .body(bytes.to_vec())
             .send()

@@ -4,9 +4,12 @@
 // Each test binary uses a different part of the support code.
 #![allow(dead_code)]
 
+pub mod cli;
 pub mod cluster;
 pub mod content;
+pub mod proxy;
 pub mod registry;
+pub mod token;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

@@ -1,9 +1,13 @@
 //! A real registry (Debian's docker-registry, CNCF Distribution 2.8) on loopback:
-//! plain HTTP, HTTPS with a CA generated per run, and htpasswd basic auth.
+//! plain HTTP, HTTPS with a CA generated per run, htpasswd basic auth, and bearer tokens
+//! from a [`TokenServer`] (the flow registry.redhat.io and quay.io use).
 
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
+use super::token::{ISSUER, SERVICE, TokenServer};
 use super::{Guarded, free_port, require, temp_dir, wait_until};
 
 /// How the registry is set up.
@@ -13,16 +17,25 @@ pub struct RegistryOptions {
     pub tls: bool,
     /// Require basic auth with this user and password.
     pub htpasswd: Option<(String, String)>,
+    /// Require bearer tokens from a [`TokenServer`] that accepts this user and password
+    /// (exclusive with `htpasswd`).
+    pub token: Option<(String, String)>,
+    /// The tokens' `expires_in` in seconds (default 300); see [`TokenServer::set_expires_in`].
+    pub token_expires_in: Option<u64>,
 }
 
 /// A PEM CA certificate and a server certificate signed by it for 127.0.0.1 and localhost.
 pub struct TestCa {
+    /// The CA certificate (PEM).
     pub ca_pem: String,
+    /// The server certificate (PEM).
     pub cert_pem: String,
+    /// The server's private key (PEM).
     pub key_pem: String,
 }
 
 impl TestCa {
+    /// Generates a fresh CA and server certificate.
     pub fn generate() -> TestCa {
         use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
         let ca_key = KeyPair::generate().expect("ca key");
@@ -47,17 +60,22 @@ pub struct Registry {
     pub host: String,
     /// The CA, when TLS is on.
     pub ca: Option<TestCa>,
-    /// Credentials, when auth is on.
+    /// Credentials, when auth is on (basic or token).
     pub credentials: Option<(String, String)>,
+    /// The token server, when token auth is on.
+    pub token: Option<TokenServer>,
     /// A directory holding `ca.crt` for skopeo's `--cert-dir`.
     pub cert_dir: Option<PathBuf>,
     /// Storage root (the registry's own files).
     pub storage: PathBuf,
+    /// Tokens the harness itself holds, per scope, with when they expire.
+    tokens: Mutex<HashMap<String, (String, Instant)>>,
     _proc: Guarded,
     _dir: tempfile::TempDir,
 }
 
 impl Registry {
+    /// Starts a registry as `opts` says and waits until it answers `/v2/`.
     pub fn start(opts: RegistryOptions) -> Registry {
         let bin = require("docker-registry");
         let dir = temp_dir("registry-");
@@ -91,6 +109,18 @@ impl Registry {
                 dir.path().join("htpasswd").display()
             ));
         }
+        assert!(opts.htpasswd.is_none() || opts.token.is_none(), "htpasswd and token auth are exclusive");
+        let token = opts.token.as_ref().map(|(user, pass)| {
+            let server = TokenServer::start(user, pass, opts.token_expires_in.unwrap_or(300));
+            let bundle = dir.path().join("token-root.pem");
+            std::fs::write(&bundle, &server.root_pem).unwrap();
+            config.push_str(&format!(
+                "auth:\n  token:\n    realm: {}\n    service: {SERVICE}\n    issuer: {ISSUER}\n    rootcertbundle: {}\n",
+                server.realm,
+                bundle.display()
+            ));
+            server
+        });
         let config_path = dir.path().join("config.yml");
         std::fs::write(&config_path, config).unwrap();
         let mut proc = Guarded::spawn(
@@ -111,7 +141,17 @@ impl Registry {
             },
             proc_tail,
         );
-        Registry { host, credentials: opts.htpasswd.clone(), cert_dir, storage, ca, _proc: proc, _dir: dir }
+        Registry {
+            host,
+            credentials: opts.htpasswd.or(opts.token),
+            token,
+            tokens: Mutex::new(HashMap::new()),
+            cert_dir,
+            storage,
+            ca,
+            _proc: proc,
+            _dir: dir,
+        }
     }
 
     /// `http://` or `https://` plus host.
@@ -122,6 +162,33 @@ impl Registry {
     /// A blocking HTTP client trusting this registry's CA.
     pub fn http(&self) -> reqwest::blocking::Client {
         http_client(self.ca.as_ref())
+    }
+
+    /// Adds this registry's credentials to a request on `repo`: basic auth, or a bearer
+    /// token for `repository:<repo>:pull,push` (fetched once and reused until it expires).
+    pub fn authorize(&self, repo: &str, rb: reqwest::blocking::RequestBuilder) -> reqwest::blocking::RequestBuilder {
+        match (&self.token, &self.credentials) {
+            (Some(_), _) => rb.bearer_auth(self.bearer(&format!("repository:{repo}:pull,push"))),
+            (None, Some((u, p))) => rb.basic_auth(u, Some(p)),
+            (None, None) => rb,
+        }
+    }
+
+    /// A bearer token for `scope` with this registry's credentials, cached until it expires.
+    /// Panics unless token auth is on.
+    pub fn bearer(&self, scope: &str) -> String {
+        let server = self.token.as_ref().expect("token auth is on");
+        let mut tokens = self.tokens.lock().unwrap();
+        if let Some((t, until)) = tokens.get(scope)
+            && Instant::now() < *until
+        {
+            return t.clone();
+        }
+        let (u, p) = self.credentials.as_ref().expect("token credentials");
+        let t = server.fetch(Some((u, p)), &[scope]).expect("the token server accepts the registry's credentials");
+        let until = Instant::now() + Duration::from_secs(server.expires_in().saturating_sub(1));
+        tokens.insert(scope.to_string(), (t.clone(), until));
+        t
     }
 
     /// skopeo flags to reach this registry (TLS trust and credentials).

@@ -1,0 +1,212 @@
+//! The copy engine end to end through the real CLI: real registries, skopeo as the judge.
+
+mod support;
+
+use support::cli::{bin, ok, write_isc};
+
+use std::process::Output;
+
+use support::content::{Format, Pushed, Pusher};
+use support::registry::{Registry, RegistryOptions};
+use support::{sha256, skopeo, temp_dir};
+
+fn run(args: &[&str]) -> Output {
+    bin().args(args).output().expect("run imageset-operator")
+}
+
+fn raw(reg: &Registry, reference: &str) -> Vec<u8> {
+    let mut args: Vec<String> = vec!["inspect".into(), "--raw".into()];
+    args.extend(reg.skopeo_flags());
+    args.push(format!("docker://{}/{reference}", reg.host));
+    skopeo(&args.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+/// Every manifest of `p` (top and children) and every blob is at `reg` under `repo`, by digest.
+fn assert_mirrored(reg: &Registry, repo: &str, tag: &str, p: &Pushed) {
+    let top = raw(reg, &format!("{repo}:{tag}"));
+    assert_eq!(sha256(&top), p.digest, "{repo}:{tag} has another digest at {}", reg.host);
+    let v: serde_json::Value = serde_json::from_slice(&top).unwrap();
+    for child in v["manifests"].as_array().into_iter().flatten() {
+        let d = child["digest"].as_str().unwrap();
+        assert_eq!(sha256(&raw(reg, &format!("{repo}@{d}"))), d);
+    }
+    let http = reg.http();
+    for b in &p.blobs {
+        let r = reg.authorize(repo, http.get(format!("{}/v2/{repo}/blobs/{b}", reg.base_url()))).send().unwrap();
+        assert!(r.status().is_success(), "blob {b} missing from {repo}");
+        assert_eq!(sha256(&r.bytes().unwrap()), *b);
+    }
+}
+
+struct World {
+    src: Registry,
+    images: Vec<(String, String, Pushed)>,
+}
+
+/// A source registry with a Docker manifest list, an OCI index, a single image sharing a layer
+/// with another repository, and an image referenced by digest only.
+fn world() -> World {
+    let src = Registry::start(RegistryOptions::default());
+    let push = Pusher::new(&src);
+    let list = push.multi_arch(
+        "apps/list",
+        "v1",
+        Format::Docker,
+        &[("linux", "amd64"), ("linux", "arm64"), ("linux", "s390x")],
+        11,
+    );
+    let index = push.multi_arch("apps/index", "v2", Format::Oci, &[("linux", "amd64"), ("linux", "ppc64le")], 21);
+    let single = push.image("base/single", "1.0", Format::Docker, ("linux", "amd64"), &[(31, 300_000), (32, 70_000)]);
+    let shared = push.image("other/shared", "2.0", Format::Oci, ("linux", "amd64"), &[(31, 300_000), (33, 1000)]);
+    let by_digest = push.image("pinned/img", "unused", Format::Oci, ("linux", "amd64"), &[(41, 5000)]);
+    let h = &src.host;
+    let images = vec![
+        (format!("{h}/apps/list:v1"), "apps/list".to_string(), list),
+        (format!("{h}/apps/index:v2"), "apps/index".into(), index),
+        (format!("{h}/base/single:1.0"), "base/single".into(), single),
+        (format!("{h}/other/shared:2.0"), "other/shared".into(), shared),
+        (format!("{h}/pinned/img@{}", by_digest.digest), "pinned/img".into(), by_digest),
+    ];
+    World { src, images }
+}
+
+fn dest_tag(name: &str, p: &Pushed) -> String {
+    if name.contains('@') { format!("sha256-{}", &p.digest[7..]) } else { p.tag.clone() }
+}
+
+#[test]
+fn mirror_to_mirror_copies_every_kind_by_digest_and_a_rerun_touches_nothing() {
+    let w = world();
+    let dst = Registry::start(RegistryOptions::default());
+    let tmp = temp_dir("m2m-");
+    let names: Vec<String> = w.images.iter().map(|i| i.0.clone()).collect();
+    let isc = write_isc(tmp.path(), &names);
+    let ws = format!("file://{}", tmp.path().join("ws").display());
+    let cache = tmp.path().join("cache").display().to_string();
+    let dest = format!("docker://{}/mirror", dst.host);
+    let args = [
+        "mirror",
+        "-c",
+        &isc,
+        "--workspace",
+        &ws,
+        &dest,
+        "--cache-dir",
+        &cache,
+        "--src-tls-verify=false",
+        "--dest-tls-verify=false",
+    ];
+    let out = ok(run(&args));
+    assert!(out.contains("✓ 5 / 5 additional images mirrored successfully (0 already present)"), "{out}");
+    for (name, repo, p) in &w.images {
+        assert_mirrored(&dst, &format!("mirror/{repo}"), &dest_tag(name, p), p);
+    }
+    // The shared layer went up once and was mounted into the second repository.
+    assert!(out.contains(" 1 mounted"), "{out}");
+    let again = ok(run(&args));
+    assert!(again.contains("(5 already present)"), "{again}");
+    assert!(again.contains("0 blobs fetched (0 MB), 0 MB uploaded"), "{again}");
+    let verify = ok(run(&["cache", "verify", "--cache-dir", &cache]));
+    assert!(verify.contains("cache is clean"), "{verify}");
+    drop(w.src);
+}
+
+#[test]
+fn mirror_to_disk_then_disk_to_mirror_round_trips_and_archives_are_incremental() {
+    let w = world();
+    let dst = Registry::start(RegistryOptions::default());
+    let tmp = temp_dir("m2d-");
+    let (first, rest) = w.images.split_at(2);
+    let isc1 = write_isc(tmp.path(), &first.iter().map(|i| i.0.clone()).collect::<Vec<_>>());
+    let archives = tmp.path().join("archives");
+    let file_dest = format!("file://{}", archives.display());
+    let cache = tmp.path().join("cache").display().to_string();
+    let out = ok(run(&["mirror", "-c", &isc1, &file_dest, "--cache-dir", &cache, "--src-tls-verify=false"]));
+    assert!(out.contains("mirror_000001.tar"), "{out}");
+    // A second run with more images archives only the new blobs, in the next part.
+    let all: Vec<String> = w.images.iter().map(|i| i.0.clone()).collect();
+    let isc2 = write_isc(&tmp.path().join("second").tap_mkdir(), &all);
+    let out = ok(run(&["mirror", "-c", &isc2, &file_dest, "--cache-dir", &cache, "--src-tls-verify=false"]));
+    assert!(out.contains("mirror_000002.tar"), "{out}");
+    let first_blobs: usize = first.iter().map(|i| i.2.blobs.len()).sum();
+    assert!(out.contains("already in earlier archives"), "{out}");
+    assert!(!out.contains(&format!(" {first_blobs} new blobs")), "{out}");
+
+    // The receiving side: a fresh cache, only the archives.
+    let cache2 = tmp.path().join("cache2").display().to_string();
+    let from = format!("file://{}", archives.display());
+    let dest = format!("docker://{}/enclave", dst.host);
+    let out =
+        ok(run(&["mirror", "-c", &isc2, "--from", &from, &dest, "--cache-dir", &cache2, "--dest-tls-verify=false"]));
+    assert!(out.contains("✓ 5 / 5 additional images mirrored successfully"), "{out}");
+    assert!(out.contains("0 blobs fetched"), "disk-to-mirror never reaches upstream: {out}");
+    for (name, repo, p) in rest.iter().chain(first) {
+        assert_mirrored(&dst, &format!("enclave/{repo}"), &dest_tag(name, p), p);
+    }
+}
+
+#[test]
+fn tampered_or_hostile_archives_are_refused_before_use() {
+    let w = world();
+    let tmp = temp_dir("bad-archive-");
+    let isc = write_isc(tmp.path(), &[w.images[2].0.clone()]);
+    let archives = tmp.path().join("archives");
+    let cache = tmp.path().join("cache").display().to_string();
+    ok(run(&[
+        "mirror",
+        "-c",
+        &isc,
+        &format!("file://{}", archives.display()),
+        "--cache-dir",
+        &cache,
+        "--src-tls-verify=false",
+    ]));
+    let tar = archives.join("mirror_000001.tar");
+    let good = std::fs::read(&tar).unwrap();
+    let from = format!("file://{}", archives.display());
+    let attempt = |label: &str| {
+        let cache = tmp.path().join(format!("cache-{label}")).display().to_string();
+        let o = run(&["mirror", "-c", &isc, "--from", &from, "docker://127.0.0.1:1/x", "--cache-dir", &cache]);
+        assert!(!o.status.success(), "{label}: accepted");
+        String::from_utf8_lossy(&o.stderr).to_string()
+    };
+    // One flipped byte deep inside the 300 kB layer.
+    let mut bent = good.clone();
+    let at = good.len() / 2;
+    bent[at] ^= 0xff;
+    std::fs::write(&tar, &bent).unwrap();
+    let err = attempt("bent");
+    assert!(err.contains("hashes to") || err.contains("does not match"), "{err}");
+    // A member escaping the tree.
+    let mut b = tar::Builder::new(Vec::new());
+    let mut ar = tar::Archive::new(good.as_slice());
+    for e in ar.entries().unwrap() {
+        let mut e = e.unwrap();
+        let mut h = e.header().clone();
+        let mut data = Vec::new();
+        std::io::Read::read_to_end(&mut e, &mut data).unwrap();
+        let path = e.path().unwrap().to_path_buf();
+        b.append_data(&mut h, path, data.as_slice()).unwrap();
+    }
+    let mut h = tar::Header::new_gnu();
+    h.set_size(3);
+    h.set_entry_type(tar::EntryType::Regular);
+    h.as_gnu_mut().unwrap().name[..16].copy_from_slice(b"../../escaped.sh");
+    h.set_cksum();
+    b.append(&h, b"hi\n".as_slice()).unwrap();
+    std::fs::write(&tar, b.into_inner().unwrap()).unwrap();
+    let err = attempt("escape");
+    assert!(err.contains("unexpected member"), "{err}");
+    assert!(!tmp.path().join("escaped.sh").exists());
+}
+
+trait Mkdir {
+    fn tap_mkdir(self) -> Self;
+}
+
+impl Mkdir for std::path::PathBuf {
+    fn tap_mkdir(self) -> Self {
+        std::fs::create_dir_all(&self).unwrap();
+        self
+    }
+}

@@ -1,0 +1,34 @@
+//! Running the real binary from tests: a clean environment, success checks, image sets.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+/// The binary, with no cache, credentials or home from the environment, and quiet logs.
+pub fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_imageset-operator"));
+    c.env_remove("OC_MIRROR_CACHE")
+        .env_remove("REGISTRY_AUTH_FILE")
+        .env("HOME", "/nonexistent")
+        .env("LOG_LEVEL", "warn");
+    c
+}
+
+/// Asserts success and returns stdout.
+pub fn ok(o: Output) -> String {
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(o.status.success(), "failed: {}\nstdout: {out}", String::from_utf8_lossy(&o.stderr));
+    out
+}
+
+/// Writes an oc-mirror image set with these additional images; returns its path.
+pub fn write_isc(dir: &Path, images: &[String]) -> String {
+    let mut y = String::from(
+        "apiVersion: mirror.openshift.io/v2alpha1\nkind: ImageSetConfiguration\nmirror:\n  additionalImages:\n",
+    );
+    for i in images {
+        y.push_str(&format!("  - name: {i}\n"));
+    }
+    let p = dir.join("isc.yaml");
+    std::fs::write(&p, y).unwrap();
+    p.display().to_string()
+}
