@@ -210,3 +210,84 @@ impl Mkdir for std::path::PathBuf {
         self
     }
 }
+
+#[test]
+fn a_second_destination_is_fed_from_the_cache_without_fetching_again() {
+    let w = world();
+    let dst = Registry::start(RegistryOptions::default());
+    let tmp = temp_dir("two-dest-");
+    let isc = write_isc(tmp.path(), &w.images.iter().map(|i| i.0.clone()).collect::<Vec<_>>());
+    let cache = tmp.path().join("cache").display().to_string();
+    let unique: std::collections::BTreeSet<&String> = w.images.iter().flat_map(|i| &i.2.blobs).collect();
+    for (prefix, fetched) in
+        [("first", format!("{} blobs fetched", unique.len())), ("second", "0 blobs fetched".into())]
+    {
+        let ws = format!("file://{}", tmp.path().join(prefix).display());
+        let dest = format!("docker://{}/{prefix}", dst.host);
+        let out = ok(run(&[
+            "mirror",
+            "-c",
+            &isc,
+            "--workspace",
+            &ws,
+            &dest,
+            "--cache-dir",
+            &cache,
+            "--src-tls-verify=false",
+            "--dest-tls-verify=false",
+        ]));
+        assert!(out.contains(&fetched), "{prefix}: {out}");
+    }
+    for (name, repo, p) in &w.images {
+        assert_mirrored(&dst, &format!("second/{repo}"), &dest_tag(name, p), p);
+    }
+}
+
+#[test]
+fn a_platform_filter_copies_a_sparse_index() {
+    use imageset_operator::api::mirror::PlatformSelector;
+    use imageset_operator::copy::{Engine, Options, Outcome, Source, Target};
+    use imageset_operator::plan::{CopyItem, ImageKind};
+    use imageset_operator::registry::{Client, ClientOptions};
+    use std::sync::Arc;
+
+    let src = Registry::start(RegistryOptions::default());
+    let dst = Registry::start(RegistryOptions::default());
+    let platforms = [("linux", "amd64"), ("linux", "arm64"), ("linux", "s390x")];
+    let full = Pusher::new(&src).multi_arch("rel/payload", "4.18", Format::Oci, &platforms, 70);
+    let tmp = temp_dir("sparse-");
+    let client = Client::new(ClientOptions { insecure: vec!["*".into()], ..Default::default() }).unwrap();
+    let cache = imageset_operator::cache::Cache::open(tmp.path()).unwrap();
+    let engine = Engine::new(Arc::new(client), Arc::new(cache), Options { parallel_images: 2, parallel_layers: 4 });
+    let keep = |os: &str, arch: &str| PlatformSelector { os: os.into(), architecture: arch.into() };
+    let item = CopyItem {
+        kind: ImageKind::Release,
+        origin: format!("docker://{}/rel/payload:4.18", src.host),
+        source: format!("docker://{}/rel/payload:4.18", src.host),
+        destination: format!("docker://{}/ocp/rel/payload:4.18", dst.host),
+        platforms: vec![keep("linux", "amd64"), keep("linux", "arm64")],
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let results = rt.block_on(engine.run(std::slice::from_ref(&item), &Source::Registry, Target::Registry));
+    assert_eq!(results[0].outcome, Outcome::Copied, "{:?}", results[0].outcome);
+    let top = raw(&dst, "ocp/rel/payload:4.18");
+    assert_eq!(Some(sha256(&top)), results[0].digest, "the sparse index is what the destination holds");
+    assert_ne!(sha256(&top), full.digest, "a filtered index has its own digest");
+    let v: serde_json::Value = serde_json::from_slice(&top).unwrap();
+    let archs: Vec<&str> =
+        v["manifests"].as_array().unwrap().iter().map(|m| m["platform"]["architecture"].as_str().unwrap()).collect();
+    assert_eq!(archs, ["amd64", "arm64"]);
+    // The s390x manifest and its own layer stayed behind.
+    let full_index: serde_json::Value = serde_json::from_slice(&full.manifest).unwrap();
+    let s390x = full_index["manifests"][2]["digest"].as_str().unwrap();
+    let http = dst.http();
+    let head = http.head(format!("{}/v2/ocp/rel/payload/manifests/{s390x}", dst.base_url())).send().unwrap();
+    assert_eq!(head.status().as_u16(), 404);
+    for child in v["manifests"].as_array().unwrap() {
+        let d = child["digest"].as_str().unwrap();
+        assert_eq!(sha256(&raw(&dst, &format!("ocp/rel/payload@{d}"))), d);
+    }
+    // Copying again finds it present.
+    let again = rt.block_on(engine.run(&[item], &Source::Registry, Target::Registry));
+    assert_eq!(again[0].outcome, Outcome::AlreadyPresent);
+}
