@@ -116,16 +116,25 @@ pub struct Counters {
 pub struct Client {
     verified: reqwest::Client,
     unverified: reqwest::Client,
+    /// The same two for uploads: no read timeout (see `MIN_UPLOAD_BYTES_PER_SEC`).
+    upload_verified: reqwest::Client,
+    upload_unverified: reqwest::Client,
     opts: ClientOptions,
     hosts: Mutex<HashMap<String, Arc<Host>>>,
     /// Counters.
     pub counters: Counters,
 }
 
-fn build_http(opts: &ClientOptions, verify: bool) -> Result<reqwest::Client, RegistryError> {
-    let mut b = reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(15))
-        .read_timeout(opts.stall_timeout)
+/// Slowest upload rate tolerated before an upload counts as stalled: uploads get a whole-request
+/// timeout from their size, since a read timeout would also run while the body is being sent.
+const MIN_UPLOAD_BYTES_PER_SEC: u64 = 256 * 1024;
+
+fn build_http(opts: &ClientOptions, verify: bool, uploads: bool) -> Result<reqwest::Client, RegistryError> {
+    let mut b = reqwest::Client::builder().connect_timeout(Duration::from_secs(15));
+    if !uploads {
+        b = b.read_timeout(opts.stall_timeout);
+    }
+    let mut b = b
         .pool_max_idle_per_host(opts.max_in_flight.max(1))
         .user_agent(concat!("imageset-operator/", env!("CARGO_PKG_VERSION")));
     if verify {
@@ -154,8 +163,10 @@ impl Client {
     /// A client with these options.
     pub fn new(opts: ClientOptions) -> Result<Self, RegistryError> {
         Ok(Client {
-            verified: build_http(&opts, true)?,
-            unverified: build_http(&opts, false)?,
+            verified: build_http(&opts, true, false)?,
+            unverified: build_http(&opts, false, false)?,
+            upload_verified: build_http(&opts, true, true)?,
+            upload_unverified: build_http(&opts, false, true)?,
             opts,
             hosts: Mutex::new(HashMap::new()),
             counters: Counters::default(),
@@ -524,11 +535,14 @@ impl Client {
                     let sep = if loc.contains('?') { '&' } else { '?' };
                     let put_url = format!("{loc}{sep}digest={digest}");
                     let path = file.to_path_buf();
-                    let build = move |c: &reqwest::Client, _: &str| {
+                    let up = if host.insecure { &self.upload_unverified } else { &self.upload_verified }.clone();
+                    let limit = self.opts.stall_timeout + Duration::from_secs(size / MIN_UPLOAD_BYTES_PER_SEC);
+                    let build = move |_: &reqwest::Client, _: &str| {
                         let stream = futures::stream::once(tokio::fs::File::open(path.clone()))
                             .map_ok(|f| tokio_util::io::ReaderStream::with_capacity(f, 256 * 1024))
                             .try_flatten();
-                        c.put(put_url.clone())
+                        up.put(put_url.clone())
+                            .timeout(limit)
                             .header(CONTENT_TYPE, "application/octet-stream")
                             .header(CONTENT_LENGTH, size)
                             .body(reqwest::Body::wrap_stream(stream))
