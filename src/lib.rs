@@ -11,4 +11,5 @@ pub mod copy;
 pub mod image;
 pub mod plan;
 pub mod registry;
+pub mod render;
 pub mod telemetry;

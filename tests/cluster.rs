@@ -11,17 +11,6 @@ use kube::api::{Api, DeleteParams, PostParams};
 use serde_json::json;
 use support::cluster;
 
-async fn create_namespace(client: &kube::Client, name: &str) {
-    use k8s_openapi::api::core::v1::Namespace;
-    let api: Api<Namespace> = Api::all(client.clone());
-    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
-    match api.create(&PostParams::default(), &ns).await {
-        Ok(_) => {}
-        Err(kube::Error::Api(s)) if s.code == 409 => {}
-        Err(e) => panic!("create namespace {name}: {e}"),
-    }
-}
-
 fn isc(name: &str, mirror: serde_json::Value) -> ImageSetConfiguration {
     serde_json::from_value(json!({
         "apiVersion": "mirror.openshift.io/v2alpha1",
@@ -37,7 +26,7 @@ fn isc(name: &str, mirror: serde_json::Value) -> ImageSetConfiguration {
 #[tokio::test]
 async fn oc_mirror_configs_apply_unchanged_and_read_back() {
     let client = cluster::shared().client().await;
-    create_namespace(&client, "configs").await;
+    cluster::ensure_namespace(&client, "configs").await;
     let api: Api<ImageSetConfiguration> = Api::namespaced(client, "configs");
     let root = support::shared_data().join("oc-mirror-configs/v2");
     // oc-mirror rejects these too: a v1 field, min > max, architectures with platforms, and
@@ -101,7 +90,7 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 #[tokio::test]
 async fn invalid_combinations_are_rejected_at_admission_naming_the_field() {
     let client = cluster::shared().client().await;
-    create_namespace(&client, "invalid").await;
+    cluster::ensure_namespace(&client, "invalid").await;
     let api: Api<ImageSetConfiguration> = Api::namespaced(client, "invalid");
     let cat = "registry.redhat.io/redhat/redhat-operator-index:v4.18";
     let cases = vec![
@@ -202,7 +191,7 @@ async fn invalid_combinations_are_rejected_at_admission_naming_the_field() {
 async fn run_reports_plan_and_invalid_specs_in_status() {
     let cp = cluster::shared();
     let client = cp.client().await;
-    create_namespace(&client, "controller").await;
+    cluster::ensure_namespace(&client, "controller").await;
     let api: Api<ImageSetConfiguration> = Api::namespaced(client, "controller");
     let dir = support::temp_dir("operator-");
     let admin = format!("127.0.0.1:{}", support::free_port());

@@ -4,7 +4,7 @@
 
 mod support;
 
-use support::cli::{bin, ok, write_isc};
+use support::cli::{bin, mirror_to_mirror, ok, write_isc};
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -99,17 +99,8 @@ fn bearer_tokens_are_fetched_per_scope_and_reused() {
     let auth = authfile(tmp.path(), &[(&src.host, "robot", "t0ken-pw"), (&dst.host, "robot", "t0ken-pw")]);
     let (src_tokens, dst_tokens) = (src.token.as_ref().unwrap(), dst.token.as_ref().unwrap());
     let (s0, d0) = (src_tokens.requests().len(), dst_tokens.requests().len());
-    let ws = format!("file://{}", tmp.path().join("ws").display());
-    let out = ok(bin()
-        .args(["mirror", "-c", &isc, "--workspace", &ws, &format!("docker://{}/m", dst.host), "--authfile", &auth])
-        .args([
-            "--cache-dir",
-            tmp.path().join("cache").to_str().unwrap(),
-            "--src-tls-verify=false",
-            "--dest-tls-verify=false",
-        ])
-        .output()
-        .unwrap());
+    let dest = format!("docker://{}/m", dst.host);
+    let out = ok(mirror_to_mirror(&isc, tmp.path(), &dest, &["--authfile", &auth]).output().unwrap());
     let ours =
         [("source", src_tokens.requests()[s0..].to_vec()), ("destination", dst_tokens.requests()[d0..].to_vec())];
     assert!(out.contains("✓ 3 / 3"), "{out}");

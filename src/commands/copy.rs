@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use super::mirror::{Invocation, Mode};
+use super::mirror::{Invocation, Mode, Planned};
 use super::{CliError, write_atomic};
 use crate::cache::{Cache, archive};
 use crate::cli::{Env, MirrorArgs};
@@ -16,6 +16,7 @@ use crate::image::ImageRef;
 use crate::image::manifest::Descriptor;
 use crate::plan::{CopyPlan, ImageKind};
 use crate::registry::{Client, ClientOptions, DockerAuth};
+use crate::render::{self, Mirrored, Naming};
 
 /// The cache directory under `--cache-dir` (beside oc-mirror's own `.oc-mirror`).
 pub const CACHE_SUBDIR: &str = ".imageset-operator/cache";
@@ -71,13 +72,9 @@ fn kind_label(k: ImageKind) -> (&'static str, i32) {
 
 /// Copies the plan for the invocation; returns summary lines, or the copy error after
 /// printing them.
-pub async fn run(
-    inv: &Invocation,
-    args: &MirrorArgs,
-    env: &Env,
-    plan: &CopyPlan,
-    archive_size: Option<i64>,
-) -> Result<Vec<String>, CliError> {
+pub async fn run(inv: &Invocation, args: &MirrorArgs, env: &Env, planned: &Planned) -> Result<Vec<String>, CliError> {
+    let Planned { plan, archive_size, left_out: _, templates } = planned;
+    let archive_size = *archive_size;
     let started = Instant::now();
     let client = Arc::new(Client::new(client_options(args, env, plan)?).map_err(|e| CliError::Setup(e.to_string()))?);
     let cache_dir = inv.cache_dir.join(CACHE_SUBDIR);
@@ -112,6 +109,9 @@ pub async fn run(
     let failed: Vec<&ItemResult> = results.iter().filter(|r| matches!(r.outcome, Outcome::Failed { .. })).collect();
     if inv.mode == Mode::MirrorToDisk && failed.is_empty() {
         lines.extend(write_archives(inv, args, &cache, &results, archive_size).await?);
+    }
+    if inv.mode != Mode::MirrorToDisk {
+        lines.extend(write_cluster_resources(inv, args, &results, templates)?);
     }
     lines.push("=== Results ===".to_string());
     let mut kinds: Vec<ImageKind> = results.iter().map(|r| r.item.kind).collect();
@@ -159,6 +159,32 @@ pub async fn run(
     }
     let bits = failed.iter().map(|r| kind_label(r.item.kind).1).fold(0, |a, b| a | b);
     Err(CliError::CopyFailed { failed: failed.len(), total: results.len(), log, bits })
+}
+
+/// Writes `working-dir/cluster-resources/` from what the run left at the destination.
+fn write_cluster_resources(
+    inv: &Invocation,
+    args: &MirrorArgs,
+    results: &[ItemResult],
+    templates: &[render::CatalogTemplate],
+) -> Result<Vec<String>, CliError> {
+    let mirrored = Mirrored::from_report(results);
+    let naming = Naming { prefix: String::new(), max_nested_paths: args.common.max_nested_paths };
+    let objects =
+        render::all(&mirrored, templates, &Default::default(), &naming).map_err(|e| CliError::Setup(e.to_string()))?;
+    let dir = inv.working_dir.join("cluster-resources");
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).map_err(super::io_err(&dir))?;
+    }
+    let files = render::files(&objects);
+    for (name, text) in &files {
+        write_atomic(&dir.join(name), text.as_bytes())?;
+    }
+    if files.is_empty() {
+        return Ok(vec![]);
+    }
+    let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
+    Ok(vec![format!("cluster resources written to {}: {}", dir.display(), names.join(", "))])
 }
 
 async fn progress(engine: Arc<Engine>) {

@@ -7,6 +7,7 @@ use super::{CliError, io_err, working_dir, write_atomic};
 use crate::api::load;
 use crate::cli::{Env, MirrorArgs};
 use crate::plan::{self, CopyPlan, Destination};
+use crate::render::CatalogTemplate;
 
 /// The three workflows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -117,9 +118,21 @@ pub fn validate_flags(args: &MirrorArgs, env: &Env) -> Result<Invocation, CliErr
     Ok(Invocation { mode, destination, working_dir: working_dir(&root), cache_dir, config })
 }
 
-/// Plans the image set for the invocation; returns the plan, the archive size (GiB) and the
-/// parts left out with why.
-pub fn plan(inv: &Invocation, max_nested: u32) -> Result<(CopyPlan, Option<i64>, Vec<String>), CliError> {
+/// What planning an invocation yields.
+#[derive(Debug)]
+pub struct Planned {
+    /// The copy plan.
+    pub plan: CopyPlan,
+    /// `archiveSize` (GiB).
+    pub archive_size: Option<i64>,
+    /// Parts of the image set left out, with why.
+    pub left_out: Vec<String>,
+    /// CatalogSource templates, read and checked before anything is copied.
+    pub templates: Vec<CatalogTemplate>,
+}
+
+/// Plans the image set for the invocation.
+pub fn plan(inv: &Invocation, max_nested: u32) -> Result<Planned, CliError> {
     let text = std::fs::read_to_string(&inv.config).map_err(io_err(&inv.config))?;
     let isc = load::image_set(&text).map_err(|source| CliError::Config { path: inv.config.clone(), source })?;
     let mut left_out = Vec::new();
@@ -141,17 +154,28 @@ pub fn plan(inv: &Invocation, max_nested: u32) -> Result<(CopyPlan, Option<i64>,
     if plan.items.is_empty() && left_out.is_empty() {
         return Err(plan::PlanError::Empty.into());
     }
-    Ok((plan, isc.archive_size, left_out))
+    let mut templates = Vec::new();
+    for op in &isc.mirror.operators {
+        if let Some(path) = &op.target_catalog_source_template {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| CliError::Setup(format!("targetCatalogSourceTemplate {path}: {e}")))?;
+            let t = CatalogTemplate { catalog: op.catalog.clone(), path: path.clone(), text };
+            crate::render::check_template(&t).map_err(|e| CliError::Setup(e.to_string()))?;
+            templates.push(t);
+        }
+    }
+    Ok(Planned { plan, archive_size: isc.archive_size, left_out, templates })
 }
 
 /// Runs `mirror`; returns the lines of its summary.
 pub fn run(args: &MirrorArgs, env: &Env) -> Result<Vec<String>, CliError> {
     let inv = validate_flags(args, env)?;
-    let (plan, archive_size, left_out) = plan(&inv, args.common.max_nested_paths)?;
-    let mut summary: Vec<String> = left_out.iter().map(|l| format!("warning: {l}")).collect();
+    let planned = plan(&inv, args.common.max_nested_paths)?;
+    let mut summary: Vec<String> = planned.left_out.iter().map(|l| format!("warning: {l}")).collect();
+    let plan = &planned.plan;
     if !args.common.dry_run {
         let rt = tokio::runtime::Runtime::new().map_err(|e| CliError::Unsupported(format!("tokio runtime: {e}")))?;
-        let run = rt.block_on(super::copy::run(&inv, args, env, &plan, archive_size))?;
+        let run = rt.block_on(super::copy::run(&inv, args, env, &planned))?;
         summary.extend(run);
         return Ok(summary);
     }

@@ -32,3 +32,15 @@ pub fn write_isc(dir: &Path, images: &[String]) -> String {
     std::fs::write(&p, y).unwrap();
     p.display().to_string()
 }
+
+/// `mirror -c ISC --workspace file://<dir>/ws docker://DEST --cache-dir <dir>/cache` against
+/// plain-HTTP registries, plus `extra` flags; not yet run.
+pub fn mirror_to_mirror(isc: &str, dir: &Path, dest: &str, extra: &[&str]) -> Command {
+    let mut c = bin();
+    c.args(["mirror", "-c", isc, "--workspace", &format!("file://{}", dir.join("ws").display()), dest])
+        .arg("--cache-dir")
+        .arg(dir.join("cache"))
+        .args(["--src-tls-verify=false", "--dest-tls-verify=false"])
+        .args(extra);
+    c
+}
