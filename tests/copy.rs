@@ -291,3 +291,29 @@ fn a_platform_filter_copies_a_sparse_index() {
     let again = rt.block_on(engine.run(&[item], &Source::Registry, Target::Registry));
     assert_eq!(again[0].outcome, Outcome::AlreadyPresent);
 }
+
+#[test]
+fn a_mirror_to_disk_dry_run_lists_what_the_cache_lacks_in_missing_txt() {
+    let w = world();
+    let tmp = temp_dir("missing-");
+    let archives = format!("file://{}", tmp.path().join("archives").display());
+    let cache = tmp.path().join("cache").display().to_string();
+    let all: Vec<String> = w.images.iter().map(|i| i.0.clone()).collect();
+    let isc_all = write_isc(tmp.path(), &all);
+    let dry = |isc: &str| ok(run(&["mirror", "-c", isc, &archives, "--cache-dir", &cache, "--dry-run"]));
+    let missing = tmp.path().join("archives/working-dir/dry-run/missing.txt");
+    let out = dry(&isc_all);
+    assert!(out.contains("5/5 images necessary for mirroring are not available in the cache"), "{out}");
+    let mapping = std::fs::read_to_string(tmp.path().join("archives/working-dir/dry-run/mapping.txt")).unwrap();
+    assert_eq!(std::fs::read_to_string(&missing).unwrap(), mapping, "nothing cached: every line is missing");
+    // Cache two of them with a real run, then ask again: the other three are missing.
+    let first = tmp.path().join("first");
+    std::fs::create_dir_all(&first).unwrap();
+    let isc_two = write_isc(&first, &all[..2]);
+    ok(run(&["mirror", "-c", &isc_two, &archives, "--cache-dir", &cache, "--src-tls-verify=false"]));
+    let out = dry(&isc_all);
+    assert!(out.contains("3/5 images necessary"), "{out}");
+    let lines: Vec<String> = mapping.lines().skip(2).map(|l| format!("{l}\n")).collect();
+    assert_eq!(std::fs::read_to_string(&missing).unwrap(), lines.concat());
+    assert!(lines.iter().all(|l| l.starts_with("docker://") && l.contains("=docker://localhost:55000/")), "{lines:?}");
+}

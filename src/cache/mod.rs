@@ -206,6 +206,29 @@ impl Cache {
         fs::rename(&tmp, &path).map_err(io(&path))
     }
 
+    /// Remembers which manifest each image reference resolved to (merged into `names.json`),
+    /// so a dry run can tell what is already here without asking any registry.
+    pub fn record_names(&self, names: &[(String, String)]) -> Result<(), CacheError> {
+        let mut all = self.names()?;
+        all.extend(names.iter().cloned());
+        let path = self.root.join("names.json");
+        let tmp = self.root.join("names.json.tmp");
+        let mut f = File::create(&tmp).map_err(io(&tmp))?;
+        f.write_all(&serde_json::to_vec_pretty(&all).expect("a map of strings serialises")).map_err(io(&tmp))?;
+        f.sync_all().map_err(io(&tmp))?;
+        fs::rename(&tmp, &path).map_err(io(&path))
+    }
+
+    /// Image reference -> manifest digest, as recorded by earlier runs.
+    pub fn names(&self) -> Result<std::collections::BTreeMap<String, String>, CacheError> {
+        let path = self.root.join("names.json");
+        match fs::read(&path) {
+            Ok(b) => serde_json::from_slice(&b).map_err(|e| CacheError::Io { path, source: std::io::Error::other(e) }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Default::default()),
+            Err(e) => Err(CacheError::Io { path, source: e }),
+        }
+    }
+
     fn entries(&self) -> Result<Vec<(String, PathBuf)>, CacheError> {
         let dir = self.root.join("blobs/sha256");
         let mut out = Vec::new();

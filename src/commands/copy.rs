@@ -106,6 +106,11 @@ pub async fn run(inv: &Invocation, args: &MirrorArgs, env: &Env, planned: &Plann
     let refs_name =
         format!("cli-{}", &crate::image::manifest::sha256_digest(inv.config.to_string_lossy().as_bytes())[7..23]);
     cache.record_refs(&refs_name, &needed).map_err(|e| CliError::Setup(e.to_string()))?;
+    let names: Vec<(String, String)> = results
+        .iter()
+        .filter_map(|r| Some((r.item.origin.trim_start_matches("docker://").to_string(), r.digest.clone()?)))
+        .collect();
+    cache.record_names(&names).map_err(|e| CliError::Setup(e.to_string()))?;
     let failed: Vec<&ItemResult> = results.iter().filter(|r| matches!(r.outcome, Outcome::Failed { .. })).collect();
     if inv.mode == Mode::MirrorToDisk && failed.is_empty() {
         lines.extend(write_archives(inv, args, &cache, &results, archive_size).await?);

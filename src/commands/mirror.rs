@@ -193,5 +193,38 @@ pub fn run(args: &MirrorArgs, env: &Env) -> Result<Vec<String>, CliError> {
         plan.digest()
     ));
     summary.push(format!("mapping written to {}", mapping.display()));
+    if inv.mode == Mode::MirrorToDisk {
+        let missing = missing_from_cache(&inv, plan)?;
+        summary.push(format!(
+            "{}/{} images necessary for mirroring are not available in the cache",
+            missing.items.len(),
+            plan.items.len()
+        ));
+        if !missing.items.is_empty() {
+            let path = dir.join("missing.txt");
+            write_atomic(&path, missing.mapping_txt().as_bytes())?;
+            summary.push(format!("missing images written to {}", path.display()));
+        }
+    }
     Ok(summary)
+}
+
+/// The plan's images whose manifest is not in the cache (by the names earlier runs recorded).
+fn missing_from_cache(inv: &Invocation, plan: &CopyPlan) -> Result<CopyPlan, CliError> {
+    let dir = inv.cache_dir.join(super::copy::CACHE_SUBDIR);
+    let cache = dir
+        .is_dir()
+        .then(|| crate::cache::Cache::open(&dir))
+        .transpose()
+        .map_err(|e| CliError::Setup(e.to_string()))?;
+    let names = match &cache {
+        Some(c) => c.names().map_err(|e| CliError::Setup(e.to_string()))?,
+        None => Default::default(),
+    };
+    let present = |origin: &str| {
+        let d = names.get(origin.trim_start_matches("docker://"));
+        d.zip(cache.as_ref()).is_some_and(|(d, c)| c.has(d))
+    };
+    let items = plan.items.iter().filter(|i| !present(&i.origin)).cloned().collect();
+    Ok(CopyPlan { items, blocked: Vec::new() })
 }
