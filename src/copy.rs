@@ -235,7 +235,16 @@ impl Engine {
             });
         }
         let what = item.source.clone();
-        let (top, top_mt, top_digest) = self.resolve(&src, source).await?;
+        // Ask the source and the destination at once: a re-run is then one round trip per image.
+        let dest_reference = dst.tag.clone().or(dst.digest.clone()).unwrap_or_else(|| "latest".into());
+        let at_dest = async {
+            match target {
+                Target::Registry => self.client.manifest_head(&dst.registry, &dst.path, &dest_reference).await,
+                Target::Cache => Ok(None),
+            }
+        };
+        let (resolved, at_dest) = futures::join!(self.resolve(&src, source), at_dest);
+        let (top, top_mt, top_digest) = resolved?;
         if let Some(want) = &src.digest
             && *want != top_digest
         {
@@ -301,9 +310,7 @@ impl Engine {
         }
         let contents: Vec<Descriptor> = contents.into_iter().collect::<BTreeSet<_>>().into_iter().collect();
 
-        let dest_reference = dst.tag.clone().or(dst.digest.clone()).unwrap_or_else(|| "latest".into());
-        if target == Target::Registry
-            && let Some((d, _)) = self.client.manifest_head(&dst.registry, &dst.path, &dest_reference).await?
+        if let Some((d, _)) = at_dest?
             && d == top_digest
         {
             return Ok((Outcome::AlreadyPresent, top_digest, top_mt, contents));

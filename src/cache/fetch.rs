@@ -128,7 +128,8 @@ pub async fn blob(
         let actual = format!("sha256:{}", hex::encode(part.hasher.clone().finalize()));
         if actual == desc.digest {
             let file = part.file.into_inner().map_err(|e| io_err(&what, e.error()))?;
-            cache.commit(&staging, file, &desc.digest).map_err(|e| io_err(&what, e))?;
+            let commit = cache.committer(&staging, file, &desc.digest).map_err(|e| io_err(&what, e))?;
+            tokio::task::spawn_blocking(commit).await.map_err(|e| io_err(&what, e))?.map_err(|e| io_err(&what, e))?;
             return Ok(received);
         }
         // Wrong bytes are never stored; one fresh download in case a partial was stale.

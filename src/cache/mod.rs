@@ -185,12 +185,24 @@ impl Cache {
 
     /// Makes a verified temporary file visible: fsync, rename, fsync the directory.
     pub fn commit(&self, tmp: &Path, file: File, digest: &str) -> Result<(), CacheError> {
-        file.sync_all().map_err(io(tmp))?;
-        drop(file);
-        let dst = self.path(digest)?;
-        fs::rename(tmp, &dst).map_err(io(&dst))?;
-        let dir = self.root.join("blobs/sha256");
-        File::open(&dir).and_then(|d| d.sync_all()).map_err(io(&dir))
+        self.committer(tmp, file, digest)?()
+    }
+
+    /// The same as `commit`, as an owned closure to run where blocking is allowed (an fsync
+    /// of a large blob must not stall an async worker).
+    pub fn committer(
+        &self,
+        tmp: &Path,
+        file: File,
+        digest: &str,
+    ) -> Result<impl FnOnce() -> Result<(), CacheError> + Send + 'static, CacheError> {
+        let (tmp, dst, dir) = (tmp.to_path_buf(), self.path(digest)?, self.root.join("blobs/sha256"));
+        Ok(move || {
+            file.sync_all().map_err(io(&tmp))?;
+            drop(file);
+            fs::rename(&tmp, &dst).map_err(io(&dst))?;
+            File::open(&dir).and_then(|d| d.sync_all()).map_err(io(&dir))
+        })
     }
 
     /// Records the digests an image set (or run) needs, for garbage collection.
