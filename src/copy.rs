@@ -334,6 +334,46 @@ impl Engine {
         Ok((Outcome::Copied, top_digest, top_mt, contents))
     }
 
+    async fn upload_from_cache(
+        &self,
+        src: &ImageRef,
+        dst: &ImageRef,
+        source: &Source,
+        desc: &Descriptor,
+        session: Option<String>,
+    ) -> Result<(), RegistryError> {
+        self.cached(src, source, desc).await?;
+        let path = self.cache.path(&desc.digest).map_err(|e| local("cache", e))?;
+        self.client.blob_upload(&dst.registry, &dst.path, &desc.digest, desc.size, &path, session).await
+    }
+
+    /// Downloads a blob into the cache and uploads it at the same time, so a cold copy costs
+    /// the slower of the two rather than their sum. `Ok(false)` when the upload did not make
+    /// it (the blob is then in the cache for a normal upload); errors are the download's.
+    async fn stream_through(
+        &self,
+        src: &ImageRef,
+        dst: &ImageRef,
+        desc: &Descriptor,
+        session: Option<String>,
+    ) -> Result<bool, RegistryError> {
+        let lock = lock_for(&self.fetching, &desc.digest);
+        let _guard = lock.lock().await;
+        if self.cache.has(&desc.digest) {
+            return Ok(false);
+        }
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        let chunks = futures::stream::unfold(rx, |mut rx| async { rx.recv().await.map(|c| (c, rx)) });
+        let upload = self.client.blob_upload_stream(&dst.registry, &dst.path, &desc.digest, desc.size, chunks, session);
+        let download = fetch::blob(&self.client, &self.cache, &src.registry, &src.path, desc, Some(tx));
+        let (uploaded, downloaded) = futures::join!(upload, download);
+        downloaded?;
+        if let Err(e) = &uploaded {
+            tracing::debug!(blob = %desc.digest, error = %e, "streamed upload failed; uploading from the cache");
+        }
+        Ok(uploaded.is_ok())
+    }
+
     /// Makes one blob present in the cache (single flight per digest).
     async fn cached(&self, src: &ImageRef, source: &Source, desc: &Descriptor) -> Result<(), RegistryError> {
         if self.cache.has(&desc.digest) {
@@ -346,7 +386,7 @@ impl Engine {
         }
         match source {
             Source::Registry => {
-                fetch::blob(&self.client, &self.cache, &src.registry, &src.path, desc).await.map(|_| ())
+                fetch::blob(&self.client, &self.cache, &src.registry, &src.path, desc, None).await.map(|_| ())
             }
             Source::Archive(_) => {
                 Err(RegistryError::NotFound { what: format!("blob {} in the archives", desc.digest) })
@@ -391,9 +431,13 @@ impl Engine {
                 Mount::Upload(loc) => session = Some(loc),
             }
         }
-        self.cached(src, source, desc).await?;
-        let path = self.cache.path(&desc.digest).map_err(|e| local("cache", e))?;
-        self.client.blob_upload(&dst.registry, &dst.path, &desc.digest, desc.size, &path, session).await?;
+        if matches!(source, Source::Registry) && !self.cache.has(&desc.digest) && src.registry != dst.registry {
+            if !self.stream_through(src, dst, desc, session.take()).await? {
+                self.upload_from_cache(src, dst, source, desc, None).await?;
+            }
+        } else {
+            self.upload_from_cache(src, dst, source, desc, session).await?;
+        }
         self.progress.bytes.fetch_add(desc.size, Ordering::Relaxed);
         remember(&dst.path);
         Ok(())

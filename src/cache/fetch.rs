@@ -65,14 +65,21 @@ impl Partial {
     }
 }
 
-/// Fetches `desc` from `registry/repo` into the cache unless it is there already. Returns
-/// the number of bytes received from the network.
+/// Where a download also sends its bytes (an upload streaming them on): chunks as they arrive,
+/// or an error when the download is cut (the receiver's upload then fails and is redone from
+/// the cache).
+pub type Tee = tokio::sync::mpsc::Sender<Result<bytes::Bytes, std::io::Error>>;
+
+/// Fetches `desc` from `registry/repo` into the cache unless it is there already, passing the
+/// bytes of a download that starts from zero to `tee` as well. Returns the number of bytes
+/// received from the network.
 pub async fn blob(
     client: &Client,
     cache: &Cache,
     registry: &str,
     repo: &str,
     desc: &Descriptor,
+    mut tee: Option<Tee>,
 ) -> Result<u64, RegistryError> {
     if cache.has(&desc.digest) {
         return Ok(0);
@@ -80,6 +87,9 @@ pub async fn blob(
     let what = format!("fetch {registry}/{repo}@{}", desc.digest);
     let staging = cache.staging(&desc.digest).map_err(|e| io_err(&what, e))?;
     let mut part = Partial::open(&staging, desc.size).map_err(|e| io_err(&what, e))?;
+    if part.len > 0 {
+        tee = None; // a resumed download has no first bytes to stream on
+    }
     let backoff = client.backoff().clone();
     let mut received = 0u64;
     let mut cuts = 0u32;
@@ -103,6 +113,11 @@ pub async fn blob(
                             break;
                         }
                         part.push(&c).map_err(|e| io_err(&what, e))?;
+                        if let Some(t) = &tee
+                            && t.send(Ok(c.clone())).await.is_err()
+                        {
+                            tee = None; // the upload gave up; keep filling the cache
+                        }
                         received += c.len() as u64;
                         client.counters.bytes_in.fetch_add(c.len() as u64, Ordering::Relaxed);
                     }
@@ -114,6 +129,11 @@ pub async fn blob(
             }
             drop(body);
             part.file.flush().map_err(|e| io_err(&what, e))?;
+            if let Some(t) = tee.take()
+                && part.len < desc.size
+            {
+                let _ = t.send(Err(std::io::Error::other("source download cut"))).await;
+            }
             if let Some(reason) = cut.or_else(|| (part.len < desc.size).then(|| "connection closed early".to_string()))
             {
                 if cuts >= backoff.retries {

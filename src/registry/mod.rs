@@ -59,7 +59,7 @@ impl Default for ClientOptions {
 }
 
 /// Builds a request from the HTTP client and the registry's base URL (called per attempt).
-type Build = dyn Fn(&reqwest::Client, &str) -> RequestBuilder + Send + Sync;
+type Build<'a> = dyn Fn(&reqwest::Client, &str) -> RequestBuilder + Send + Sync + 'a;
 
 /// Which registry call a request is, for auth scopes and messages.
 #[derive(Clone, Copy)]
@@ -302,7 +302,7 @@ impl Client {
         what: &str,
         scopes: &[String],
         repo: &str,
-        build: &Build,
+        build: &Build<'_>,
     ) -> Result<Response, RegistryError> {
         let base = self.base(host).await?;
         for round in 0..2 {
@@ -340,14 +340,18 @@ impl Client {
 
     /// A request with auth, the host's in-flight cap and retries; returns a checked response
     /// and the permit (held while the body is read).
-    async fn request(&self, call: Call<'_>, build: &Build) -> Result<(Response, OwnedSemaphorePermit), RegistryError> {
+    async fn request(
+        &self,
+        call: Call<'_>,
+        build: &Build<'_>,
+    ) -> Result<(Response, OwnedSemaphorePermit), RegistryError> {
         self.opts.backoff.run(call.what, || self.request_once(call, build)).await
     }
 
     async fn request_once(
         &self,
         call: Call<'_>,
-        build: &Build,
+        build: &Build<'_>,
     ) -> Result<(Response, OwnedSemaphorePermit), RegistryError> {
         let host = self.host(call.registry);
         let permit = host.permits.clone().acquire_owned().await.expect("semaphore never closed");
@@ -509,53 +513,88 @@ impl Client {
         mut session: Option<String>,
     ) -> Result<(), RegistryError> {
         let what = format!("upload blob {registry}/{repo}@{digest}");
+        let path = file.to_path_buf();
+        let body = move || {
+            let stream = futures::stream::once(tokio::fs::File::open(path.clone()))
+                .map_ok(|f| tokio_util::io::ReaderStream::with_capacity(f, 256 * 1024))
+                .try_flatten();
+            reqwest::Body::wrap_stream(stream)
+        };
+        let up = Upload { registry, repo, digest, size, what: &what };
+        self.opts.backoff.run(&what, || self.upload_once(&up, session.take(), &body)).await
+    }
+
+    /// Uploads a blob from a stream of chunks, once (a stream cannot be replayed): the caller
+    /// falls back to `blob_upload` from the cache when this fails. The registry checks the
+    /// digest, so a short or wrong stream is refused, never stored.
+    pub async fn blob_upload_stream<S>(
+        &self,
+        registry: &str,
+        repo: &str,
+        digest: &str,
+        size: u64,
+        chunks: S,
+        session: Option<String>,
+    ) -> Result<(), RegistryError>
+    where
+        S: futures::Stream<Item = Result<bytes::Bytes, std::io::Error>> + Send + 'static,
+    {
+        let what = format!("upload blob {registry}/{repo}@{digest}");
+        let once = Mutex::new(Some(reqwest::Body::wrap_stream(chunks)));
+        let body = move || once.lock().expect("body lock").take().unwrap_or_else(|| reqwest::Body::from(Vec::new()));
+        let up = Upload { registry, repo, digest, size, what: &what };
+        self.upload_once(&up, session, &body).await
+    }
+
+    async fn upload_once(
+        &self,
+        up: &Upload<'_>,
+        session: Option<String>,
+        body: &(dyn Fn() -> reqwest::Body + Send + Sync),
+    ) -> Result<(), RegistryError> {
+        let Upload { registry, repo, digest, size, what } = *up;
         let host = self.host(registry);
         let scopes = [scope(repo, "pull,push")];
-        self.opts
-            .backoff
-            .run(&what, || {
-                let given = session.take();
-                let host = host.clone();
-                let scopes = &scopes;
-                let what = &what;
-                async move {
-                    let base = self.base(&host).await?;
-                    let permit = host.permits.clone().acquire_owned().await.expect("semaphore never closed");
-                    let loc = match given {
-                        Some(l) => l,
-                        None => {
-                            let url = format!("{base}/v2/{repo}/blobs/uploads/");
-                            let build =
-                                move |c: &reqwest::Client, _: &str| c.post(url.clone()).header(CONTENT_LENGTH, "0");
-                            let r = self.send_once(&host, what, scopes, repo, &build).await?;
-                            let r = check(what, &host.name, r).await?;
-                            location(what, &base, r.headers())?
-                        }
-                    };
-                    let sep = if loc.contains('?') { '&' } else { '?' };
-                    let put_url = format!("{loc}{sep}digest={digest}");
-                    let path = file.to_path_buf();
-                    let up = if host.insecure { &self.upload_unverified } else { &self.upload_verified }.clone();
-                    let limit = self.opts.stall_timeout + Duration::from_secs(size / MIN_UPLOAD_BYTES_PER_SEC);
-                    let build = move |_: &reqwest::Client, _: &str| {
-                        let stream = futures::stream::once(tokio::fs::File::open(path.clone()))
-                            .map_ok(|f| tokio_util::io::ReaderStream::with_capacity(f, 256 * 1024))
-                            .try_flatten();
-                        up.put(put_url.clone())
-                            .timeout(limit)
-                            .header(CONTENT_TYPE, "application/octet-stream")
-                            .header(CONTENT_LENGTH, size)
-                            .body(reqwest::Body::wrap_stream(stream))
-                    };
-                    let r = self.send_once(&host, what, scopes, repo, &build).await?;
-                    check(what, &host.name, r).await?;
-                    drop(permit);
-                    self.counters.bytes_out.fetch_add(size, Ordering::Relaxed);
-                    Ok(())
-                }
-            })
-            .await
+        let base = self.base(&host).await?;
+        let permit = host.permits.clone().acquire_owned().await.expect("semaphore never closed");
+        let loc = match session {
+            Some(l) => l,
+            None => {
+                let url = format!("{base}/v2/{repo}/blobs/uploads/");
+                let build = move |c: &reqwest::Client, _: &str| c.post(url.clone()).header(CONTENT_LENGTH, "0");
+                let r = self.send_once(&host, what, &scopes, repo, &build).await?;
+                let r = check(what, &host.name, r).await?;
+                location(what, &base, r.headers())?
+            }
+        };
+        let sep = if loc.contains('?') { '&' } else { '?' };
+        let put_url = format!("{loc}{sep}digest={digest}");
+        let client = if host.insecure { &self.upload_unverified } else { &self.upload_verified }.clone();
+        let limit = self.opts.stall_timeout + Duration::from_secs(size / MIN_UPLOAD_BYTES_PER_SEC);
+        let build = move |_: &reqwest::Client, _: &str| {
+            client
+                .put(put_url.clone())
+                .timeout(limit)
+                .header(CONTENT_TYPE, "application/octet-stream")
+                .header(CONTENT_LENGTH, size)
+                .body(body())
+        };
+        let r = self.send_once(&host, what, &scopes, repo, &build).await?;
+        check(what, &host.name, r).await?;
+        drop(permit);
+        self.counters.bytes_out.fetch_add(size, Ordering::Relaxed);
+        Ok(())
     }
+}
+
+/// One blob upload's identity, for `upload_once`.
+#[derive(Clone, Copy)]
+struct Upload<'a> {
+    registry: &'a str,
+    repo: &'a str,
+    digest: &'a str,
+    size: u64,
+    what: &'a str,
 }
 
 use futures::TryStreamExt as _;
