@@ -287,7 +287,11 @@ impl Engine {
                     match manifest::parse(&cb, &cmt)
                         .map_err(|e| RegistryError::Manifest { what: what.clone(), source: e })?
                     {
-                        Parsed::Image { blobs } => nodes.push(Node { desc: child, bytes: cb, blobs }),
+                        Parsed::Image { blobs } => {
+                            // Real indexes sometimes declare a wrong child size; the bytes win.
+                            let desc = Descriptor { size: cb.len() as u64, ..child };
+                            nodes.push(Node { desc, bytes: cb, blobs })
+                        }
                         Parsed::Index { .. } => {
                             return Err(RegistryError::Manifest {
                                 what,

@@ -317,3 +317,63 @@ fn a_mirror_to_disk_dry_run_lists_what_the_cache_lacks_in_missing_txt() {
     assert_eq!(std::fs::read_to_string(&missing).unwrap(), lines.concat());
     assert!(lines.iter().all(|l| l.starts_with("docker://") && l.contains("=docker://localhost:55000/")), "{lines:?}");
 }
+
+#[test]
+fn real_layouts_and_an_oci_artifact_mirror_byte_for_byte_through_every_workflow() {
+    let src = Registry::start(RegistryOptions::default());
+    let dst = Registry::start(RegistryOptions::default());
+    let push = Pusher::new(&src);
+    let root = support::shared_data().join("oci/oc-mirror");
+    let mut pushed = Vec::new();
+    for layout in [
+        "hello-world-manifestlist",
+        "multi-platform-container-latest",
+        "oci-image",
+        "simple-test-bundle",
+        "single-arch-empty-image",
+        "single-arch-empty-image-sig",
+    ] {
+        pushed.push(push.oci_layout(&root.join(layout), &format!("real/{layout}"), "v1"));
+    }
+    // An OCI artifact: empty config, an artifactType, a layer of its own media type.
+    let empty = push.blob("real/artifact", b"{}");
+    let payload = push.blob("real/artifact", b"an sbom, say");
+    let artifact = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "artifactType": "application/vnd.example.sbom.v1+json",
+        "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": empty, "size": 2},
+        "layers": [{"mediaType": "application/vnd.example.sbom.v1+json", "digest": payload, "size": 12}],
+    }))
+    .unwrap();
+    let digest = push.manifest("real/artifact", "v1", &artifact, "application/vnd.oci.image.manifest.v1+json");
+    pushed.push(Pushed {
+        repo: "real/artifact".into(),
+        tag: "v1".into(),
+        digest,
+        media_type: "application/vnd.oci.image.manifest.v1+json".into(),
+        manifest: artifact,
+        blobs: vec![empty, payload],
+    });
+    let tmp = temp_dir("real-");
+    let isc = write_isc(tmp.path(), &pushed.iter().map(|p| format!("{}/{}:v1", src.host, p.repo)).collect::<Vec<_>>());
+    let cache = tmp.path().join("cache").display().to_string();
+    let ws = format!("file://{}", tmp.path().join("ws").display());
+    let flags = ["--src-tls-verify=false", "--dest-tls-verify=false"];
+    let mut args = vec!["mirror", "-c", &isc, "--workspace", &ws, "--cache-dir", &cache];
+    let m2m = format!("docker://{}/m2m", dst.host);
+    args.push(&m2m);
+    args.extend(flags);
+    let out = ok(run(&args));
+    assert!(out.contains("✓ 7 / 7"), "{out}");
+    let archives = format!("file://{}", tmp.path().join("archives").display());
+    ok(run(&["mirror", "-c", &isc, &archives, "--cache-dir", &cache, "--src-tls-verify=false"]));
+    let cache2 = tmp.path().join("cache2").display().to_string();
+    let d2m = format!("docker://{}/d2m", dst.host);
+    ok(run(&["mirror", "-c", &isc, "--from", &archives, &d2m, "--cache-dir", &cache2, "--dest-tls-verify=false"]));
+    for p in &pushed {
+        for prefix in ["m2m", "d2m"] {
+            assert_mirrored(&dst, &format!("{prefix}/{}", p.repo), "v1", p);
+        }
+    }
+}

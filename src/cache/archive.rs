@@ -147,7 +147,10 @@ pub fn write(
     let mut todo: BTreeMap<String, u64> = BTreeMap::new();
     for b in blobs {
         if !archived.contains(&b.digest) {
-            todo.insert(b.digest.clone(), b.size);
+            // The size of what the cache holds, not what a descriptor claims.
+            let path = cache.path(&b.digest)?;
+            let size = std::fs::metadata(&path).map_err(io(&path))?.len();
+            todo.insert(b.digest.clone(), size);
         }
     }
     let mut parts: Vec<Vec<ArchivedBlob>> = vec![Vec::new()];

@@ -213,6 +213,20 @@ mod tests {
     }
 
     #[test]
+    fn tokens_are_refreshed_before_they_expire() {
+        let now = Instant::now();
+        let t: TokenResponse = serde_json::from_str(r#"{"token":"a","expires_in":300}"#).unwrap();
+        assert_eq!(t.into_token(now).unwrap().refresh_at, now + Duration::from_secs(270));
+        let t: TokenResponse = serde_json::from_str(r#"{"access_token":"b","expires_in":10}"#).unwrap();
+        let t = t.into_token(now).unwrap();
+        assert_eq!((t.value.as_str(), t.refresh_at), ("b", now + Duration::from_secs(8)));
+        let t: TokenResponse = serde_json::from_str(r#"{"token":"c"}"#).unwrap();
+        assert_eq!(t.into_token(now).unwrap().refresh_at, now + Duration::from_secs(48), "60 s when unsaid");
+        let t: TokenResponse = serde_json::from_str(r#"{"token":""}"#).unwrap();
+        assert!(t.into_token(now).is_none());
+    }
+
+    #[test]
     fn challenges() {
         assert_eq!(parse_challenge("Basic realm=\"r\""), Challenge::Basic);
         assert_eq!(
