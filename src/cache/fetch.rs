@@ -94,6 +94,7 @@ pub async fn blob(
     let mut received = 0u64;
     let mut cuts = 0u32;
     let mut fresh_retry = true;
+    let mut pending = bytes::BytesMut::with_capacity(if tee.is_some() { WRITE_BUF } else { 0 });
     loop {
         if part.len < desc.size {
             let s = client.blob_get(registry, repo, &desc.digest, part.len).await?;
@@ -113,10 +114,12 @@ pub async fn blob(
                             break;
                         }
                         part.push(&c).map_err(|e| io_err(&what, e))?;
-                        if let Some(t) = &tee
-                            && t.send(Ok(c.clone())).await.is_err()
-                        {
-                            tee = None; // the upload gave up; keep filling the cache
+                        if let Some(t) = &tee {
+                            // Coalesced, so the upload writes large chunks, not the socket's.
+                            pending.extend_from_slice(&c);
+                            if pending.len() >= WRITE_BUF && t.send(Ok(pending.split().freeze())).await.is_err() {
+                                tee = None; // the upload gave up; keep filling the cache
+                            }
                         }
                         received += c.len() as u64;
                         client.counters.bytes_in.fetch_add(c.len() as u64, Ordering::Relaxed);
@@ -129,10 +132,13 @@ pub async fn blob(
             }
             drop(body);
             part.file.flush().map_err(|e| io_err(&what, e))?;
-            if let Some(t) = tee.take()
-                && part.len < desc.size
-            {
-                let _ = t.send(Err(std::io::Error::other("source download cut"))).await;
+            if let Some(t) = tee.take() {
+                let last = if part.len < desc.size {
+                    Err(std::io::Error::other("source download cut"))
+                } else {
+                    Ok(pending.split().freeze())
+                };
+                let _ = t.send(last).await;
             }
             if let Some(reason) = cut.or_else(|| (part.len < desc.size).then(|| "connection closed early".to_string()))
             {

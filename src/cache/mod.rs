@@ -183,25 +183,26 @@ impl Cache {
         Ok(n)
     }
 
-    /// Makes a verified temporary file visible: fsync, rename, fsync the directory.
+    /// Makes a verified temporary file visible: fsync, then rename.
     pub fn commit(&self, tmp: &Path, file: File, digest: &str) -> Result<(), CacheError> {
         self.committer(tmp, file, digest)?()
     }
 
     /// The same as `commit`, as an owned closure to run where blocking is allowed (an fsync
-    /// of a large blob must not stall an async worker).
+    /// of a large blob must not stall an async worker). The file is synced before the rename,
+    /// so a visible entry is never a torn one; the directory is not (an entry lost with the
+    /// machine is simply fetched again).
     pub fn committer(
         &self,
         tmp: &Path,
         file: File,
         digest: &str,
     ) -> Result<impl FnOnce() -> Result<(), CacheError> + Send + 'static, CacheError> {
-        let (tmp, dst, dir) = (tmp.to_path_buf(), self.path(digest)?, self.root.join("blobs/sha256"));
+        let (tmp, dst) = (tmp.to_path_buf(), self.path(digest)?);
         Ok(move || {
-            file.sync_all().map_err(io(&tmp))?;
+            file.sync_data().map_err(io(&tmp))?;
             drop(file);
-            fs::rename(&tmp, &dst).map_err(io(&dst))?;
-            File::open(&dir).and_then(|d| d.sync_all()).map_err(io(&dir))
+            fs::rename(&tmp, &dst).map_err(io(&dst))
         })
     }
 
