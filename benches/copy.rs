@@ -1,0 +1,315 @@
+//! The copy benchmark: a seeded product-suite image set (200 tags in 55 repositories, about
+//! 2.40 GB of unique layers; see `workload`) served by a local registry, copied into a fresh
+//! empty registry by imageset-operator, `skopeo sync`, `crane copy` and a bare streaming
+//! copier, each cold and then re-run. Wall time, client CPU and peak RSS come from GNU time;
+//! what was pulled and written comes from the registries' request logs; every tag is checked
+//! in the destination afterwards.
+//!
+//! Options (argument or environment): `--variant standard|big` or `--big` (BENCH_VARIANT),
+//! `--tools a,b` (BENCH_TOOLS: imageset-operator, skopeo-sync, crane, bare), `--parallel N`
+//! (BENCH_PARALLEL, imageset-operator's --parallel-images), `--runs N` (BENCH_RUNS, median
+//! shown), `--crane-jobs N` (BENCH_CRANE_JOBS, default 4), `--seed N` (BENCH_SEED),
+//! `--timeout SECS` (BENCH_TIMEOUT, per run), `--out FILE` (BENCH_OUT, the JSON results),
+//! `--wait-idle SECS` (BENCH_WAIT_IDLE: before each cold run, wait up to that long for the
+//! machine to be idle), `--plan-only` (print the planned set's shape and stop). The generated
+//! set is cached under BENCH_CACHE (default ~/.cache/imageset-operator-bench), with each
+//! run's logs and inputs under its `runs/`; scratch registries go to BENCH_TMPDIR (default
+//! the system temp directory).
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+#[path = "copy/bare.rs"]
+mod bare;
+#[path = "copy/generate.rs"]
+mod generate;
+#[path = "copy/registry.rs"]
+mod registry;
+#[path = "copy/report.rs"]
+mod report;
+#[path = "copy/tools.rs"]
+mod tools;
+#[path = "copy/workload.rs"]
+mod workload;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result, bail};
+use serde_json::json;
+
+use generate::Workload;
+use registry::BenchRegistry;
+use report::{Phase, Row};
+use tools::{CommandOptions, Tool};
+use workload::{Plan, Variant};
+
+struct Options {
+    variant: Variant,
+    tools: Vec<Tool>,
+    parallel: Option<u32>,
+    runs: usize,
+    crane_jobs: usize,
+    seed: u64,
+    timeout: Duration,
+    out: Option<PathBuf>,
+    plan_only: bool,
+    wait_idle: Duration,
+}
+
+/// Options the bench accepts, as `--key value` or `--key=value`.
+const KNOWN: &[&str] =
+    &["variant", "tools", "parallel", "runs", "crane-jobs", "seed", "timeout", "out", "plan-only", "wait-idle"];
+
+impl Options {
+    fn parse(args: &[String]) -> Result<Options> {
+        let mut given: Vec<(String, String)> = Vec::new();
+        let mut it = args.iter();
+        while let Some(a) = it.next() {
+            let Some(flag) = a.strip_prefix("--") else { bail!("unexpected argument {a:?}") };
+            match flag {
+                // cargo passes --bench to every bench binary.
+                "bench" => {}
+                "big" => given.push(("variant".into(), "big".into())),
+                "plan-only" => given.push(("plan-only".into(), "1".into())),
+                _ => match flag.split_once('=') {
+                    Some((k, v)) => given.push((k.into(), v.into())),
+                    None => {
+                        given.push((flag.into(), it.next().with_context(|| format!("--{flag} needs a value"))?.clone()))
+                    }
+                },
+            }
+        }
+        let get = |key: &str| -> Option<String> {
+            given
+                .iter()
+                .rev()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.clone())
+                .or_else(|| std::env::var(format!("BENCH_{}", key.to_uppercase().replace('-', "_"))).ok())
+                .filter(|v| !v.is_empty())
+        };
+        for (k, _) in &given {
+            if !KNOWN.contains(&k.as_str()) {
+                bail!("unknown option --{k}");
+            }
+        }
+        let num = |key: &str, default: u64| -> Result<u64> {
+            get(key).map(|v| v.parse().with_context(|| format!("{key}: {v:?} is not a number"))).unwrap_or(Ok(default))
+        };
+        let variant = match get("variant").as_deref() {
+            None | Some("standard") => Variant::Standard,
+            Some("big") => Variant::Big,
+            Some(v) => bail!("variant {v:?}: standard or big"),
+        };
+        let tools = match get("tools") {
+            None => Tool::ALL.to_vec(),
+            Some(list) => {
+                let picked: Vec<Tool> = list
+                    .split(',')
+                    .map(|t| Tool::parse(t).with_context(|| format!("unknown tool {t:?}")))
+                    .collect::<Result<_>>()?;
+                Tool::ALL.into_iter().filter(|t| picked.contains(t)).collect()
+            }
+        };
+        Ok(Options {
+            variant,
+            tools,
+            parallel: get("parallel").map(|v| v.parse()).transpose().context("parallel")?,
+            runs: num("runs", 1)?.max(1) as usize,
+            crane_jobs: num("crane-jobs", 4)?.max(1) as usize,
+            seed: num("seed", 7)?,
+            timeout: Duration::from_secs(num("timeout", 1800)?),
+            out: get("out").map(PathBuf::from),
+            plan_only: get("plan-only").is_some(),
+            wait_idle: Duration::from_secs(num("wait-idle", 0)?),
+        })
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let Some(i) = args.iter().position(|a| a == "--bare-copy") {
+        let [src, dst, list] = [1, 2, 3].map(|k| args.get(i + k).cloned().unwrap_or_default());
+        std::process::exit(bare::main(&src, &dst, Path::new(&list)));
+    }
+    // `cargo bench` passes --bench; a test run of all targets does not, and must not start a
+    // benchmark that takes minutes.
+    if !args.iter().any(|a| a == "--bench" || a == "--plan-only") {
+        println!("copy benchmark: run it with scripts/bench-copy or cargo bench --bench copy");
+        return;
+    }
+    if let Err(e) = run(&args) {
+        eprintln!("bench: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(args: &[String]) -> Result<()> {
+    let opts = Options::parse(args)?;
+    if !Path::new("/usr/bin/time").exists() {
+        bail!("/usr/bin/time (GNU time) not found: run scripts/install-bench-deps");
+    }
+    let root = generate::cache_root();
+    let plan = Plan::new(opts.variant, opts.seed);
+    if opts.plan_only {
+        println!("{}", plan.describe());
+        return Ok(());
+    }
+    let work = generate::ensure(&plan, opts.variant, opts.seed, &root)?;
+    let stamp = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
+    let run_dir = root.join("runs").join(format!("{}-{stamp}", work.key));
+    std::fs::create_dir_all(&run_dir)?;
+    eprintln!("bench: logs and inputs in {}", run_dir.display());
+
+    let src = BenchRegistry::start(&work.storage, true, &run_dir.join("source.log"))?;
+    warm_page_cache(&work.storage);
+    let load_before = loadavg();
+    let mut rows = Vec::new();
+    for run in 1..=opts.runs {
+        for &tool in &opts.tools {
+            rows.extend(bench_tool(tool, run, &work, &src, &run_dir, &opts)?);
+        }
+    }
+    let stats = &work.stats;
+    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let load_after = loadavg();
+    // Other work on the machine shows up directly in the figures: say how busy it was.
+    let machine = format!(
+        "machine: {cpus} CPUs, load average {load_before} before, {load_after} after; crane: xargs -P {} crane copy per tag",
+        opts.crane_jobs
+    );
+    let table = report::table(&rows, stats, opts.runs, &machine);
+    let context = json!({
+        "variant": opts.variant.name(),
+        "workload_key": work.key,
+        "seed": opts.seed,
+        "runs": opts.runs,
+        "parallel_images": opts.parallel,
+        "crane_jobs": opts.crane_jobs,
+        "crane_mode": format!("xargs -P {} crane copy per tag", opts.crane_jobs),
+        "cpus": cpus,
+        "loadavg_before": load_before,
+        "loadavg_after": load_after,
+        "timestamp": stamp,
+        "logs": run_dir.display().to_string(),
+    });
+    let out = opts.out.clone().unwrap_or_else(|| run_dir.join("results.json"));
+    std::fs::write(&out, serde_json::to_vec_pretty(&report::to_json(&rows, stats, context))?)?;
+    print!("{table}");
+    println!("results: {}", out.display());
+    Ok(())
+}
+
+/// Cold copy and no-op re-run of one tool into a fresh destination registry, removed after.
+fn bench_tool(
+    tool: Tool,
+    run: usize,
+    work: &Workload,
+    src: &BenchRegistry,
+    run_dir: &Path,
+    opts: &Options,
+) -> Result<Vec<Row>> {
+    let tmp_base = std::env::var_os("BENCH_TMPDIR").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
+    let scratch = tempfile::Builder::new().prefix("bench-copy-").tempdir_in(&tmp_base)?;
+    let name = format!("{}-{run}", tool.name());
+    let dst = BenchRegistry::start(&scratch.path().join("storage"), false, &run_dir.join(format!("{name}-dest.log")))?;
+    let copts = CommandOptions { parallel_images: opts.parallel, crane_jobs: opts.crane_jobs };
+    let inputs = run_dir.join(&name);
+    let command = tools::command(tool, work, &src.host, &dst.host, &inputs, scratch.path(), &copts);
+    let mut rows = Vec::new();
+    for phase in [Phase::Cold, Phase::Noop] {
+        let (program, args) = match &command {
+            Ok(c) => c,
+            Err(e) => {
+                rows.push(Row {
+                    tool,
+                    phase,
+                    run,
+                    measured: Default::default(),
+                    source: Default::default(),
+                    dest: Default::default(),
+                    failed_images: Vec::new(),
+                    error: Some(format!("{e:#}")),
+                });
+                break;
+            }
+        };
+        if phase == Phase::Cold {
+            wait_idle(opts.wait_idle);
+        }
+        eprintln!("bench: {name} {} ...", phase.name());
+        let (smark, dmark) = (src.log_mark(), dst.log_mark());
+        let measured =
+            tools::measure(program, args, &run_dir.join(format!("{name}-{}.log", phase.name())), opts.timeout)?;
+        let failed_images = tools::verify(tool, &work.entries, &dst.host);
+        let row = Row {
+            tool,
+            phase,
+            run,
+            source: src.traffic_since(smark)?,
+            dest: dst.traffic_since(dmark)?,
+            measured,
+            failed_images,
+            error: None,
+        };
+        eprintln!(
+            "bench: {name} {}: {:.2} s, exit {:?}, {} of {} tags missing or wrong",
+            phase.name(),
+            row.measured.wall_s,
+            row.measured.exit_code,
+            row.failed_images.len(),
+            work.entries.len()
+        );
+        // A re-run only means something once the cold run placed something.
+        let nothing_copied = row.failed_images.len() == work.entries.len();
+        rows.push(row);
+        if nothing_copied {
+            break;
+        }
+    }
+    Ok(rows)
+}
+
+/// Reads every source blob once so the first tool does not pay for a cold disk.
+fn warm_page_cache(storage: &Path) {
+    fn walk(dir: &Path) {
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(&p);
+            } else if let Ok(mut f) = std::fs::File::open(&p) {
+                let _ = std::io::copy(&mut f, &mut std::io::sink());
+            }
+        }
+    }
+    walk(&storage.join("docker/registry/v2/blobs"));
+}
+
+/// Waits, at most `limit`, until the machine has been nearly idle for a few seconds: on a
+/// shared machine, a copy that starts during someone's build measures the build.
+fn wait_idle(limit: Duration) {
+    let start = std::time::Instant::now();
+    let mut said = false;
+    while start.elapsed() < limit {
+        let a = tools::cpu_times();
+        std::thread::sleep(Duration::from_secs(3));
+        let busy = tools::busy_between(a, tools::cpu_times());
+        if busy < 0.10 {
+            return;
+        }
+        if !said {
+            eprintln!(
+                "bench: machine {:.0} % busy, waiting up to {} s for it to settle",
+                busy * 100.0,
+                limit.as_secs()
+            );
+            said = true;
+        }
+    }
+}
+
+fn loadavg() -> String {
+    let text = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    text.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+}
