@@ -7,7 +7,7 @@
 //!
 //! Options (argument or environment): `--variant standard|big` or `--big` (BENCH_VARIANT),
 //! `--tools a,b` (BENCH_TOOLS: imageset-operator, skopeo-sync, crane, bare), `--parallel N`
-//! (BENCH_PARALLEL, imageset-operator's --parallel-images), `--runs N` (BENCH_RUNS, median
+//! (BENCH_PARALLEL, imageset-operator's --parallel-images; BENCH_IMAGESET_ARGS adds its flags), `--runs N` (BENCH_RUNS, median
 //! shown), `--crane-jobs N` (BENCH_CRANE_JOBS, default 4), `--seed N` (BENCH_SEED),
 //! `--timeout SECS` (BENCH_TIMEOUT, per run), `--out FILE` (BENCH_OUT, the JSON results),
 //! `--wait-idle SECS` (BENCH_WAIT_IDLE: before each cold run, wait up to that long for the

@@ -103,6 +103,10 @@ pub struct CommonFlags {
     /// Retries per request.
     #[arg(long, default_value_t = 5)]
     pub retry_times: u32,
+    /// Do not fsync cache entries (faster; a machine crash may tear entries, which `cache
+    /// verify` finds). For scratch caches such as CI.
+    #[arg(long)]
+    pub no_cache_fsync: bool,
     /// Seconds a registry may send nothing before the request is abandoned and retried
     /// (a cut download resumes from the byte it reached).
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]

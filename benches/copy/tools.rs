@@ -135,6 +135,10 @@ pub fn command(
             if let Some(p) = opts.parallel_images {
                 args.extend(["--parallel-images".into(), p.to_string()]);
             }
+            // Extra flags for the tool under test, e.g. BENCH_IMAGESET_ARGS=--no-cache-fsync.
+            if let Ok(extra) = std::env::var("BENCH_IMAGESET_ARGS") {
+                args.extend(extra.split_whitespace().map(str::to_string));
+            }
             (bin, args)
         }
         Tool::SkopeoSync => {

@@ -75,6 +75,7 @@ pub struct GcReport {
 pub struct Cache {
     root: PathBuf,
     _lock: File,
+    durable: bool,
 }
 
 fn hex_of(digest: &str) -> Result<&str, CacheError> {
@@ -113,7 +114,15 @@ impl Cache {
             Err(fs::TryLockError::WouldBlock) => return Err(CacheError::Busy(root.to_path_buf())),
             Err(fs::TryLockError::Error(e)) => return Err(CacheError::Io { path: lock_path, source: e }),
         }
-        Ok(Cache { root: root.to_path_buf(), _lock: lock })
+        Ok(Cache { root: root.to_path_buf(), _lock: lock, durable: true })
+    }
+
+    /// Skips the fsync before each entry becomes visible: a killed process still never leaves
+    /// a torn entry (the page cache survives it), but a machine crash might. For scratch caches
+    /// (CI, benchmarks) where speed matters more; `verify` finds what a crash tore.
+    pub fn without_fsync(mut self) -> Self {
+        self.durable = false;
+        self
     }
 
     /// The directory.
@@ -198,9 +207,11 @@ impl Cache {
         file: File,
         digest: &str,
     ) -> Result<impl FnOnce() -> Result<(), CacheError> + Send + 'static, CacheError> {
-        let (tmp, dst) = (tmp.to_path_buf(), self.path(digest)?);
+        let (tmp, dst, durable) = (tmp.to_path_buf(), self.path(digest)?, self.durable);
         Ok(move || {
-            file.sync_data().map_err(io(&tmp))?;
+            if durable {
+                file.sync_data().map_err(io(&tmp))?;
+            }
             drop(file);
             fs::rename(&tmp, &dst).map_err(io(&dst))
         })

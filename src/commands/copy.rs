@@ -78,7 +78,8 @@ pub async fn run(inv: &Invocation, args: &MirrorArgs, env: &Env, planned: &Plann
     let started = Instant::now();
     let client = Arc::new(Client::new(client_options(args, env, plan)?).map_err(|e| CliError::Setup(e.to_string()))?);
     let cache_dir = inv.cache_dir.join(CACHE_SUBDIR);
-    let cache = Arc::new(Cache::open(&cache_dir).map_err(|e| CliError::Setup(e.to_string()))?);
+    let cache = Cache::open(&cache_dir).map_err(|e| CliError::Setup(e.to_string()))?;
+    let cache = Arc::new(if args.common.no_cache_fsync { cache.without_fsync() } else { cache });
     let opts = Options {
         parallel_images: args.common.parallel_images as usize,
         parallel_layers: args.common.parallel_layers as usize,
