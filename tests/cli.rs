@@ -145,11 +145,34 @@ fn dry_run_writes_oc_mirror_mapping_for_each_workflow() {
 }
 
 #[test]
-fn mirror_without_dry_run_says_what_this_build_cannot_do() {
+fn images_that_cannot_be_reached_are_logged_like_oc_mirror_and_set_its_exit_bits() {
     let dir = tempfile::tempdir().unwrap();
-    let isc = write_isc(dir.path());
-    let o = run(&["mirror", "-c", &isc, &format!("file://{}", dir.path().join("out").display())]);
-    assert_one_line_error(&o, "--dry-run");
+    let isc = dir.path().join("isc.yaml");
+    // Port 1 on loopback refuses connections: fails fast, with or without a network.
+    std::fs::write(
+        &isc,
+        format!("kind: ImageSetConfiguration\napiVersion: mirror.openshift.io/v2alpha1\nmirror:\n  additionalImages:\n  - name: 127.0.0.1:1/ubi9/ubi:latest\n  - name: 127.0.0.1:1/app@{DIGEST}\n"),
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let o = bin()
+        .args(["mirror", "-c", isc.to_str().unwrap(), &format!("file://{}", out.display()), "--retry-times", "0"])
+        .args(["--cache-dir", dir.path().join("cache").to_str().unwrap(), "--src-tls-verify=false"])
+        .env_remove("OC_MIRROR_CACHE")
+        .env("LOG_LEVEL", "error")
+        .output()
+        .unwrap();
+    assert_one_line_error(&o, "2 of 2 images failed");
+    assert_eq!(o.status.code(), Some(8), "oc-mirror's bit for additional images");
+    assert!(String::from_utf8_lossy(&o.stdout).contains("no archive written"));
+    let logs: Vec<_> = std::fs::read_dir(out.join("working-dir/logs")).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(logs.len(), 1);
+    let text = std::fs::read_to_string(&logs[0]).unwrap();
+    assert!(logs[0].file_name().unwrap().to_str().unwrap().starts_with("mirroring_errors_"), "{logs:?}");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(lines[0].starts_with("error mirroring image docker://127.0.0.1:1/ubi9/ubi:latest error: "), "{text}");
+    assert!(!out.join("mirror_000001.tar").exists());
 }
 
 #[test]
