@@ -2,7 +2,7 @@
 
 mod support;
 
-use support::cli::{bin, ok, write_isc};
+use support::cli::{bin, mirror_to_mirror, ok, write_isc};
 
 use std::process::Output;
 
@@ -81,29 +81,17 @@ fn mirror_to_mirror_copies_every_kind_by_digest_and_a_rerun_touches_nothing() {
     let tmp = temp_dir("m2m-");
     let names: Vec<String> = w.images.iter().map(|i| i.0.clone()).collect();
     let isc = write_isc(tmp.path(), &names);
-    let ws = format!("file://{}", tmp.path().join("ws").display());
     let cache = tmp.path().join("cache").display().to_string();
     let dest = format!("docker://{}/mirror", dst.host);
-    let args = [
-        "mirror",
-        "-c",
-        &isc,
-        "--workspace",
-        &ws,
-        &dest,
-        "--cache-dir",
-        &cache,
-        "--src-tls-verify=false",
-        "--dest-tls-verify=false",
-    ];
-    let out = ok(run(&args));
+    let run_it = || ok(mirror_to_mirror(&isc, tmp.path(), &dest, &[]).output().unwrap());
+    let out = run_it();
     assert!(out.contains("✓ 5 / 5 additional images mirrored successfully (0 already present)"), "{out}");
     for (name, repo, p) in &w.images {
         assert_mirrored(&dst, &format!("mirror/{repo}"), &dest_tag(name, p), p);
     }
     // The shared layer went up once and was mounted into the second repository.
     assert!(out.contains(" 1 mounted"), "{out}");
-    let again = ok(run(&args));
+    let again = run_it();
     assert!(again.contains("(5 already present)"), "{again}");
     assert!(again.contains("0 blobs fetched (0 MB), 0 MB uploaded"), "{again}");
     let verify = ok(run(&["cache", "verify", "--cache-dir", &cache]));
@@ -217,25 +205,12 @@ fn a_second_destination_is_fed_from_the_cache_without_fetching_again() {
     let dst = Registry::start(RegistryOptions::default());
     let tmp = temp_dir("two-dest-");
     let isc = write_isc(tmp.path(), &w.images.iter().map(|i| i.0.clone()).collect::<Vec<_>>());
-    let cache = tmp.path().join("cache").display().to_string();
     let unique: std::collections::BTreeSet<&String> = w.images.iter().flat_map(|i| &i.2.blobs).collect();
     for (prefix, fetched) in
         [("first", format!("{} blobs fetched", unique.len())), ("second", "0 blobs fetched".into())]
     {
-        let ws = format!("file://{}", tmp.path().join(prefix).display());
         let dest = format!("docker://{}/{prefix}", dst.host);
-        let out = ok(run(&[
-            "mirror",
-            "-c",
-            &isc,
-            "--workspace",
-            &ws,
-            &dest,
-            "--cache-dir",
-            &cache,
-            "--src-tls-verify=false",
-            "--dest-tls-verify=false",
-        ]));
+        let out = ok(mirror_to_mirror(&isc, tmp.path(), &dest, &[]).output().unwrap());
         assert!(out.contains(&fetched), "{prefix}: {out}");
     }
     for (name, repo, p) in &w.images {
