@@ -120,9 +120,8 @@ pub async fn run(inv: &Invocation, args: &MirrorArgs, env: &Env, planned: &Plann
         lines.extend(write_cluster_resources(inv, args, &results, templates)?);
     }
     lines.push("=== Results ===".to_string());
-    let mut kinds: Vec<ImageKind> = results.iter().map(|r| r.item.kind).collect();
-    kinds.dedup();
-    for kind in kinds.into_iter().collect::<BTreeSet<_>>() {
+    let kinds: BTreeSet<ImageKind> = results.iter().map(|r| r.item.kind).collect();
+    for kind in kinds {
         let of_kind: Vec<&ItemResult> = results.iter().filter(|r| r.item.kind == kind).collect();
         let ok = of_kind.iter().filter(|r| !matches!(r.outcome, Outcome::Failed { .. })).count();
         let present = of_kind.iter().filter(|r| r.outcome == Outcome::AlreadyPresent).count();
