@@ -308,9 +308,8 @@ impl Engine {
             contents.push(n.desc.clone());
             contents.extend(n.blobs.iter().cloned());
         }
-        let top_size = top.as_ref().map(|b| b.len() as u64).unwrap_or(nodes[0].desc.size);
-        if top.is_some() {
-            contents.push(Descriptor { digest: top_digest.clone(), size: top_size, media_type: top_mt.clone() });
+        if let Some(b) = &top {
+            contents.push(Descriptor { digest: top_digest.clone(), size: b.len() as u64, media_type: top_mt.clone() });
         }
         let contents: Vec<Descriptor> = contents.into_iter().collect::<BTreeSet<_>>().into_iter().collect();
 
@@ -389,9 +388,7 @@ impl Engine {
             return Ok(());
         }
         match source {
-            Source::Registry => {
-                fetch::blob(&self.client, &self.cache, &src.registry, &src.path, desc, None).await.map(|_| ())
-            }
+            Source::Registry => fetch::blob(&self.client, &self.cache, &src.registry, &src.path, desc, None).await,
             Source::Archive(_) => {
                 Err(RegistryError::NotFound { what: format!("blob {} in the archives", desc.digest) })
             }

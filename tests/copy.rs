@@ -111,13 +111,18 @@ fn mirror_to_disk_then_disk_to_mirror_round_trips_and_archives_are_incremental()
     let cache = tmp.path().join("cache").display().to_string();
     let out = ok(run(&["mirror", "-c", &isc1, &file_dest, "--cache-dir", &cache, "--src-tls-verify=false"]));
     assert!(out.contains("mirror_000001.tar"), "{out}");
+    let count_before = |out: &str, marker: &str| -> usize {
+        let at = out.find(marker).unwrap_or_else(|| panic!("{marker:?} not in {out}"));
+        out[..at].rsplit(|c: char| !c.is_ascii_digit()).find(|w| !w.is_empty()).unwrap().parse().unwrap()
+    };
+    let archived_first = count_before(&out, " new blobs");
     // A second run with more images archives only the new blobs, in the next part.
     let all: Vec<String> = w.images.iter().map(|i| i.0.clone()).collect();
     let isc2 = write_isc(&tmp.path().join("second").tap_mkdir(), &all);
     let out = ok(run(&["mirror", "-c", &isc2, &file_dest, "--cache-dir", &cache, "--src-tls-verify=false"]));
     assert!(out.contains("mirror_000002.tar"), "{out}");
     let first_blobs: usize = first.iter().map(|i| i.2.blobs.len()).sum();
-    assert!(out.contains("already in earlier archives"), "{out}");
+    assert_eq!(count_before(&out, " already in earlier archives"), archived_first, "{out}");
     assert!(!out.contains(&format!(" {first_blobs} new blobs")), "{out}");
 
     // The receiving side: a fresh cache, only the archives.

@@ -71,8 +71,8 @@ impl Partial {
 pub type Tee = tokio::sync::mpsc::Sender<Result<bytes::Bytes, std::io::Error>>;
 
 /// Fetches `desc` from `registry/repo` into the cache unless it is there already, passing the
-/// bytes of a download that starts from zero to `tee` as well. Returns the number of bytes
-/// received from the network.
+/// bytes of a download that starts from zero to `tee` as well (bytes received are counted in
+/// the client's counters).
 pub async fn blob(
     client: &Client,
     cache: &Cache,
@@ -80,9 +80,9 @@ pub async fn blob(
     repo: &str,
     desc: &Descriptor,
     mut tee: Option<Tee>,
-) -> Result<u64, RegistryError> {
+) -> Result<(), RegistryError> {
     if cache.has(&desc.digest) {
-        return Ok(0);
+        return Ok(());
     }
     let what = format!("fetch {registry}/{repo}@{}", desc.digest);
     let staging = cache.staging(&desc.digest).map_err(|e| io_err(&what, e))?;
@@ -91,7 +91,6 @@ pub async fn blob(
         tee = None; // a resumed download has no first bytes to stream on
     }
     let backoff = client.backoff().clone();
-    let mut received = 0u64;
     let mut cuts = 0u32;
     let mut fresh_retry = true;
     let mut pending = bytes::BytesMut::with_capacity(if tee.is_some() { WRITE_BUF } else { 0 });
@@ -121,7 +120,6 @@ pub async fn blob(
                                 tee = None; // the upload gave up; keep filling the cache
                             }
                         }
-                        received += c.len() as u64;
                         client.counters.bytes_in.fetch_add(c.len() as u64, Ordering::Relaxed);
                     }
                     Err(e) => {
@@ -156,7 +154,7 @@ pub async fn blob(
             let file = part.file.into_inner().map_err(|e| io_err(&what, e.error()))?;
             let commit = cache.committer(&staging, file, &desc.digest).map_err(|e| io_err(&what, e))?;
             tokio::task::spawn_blocking(commit).await.map_err(|e| io_err(&what, e))?.map_err(|e| io_err(&what, e))?;
-            return Ok(received);
+            return Ok(());
         }
         // Wrong bytes are never stored; one fresh download in case a partial was stale.
         part.restart().map_err(|e| io_err(&what, e))?;

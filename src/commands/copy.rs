@@ -1,7 +1,7 @@
 //! The copy half of `mirror`: registry client and cache from flags, the engine over the plan,
 //! archives for mirror-to-disk, and oc-mirror's error log and results summary.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -228,8 +228,11 @@ async fn write_archives(
             media_type: r.media_type.clone().unwrap_or_default(),
         })
         .collect();
-    let all: BTreeSet<Descriptor> = results.iter().flat_map(|r| r.contents.iter().cloned()).collect();
-    let new: Vec<Descriptor> = all.iter().filter(|d| !archived.contains(&d.digest)).cloned().collect();
+    // One entry per digest (a blob may be named by several images).
+    let all: BTreeMap<&str, &Descriptor> =
+        results.iter().flat_map(|r| r.contents.iter().map(|d| (d.digest.as_str(), d))).collect();
+    let new: Vec<Descriptor> = all.values().filter(|d| !archived.contains(&d.digest)).map(|d| (*d).clone()).collect();
+    let already = all.len() - new.len();
     let gib = archive_size.filter(|s| *s > 0).unwrap_or(500) as u64;
     let (c, d, n) = (cache.clone(), dir.clone(), new.clone());
     let written = tokio::task::spawn_blocking(move || archive::write(&d, &c, &images, &n, gib << 30))
@@ -237,7 +240,7 @@ async fn write_archives(
         .map_err(|e| CliError::Setup(e.to_string()))?
         .map_err(|e| CliError::Setup(format!("writing archives: {e}")))?;
     let mut history: BTreeSet<String> = archived;
-    history.extend(all.into_iter().map(|d| d.digest));
+    history.extend(all.into_keys().map(str::to_string));
     let stamp = jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
     let body: String = history.iter().map(|d| format!("{d}\n")).collect();
     write_atomic(&history_dir.join(format!(".history-{stamp}")), body.as_bytes())?;
@@ -247,7 +250,7 @@ async fn write_archives(
         "{} new blobs ({} MB) archived; {} already in earlier archives",
         new.len(),
         bytes / 1_000_000,
-        results.iter().flat_map(|r| &r.contents).count().saturating_sub(new.len())
+        already
     ));
     Ok(lines)
 }
