@@ -6,6 +6,7 @@ pub mod api;
 pub mod cache;
 pub mod catalog;
 pub mod cli;
+pub mod collect;
 pub mod commands;
 pub mod controller;
 pub mod copy;

@@ -3,7 +3,7 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::api::mirror::{AdditionalImage, BlockedImage, Delete, Mirror, PlatformSelector};
+use crate::api::mirror::{AdditionalImage, BlockedImage, Delete, Mirror, Operator, PlatformSelector};
 use crate::image::{ImageRef, RefError, Transport};
 
 /// What an image is part of; also the order oc-mirror copies in.
@@ -176,6 +176,124 @@ fn additional_item(
         destination: destination_for(dest.root(), &path, &tag, max_nested),
         platforms: img.platforms.clone(),
     })
+}
+
+/// A catalog entry of an image set, after fetch and selection: what planning needs.
+#[derive(Clone, Debug)]
+pub struct CatalogInput<'a> {
+    /// Index of the entry in `mirror.operators`.
+    pub index: usize,
+    /// The entry.
+    pub op: &'a Operator,
+    /// Selected bundles: (package, bundle name, bundle image, related images).
+    pub bundles: Vec<(String, String, String, Vec<String>)>,
+    /// Digest of the rebuilt (filtered) catalog in the cache; None when the catalog is taken whole.
+    pub rebuilt: Option<String>,
+}
+
+/// What a bundle needs: the items that must be present before it is worth copying.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BundleNeeds {
+    /// Package (operator) name.
+    pub package: String,
+    /// Bundle name.
+    pub bundle: String,
+    /// Origin of the bundle image.
+    pub image: String,
+    /// Origins of its related images.
+    pub related: Vec<String>,
+}
+
+/// A short, stable name for a catalog filter: the entry without its destination fields.
+/// Two image sets filtering one catalog differently get different rebuilt catalogs.
+pub fn filter_id(op: &Operator) -> String {
+    let mut o = op.clone();
+    o.target_catalog = None;
+    o.target_tag = None;
+    o.target_catalog_source_template = None;
+    let bytes = serde_json::to_vec(&o).expect("an operator entry serializes");
+    hex::encode(Sha256::digest(&bytes))[..12].to_string()
+}
+
+/// Destination repository path and tag of a catalog (rebuilt or whole).
+pub fn catalog_destination(op: &Operator, rebuilt: Option<&str>) -> Result<(String, String), RefError> {
+    let r = ImageRef::parse(&op.catalog)?;
+    let path = match (&op.target_catalog, r.transport) {
+        (Some(t), _) => t.clone(),
+        (None, Transport::Oci) => r.path.trim_end_matches('/').rsplit('/').next().unwrap_or_default().to_string(),
+        (None, Transport::Docker) => r.path.clone(),
+    };
+    let tag = match (&op.target_tag, rebuilt, &r.tag, r.transport) {
+        (Some(t), _, _, _) => t.clone(),
+        (None, None, _, Transport::Oci) => "latest".to_string(),
+        (None, None, _, Transport::Docker) => r.destination_tag(),
+        (None, Some(_), Some(t), _) => format!("{t}-{}", filter_id(op)),
+        (None, Some(_), None, Transport::Oci) => format!("latest-{}", filter_id(op)),
+        (None, Some(d), None, Transport::Docker) => d.replacen(':', "-", 1),
+    };
+    Ok((path, tag))
+}
+
+/// Plans the images of operator catalogs: related images, bundles and the catalog itself
+/// (the rebuilt one comes from the cache, named under oc-mirror's cache registry).
+pub fn plan_operators(
+    catalogs: &[CatalogInput],
+    dest: &Destination,
+    max_nested: u32,
+) -> Result<(Vec<CopyItem>, Vec<BundleNeeds>), PlanError> {
+    let max_nested = if matches!(dest, Destination::Disk) { 0 } else { max_nested };
+    let mut items = Vec::new();
+    let mut needs = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for c in catalogs {
+        let field = format!("operators[{}]", c.index);
+        let generic = |image: &str, kind: ImageKind| -> Result<CopyItem, PlanError> {
+            let r = ImageRef::parse(image)
+                .map_err(|source| PlanError::Reference { field: format!("{field} (image {image})"), source })?;
+            Ok(CopyItem {
+                kind,
+                origin: r.to_string(),
+                source: r.to_string(),
+                destination: destination_for(dest.root(), &r.path, &r.destination_tag(), max_nested),
+                platforms: c.op.platforms.clone(),
+            })
+        };
+        for (package, bundle, image, related) in &c.bundles {
+            let mut need =
+                BundleNeeds { package: package.clone(), bundle: bundle.clone(), image: String::new(), related: vec![] };
+            if !image.is_empty() {
+                let item = generic(image, ImageKind::OperatorBundle)?;
+                need.image = item.origin.clone();
+                if seen.insert(item.origin.clone()) {
+                    items.push(item);
+                }
+            }
+            for rel in related.iter().filter(|r| !r.is_empty() && *r != image) {
+                let item = generic(rel, ImageKind::OperatorRelatedImage)?;
+                need.related.push(item.origin.clone());
+                if seen.insert(item.origin.clone()) {
+                    items.push(item);
+                }
+            }
+            needs.push(need);
+        }
+        let r = ImageRef::parse(&c.op.catalog)
+            .map_err(|source| PlanError::Reference { field: format!("{field}.catalog"), source })?;
+        let (path, tag) = catalog_destination(c.op, c.rebuilt.as_deref())
+            .map_err(|source| PlanError::Reference { field: format!("{field}.catalog"), source })?;
+        let source = match &c.rebuilt {
+            Some(d) => format!("docker://{DISK_ROOT}/{path}@{d}"),
+            None => r.to_string(),
+        };
+        items.push(CopyItem {
+            kind: ImageKind::OperatorCatalog,
+            origin: r.to_string(),
+            source,
+            destination: destination_for(dest.root(), &path, &tag, max_nested),
+            platforms: Vec::new(),
+        });
+    }
+    Ok((items, needs))
 }
 
 /// Whether a reference is blocked: the pattern matches anywhere in origin or destination,

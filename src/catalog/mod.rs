@@ -6,6 +6,7 @@
 //! so memory stays close to the catalog's size.
 
 pub mod filter;
+pub mod image;
 mod parse;
 pub mod version;
 pub mod write;

@@ -305,3 +305,57 @@ fn parse_errors_name_file_and_line() {
         .to_string();
     assert!(e.contains("olm.bundle blob has no package"), "{e}");
 }
+
+#[test]
+fn rebuilt_images_replace_the_catalog_and_drop_the_stale_cache() {
+    use image::{SourceImage, extract_dir, rebuild};
+    let tar_gz = |files: &[(&str, &[u8])]| {
+        let mut t = tar::Builder::new(Vec::new());
+        for (p, b) in files {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(b.len() as u64);
+            h.set_mode(0o644);
+            t.append_data(&mut h, p, *b).unwrap();
+        }
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut gz, &t.into_inner().unwrap()).unwrap();
+        gz.finish().unwrap()
+    };
+    let base = tar_gz(&[("bin/opm", b"binary"), ("configs/old/catalog.json", b"{}"), ("tmp/cache/x", b"stale")]);
+    let config = serde_json::json!({
+        "architecture": "amd64", "os": "linux",
+        "config": {"Entrypoint": ["/bin/opm"], "Cmd": ["serve", "/configs", "--cache-dir=/tmp/cache"],
+                   "Labels": {image::CONFIGS_LABEL: "/configs"}},
+        "rootfs": {"type": "layers", "diff_ids": ["sha256:00"]},
+        "history": [{"created_by": "base"}]
+    });
+    let config = serde_json::to_vec(&config).unwrap();
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": "sha256:c", "size": 1},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": "sha256:l", "size": 1}]
+    }))
+    .unwrap();
+    assert_eq!(image::configs_dir(&config).unwrap(), "configs");
+    let files = vec![("bar/catalog.json".to_string(), b"{\"schema\":\"olm.package\",\"name\":\"bar\"}\n".to_vec())];
+    let img = SourceImage { manifest: manifest.clone(), config: config.clone() };
+    let r = rebuild(None, &[("sha256:m".into(), img)], &files).unwrap();
+    let again = rebuild(None, &[("sha256:m".into(), SourceImage { manifest, config })], &files).unwrap();
+    assert_eq!(r.top.digest, again.top.digest, "deterministic");
+    let m: serde_json::Value = serde_json::from_slice(&r.top.bytes).unwrap();
+    let layers = m["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), 3);
+    let blob = |d: &str| r.blobs.iter().find(|b| b.digest == d).unwrap().bytes.clone();
+    let mut all = vec![("base".to_string(), base.clone())];
+    for l in &layers[1..] {
+        all.push((l["digest"].as_str().unwrap().to_string(), blob(l["digest"].as_str().unwrap())));
+    }
+    let out = extract_dir(all.iter().map(|(d, b)| (d.clone(), b.as_slice())), "configs").unwrap();
+    assert_eq!(out, files);
+    let cache = extract_dir(all.iter().map(|(d, b)| (d.clone(), b.as_slice())), "tmp").unwrap();
+    assert!(cache.is_empty(), "stale opm cache removed: {cache:?}");
+    let c: serde_json::Value = serde_json::from_slice(&blob(m["config"]["digest"].as_str().unwrap())).unwrap();
+    assert_eq!(c["config"]["Cmd"], serde_json::json!(["serve", "/configs"]));
+    assert_eq!(c["rootfs"]["diff_ids"].as_array().unwrap().len(), 3);
+    assert_eq!(c["config"]["Labels"][image::CONFIGS_LABEL], "/configs");
+}

@@ -35,14 +35,23 @@ pub fn credentials(authfile: Option<&Path>, env: &Env) -> Result<DockerAuth, Cli
     DockerAuth::parse(&bytes).map_err(|e| CliError::Setup(format!("{}: {e}", path.display())))
 }
 
-/// Client options for a plan: the hosts marked insecure by the TLS flags, credentials, CAs.
-fn client_options(args: &MirrorArgs, env: &Env, plan: &CopyPlan) -> Result<ClientOptions, CliError> {
+/// Client options for a run: the hosts marked insecure by the TLS flags (sources are the
+/// plan's sources and the catalogs), credentials, CAs.
+fn client_options(
+    args: &MirrorArgs,
+    env: &Env,
+    plan: &CopyPlan,
+    catalogs: &[String],
+) -> Result<ClientOptions, CliError> {
     let c = &args.common;
     let mut insecure = BTreeSet::new();
-    for item in &plan.items {
-        if let (false, Ok(r)) = (c.src_tls_verify, ImageRef::parse(&item.source)) {
+    let sources = plan.items.iter().map(|i| i.source.as_str()).chain(catalogs.iter().map(String::as_str));
+    for source in sources {
+        if let (false, Ok(r)) = (c.src_tls_verify, ImageRef::parse(source)) {
             insecure.insert(r.registry);
         }
+    }
+    for item in &plan.items {
         if let (false, Ok(r)) = (c.dest_tls_verify, ImageRef::parse(&item.destination)) {
             insecure.insert(r.registry);
         }
@@ -70,16 +79,76 @@ fn kind_label(k: ImageKind) -> (&'static str, i32) {
     }
 }
 
+/// The registry client for a run.
+pub fn open_client(args: &MirrorArgs, env: &Env, planned: &Planned) -> Result<Arc<Client>, CliError> {
+    let catalogs: Vec<String> = planned.operators.iter().map(|o| o.catalog.clone()).collect();
+    let opts = client_options(args, env, &planned.plan, &catalogs)?;
+    Ok(Arc::new(Client::new(opts).map_err(|e| CliError::Setup(e.to_string()))?))
+}
+
+/// The cache for a run (created if missing).
+pub fn open_cache(inv: &Invocation, args: &MirrorArgs) -> Result<Arc<Cache>, CliError> {
+    let cache = Cache::open(&inv.cache_dir.join(CACHE_SUBDIR)).map_err(|e| CliError::Setup(e.to_string()))?;
+    Ok(Arc::new(if args.common.no_cache_fsync { cache.without_fsync() } else { cache }))
+}
+
+/// Copies in three phases so that a bundle whose related images failed is skipped (and its
+/// operator named) and catalogs go last, once what they refer to is present.
+async fn run_phases(engine: &Engine, planned: &Planned, source: &Source, target: Target) -> Vec<ItemResult> {
+    let items = &planned.plan.items;
+    let first: Vec<_> = items.iter().filter(|i| i.kind < ImageKind::OperatorBundle).cloned().collect();
+    let mut results = engine.run(&first, source, target).await;
+    let failed: BTreeSet<&str> = results
+        .iter()
+        .filter(|r| matches!(r.outcome, Outcome::Failed { .. }))
+        .map(|r| r.item.origin.as_str())
+        .collect();
+    let mut skip: BTreeMap<String, String> = BTreeMap::new();
+    for n in &planned.needs {
+        if let Some(bad) = n.related.iter().find(|r| failed.contains(r.as_str())) {
+            skip.entry(n.image.clone()).or_insert_with(|| {
+                format!("bundle {} of operator {} skipped: its related image {bad} failed", n.bundle, n.package)
+            });
+        }
+    }
+    let bundles: Vec<_> = items
+        .iter()
+        .filter(|i| i.kind == ImageKind::OperatorBundle && !skip.contains_key(&i.origin))
+        .cloned()
+        .collect();
+    let mut skipped: Vec<ItemResult> = items
+        .iter()
+        .filter_map(|i| {
+            let message = skip.get(&i.origin)?.clone();
+            (i.kind == ImageKind::OperatorBundle).then(|| ItemResult {
+                item: i.clone(),
+                outcome: Outcome::Failed { reason: "BundleSkipped", message },
+                digest: None,
+                media_type: None,
+                contents: Vec::new(),
+            })
+        })
+        .collect();
+    results.extend(engine.run(&bundles, source, target).await);
+    results.append(&mut skipped);
+    let rest: Vec<_> = items.iter().filter(|i| i.kind > ImageKind::OperatorBundle).cloned().collect();
+    results.extend(engine.run(&rest, source, target).await);
+    results
+}
+
 /// Copies the plan for the invocation; returns summary lines, or the copy error after
 /// printing them.
-pub async fn run(inv: &Invocation, args: &MirrorArgs, env: &Env, planned: &Planned) -> Result<Vec<String>, CliError> {
-    let Planned { plan, archive_size, left_out: _, templates } = planned;
+pub async fn run(
+    inv: &Invocation,
+    args: &MirrorArgs,
+    planned: &Planned,
+    client: Arc<Client>,
+    cache: Arc<Cache>,
+) -> Result<Vec<String>, CliError> {
+    let Planned { archive_size, templates, .. } = planned;
     let archive_size = *archive_size;
     let started = Instant::now();
-    let client = Arc::new(Client::new(client_options(args, env, plan)?).map_err(|e| CliError::Setup(e.to_string()))?);
-    let cache_dir = inv.cache_dir.join(CACHE_SUBDIR);
-    let cache = Cache::open(&cache_dir).map_err(|e| CliError::Setup(e.to_string()))?;
-    let cache = Arc::new(if args.common.no_cache_fsync { cache.without_fsync() } else { cache });
+    let cache_dir = cache.root().to_path_buf();
     let opts = Options {
         parallel_images: args.common.parallel_images as usize,
         parallel_layers: args.common.parallel_layers as usize,
@@ -99,7 +168,7 @@ pub async fn run(inv: &Invocation, args: &MirrorArgs, env: &Env, planned: &Plann
         }
     };
     let ticker = tokio::spawn(progress(engine.clone()));
-    let results = engine.run(&plan.items, &source, target).await;
+    let results = run_phases(&engine, planned, &source, target).await;
     ticker.abort();
 
     let mut lines = Vec::new();

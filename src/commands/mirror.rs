@@ -5,8 +5,9 @@ use std::path::PathBuf;
 
 use super::{CliError, io_err, working_dir, write_atomic};
 use crate::api::load;
+use crate::api::mirror::{BlockedImage, Operator};
 use crate::cli::{Env, MirrorArgs};
-use crate::plan::{self, CopyPlan, Destination};
+use crate::plan::{self, BundleNeeds, CopyPlan, Destination};
 use crate::render::CatalogTemplate;
 
 /// The three workflows.
@@ -129,6 +130,12 @@ pub struct Planned {
     pub left_out: Vec<String>,
     /// CatalogSource templates, read and checked before anything is copied.
     pub templates: Vec<CatalogTemplate>,
+    /// Operator catalogs still to collect (fetch, select, rebuild) before copying.
+    pub operators: Vec<Operator>,
+    /// `blockedImages`, applied again to what collection adds.
+    pub blocked_images: Vec<BlockedImage>,
+    /// What each selected bundle needs (filled by collection).
+    pub needs: Vec<BundleNeeds>,
 }
 
 /// Plans the image set for the invocation.
@@ -141,17 +148,11 @@ pub fn plan(inv: &Invocation, max_nested: u32) -> Result<Planned, CliError> {
     {
         left_out.push("mirror.platform: release collection is not available in this build".to_string());
     }
-    if !isc.mirror.operators.is_empty() {
-        left_out.push(format!(
-            "mirror.operators: catalog collection is not available in this build ({} catalogs)",
-            isc.mirror.operators.len()
-        ));
-    }
     if isc.mirror.helm.as_ref().is_some_and(|h| !h.repositories.is_empty() || !h.local.is_empty()) {
         left_out.push("mirror.helm: chart collection is not available in this build".to_string());
     }
     let plan = plan::plan_additional(&isc.mirror, &inv.destination, max_nested, inv.mode == Mode::DiskToMirror)?;
-    if plan.items.is_empty() && left_out.is_empty() {
+    if plan.items.is_empty() && left_out.is_empty() && isc.mirror.operators.is_empty() {
         return Err(plan::PlanError::Empty.into());
     }
     let mut templates = Vec::new();
@@ -164,21 +165,41 @@ pub fn plan(inv: &Invocation, max_nested: u32) -> Result<Planned, CliError> {
             templates.push(t);
         }
     }
-    Ok(Planned { plan, archive_size: isc.archive_size, left_out, templates })
+    Ok(Planned {
+        plan,
+        archive_size: isc.archive_size,
+        left_out,
+        templates,
+        operators: isc.mirror.operators.clone(),
+        blocked_images: isc.mirror.blocked_images.clone(),
+        needs: Vec::new(),
+    })
 }
 
 /// Runs `mirror`; returns the lines of its summary.
 pub fn run(args: &MirrorArgs, env: &Env) -> Result<Vec<String>, CliError> {
     let inv = validate_flags(args, env)?;
-    let planned = plan(&inv, args.common.max_nested_paths)?;
+    let mut planned = plan(&inv, args.common.max_nested_paths)?;
     let mut summary: Vec<String> = planned.left_out.iter().map(|l| format!("warning: {l}")).collect();
-    let plan = &planned.plan;
-    if !args.common.dry_run {
+    if !args.common.dry_run || !planned.operators.is_empty() {
         let rt = tokio::runtime::Runtime::new().map_err(|e| CliError::Unsupported(format!("tokio runtime: {e}")))?;
-        let run = rt.block_on(super::copy::run(&inv, args, env, &planned))?;
-        summary.extend(run);
-        return Ok(summary);
+        let copied = rt.block_on(async {
+            let client = super::copy::open_client(args, env, &planned)?;
+            let cache = super::copy::open_cache(&inv, args)?;
+            if !planned.operators.is_empty() {
+                summary.extend(super::operators::collect(&inv, &client, &cache, &mut planned, args).await?);
+            }
+            if args.common.dry_run {
+                return Ok(None);
+            }
+            super::copy::run(&inv, args, &planned, client, cache).await.map(Some)
+        })?;
+        if let Some(lines) = copied {
+            summary.extend(lines);
+            return Ok(summary);
+        }
     }
+    let plan = &planned.plan;
     let dir = inv.working_dir.join("dry-run");
     if dir.exists() {
         std::fs::remove_dir_all(&dir).map_err(io_err(&dir))?;

@@ -6,6 +6,7 @@ pub mod copy;
 pub mod delete;
 pub mod list;
 pub mod mirror;
+pub mod operators;
 
 use std::path::{Path, PathBuf};
 
