@@ -258,6 +258,11 @@ fn versions_by_name(cat: &Catalog) -> Versions {
         .collect()
 }
 
+/// The head of a channel (the entry nothing replaces or skips), or why it has none.
+pub fn head(entries: &[Entry]) -> Result<String, String> {
+    Graph::build(entries).map(|g| g.names[g.head].to_string())
+}
+
 /// A channel's upgrade graph by index: replaces and skips edges, one head.
 pub(crate) struct Graph<'e> {
     names: Vec<&'e str>,
