@@ -70,7 +70,7 @@ enum Origin<'a> {
 
 impl Origin<'_> {
     /// A blob or manifest by digest, verified, into the cache.
-    async fn into_cache(&self, cache: &Cache, desc: &Descriptor) -> Result<(), CollectError> {
+    async fn cache_blob(&self, cache: &Cache, desc: &Descriptor) -> Result<(), CollectError> {
         if cache.has(&desc.digest) {
             return Ok(());
         }
@@ -109,7 +109,7 @@ impl Origin<'_> {
                 }
                 Origin::Layout(_) => {
                     let d = Descriptor { digest: digest.into(), size: 0, media_type: String::new() };
-                    self.into_cache(cache, &d).await?;
+                    self.cache_blob(cache, &d).await?;
                 }
             }
         }
@@ -184,7 +184,7 @@ pub async fn fetch_catalog(client: &Client, cache: &Cache, catalog: &str) -> Res
             continue;
         };
         let config_desc = blobs.first().ok_or_else(|| CollectError::Local(format!("catalog {catalog}: no config")))?;
-        from.into_cache(cache, config_desc).await?;
+        from.cache_blob(cache, config_desc).await?;
         let config = cache.read(&config_desc.digest).map_err(|e| CollectError::Local(e.to_string()))?;
         sources.push((d, SourceImage { manifest: m, config }, blobs[1..].to_vec()));
     }
@@ -195,7 +195,7 @@ pub async fn fetch_catalog(client: &Client, cache: &Cache, catalog: &str) -> Res
         sources.get(pick).ok_or_else(|| CollectError::Local(format!("catalog {catalog}: no image")))?;
     let dir = image::configs_dir(&first.config)?;
     for l in layers {
-        from.into_cache(cache, l).await?;
+        from.cache_blob(cache, l).await?;
     }
     let mut readers = Vec::new();
     for l in layers {
