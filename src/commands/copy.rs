@@ -14,7 +14,7 @@ use crate::cli::{Env, MirrorArgs};
 use crate::copy::{Engine, ItemResult, Options, Outcome, Source, Target};
 use crate::image::ImageRef;
 use crate::image::manifest::Descriptor;
-use crate::plan::{CopyPlan, ImageKind};
+use crate::plan::{CopyPlan, Destination, ImageKind};
 use crate::registry::{Client, ClientOptions, DockerAuth};
 use crate::render::{self, Mirrored, Naming};
 
@@ -42,6 +42,7 @@ fn client_options(
     env: &Env,
     plan: &CopyPlan,
     catalogs: &[String],
+    dest: &Destination,
 ) -> Result<ClientOptions, CliError> {
     let c = &args.common;
     let mut insecure = BTreeSet::new();
@@ -55,6 +56,10 @@ fn client_options(
         if let (false, Ok(r)) = (c.dest_tls_verify, ImageRef::parse(&item.destination)) {
             insecure.insert(r.registry);
         }
+    }
+    // Catalog collection adds items after the client exists: the destination host counts too.
+    if let (false, Destination::Registry(root)) = (c.dest_tls_verify, dest) {
+        insecure.insert(root.split('/').next().unwrap_or_default().to_string());
     }
     let mut ca_pems = Vec::new();
     for p in &c.registry_ca {
@@ -80,9 +85,9 @@ fn kind_label(k: ImageKind) -> (&'static str, i32) {
 }
 
 /// The registry client for a run.
-pub fn open_client(args: &MirrorArgs, env: &Env, planned: &Planned) -> Result<Arc<Client>, CliError> {
+pub fn open_client(inv: &Invocation, args: &MirrorArgs, env: &Env, planned: &Planned) -> Result<Arc<Client>, CliError> {
     let catalogs: Vec<String> = planned.operators.iter().map(|o| o.catalog.clone()).collect();
-    let opts = client_options(args, env, &planned.plan, &catalogs)?;
+    let opts = client_options(args, env, &planned.plan, &catalogs, &inv.destination)?;
     Ok(Arc::new(Client::new(opts).map_err(|e| CliError::Setup(e.to_string()))?))
 }
 

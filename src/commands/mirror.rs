@@ -184,7 +184,7 @@ pub fn run(args: &MirrorArgs, env: &Env) -> Result<Vec<String>, CliError> {
     if !args.common.dry_run || !planned.operators.is_empty() {
         let rt = tokio::runtime::Runtime::new().map_err(|e| CliError::Unsupported(format!("tokio runtime: {e}")))?;
         let copied = rt.block_on(async {
-            let client = super::copy::open_client(args, env, &planned)?;
+            let client = super::copy::open_client(&inv, args, env, &planned)?;
             let cache = super::copy::open_cache(&inv, args)?;
             if !planned.operators.is_empty() {
                 summary.extend(super::operators::collect(&inv, &client, &cache, &mut planned, args).await?);

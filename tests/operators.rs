@@ -1,0 +1,321 @@
+//! Operator catalogs end to end: a catalog image built from a real file-based catalog (its
+//! images rewritten to synthetic ones in a loopback registry, its opm cache pre-built by real
+//! opm, as catalog images ship) is mirrored through the CLI; the rebuilt catalog is served by
+//! real opm and answers with exactly the selection.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use support::cli::mirror_to_mirror;
+use support::content::{Format, Pusher};
+use support::registry::{Registry, RegistryOptions};
+use support::{Guarded, free_port, require, sha256, shared_data, temp_dir, wait_until};
+
+const LABEL: &str = "operators.operatorframework.io.index.configs.v1";
+
+fn tar_gz(root: &Path, under: &str) -> (Vec<u8>, String) {
+    let mut t = tar::Builder::new(Vec::new());
+    t.append_dir_all(under, root).unwrap();
+    let raw = t.into_inner().unwrap();
+    let diff = sha256(&raw);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, &raw).unwrap();
+    (gz.finish().unwrap(), diff)
+}
+
+/// Every image reference of the catalog (bundle images and related images).
+fn references(dir: &Path) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for f in walk(dir) {
+        let text = std::fs::read_to_string(&f).unwrap();
+        let docs: Vec<Value> = serde_saphyr::from_multiple(&text).unwrap();
+        for d in docs {
+            if d["schema"] == "olm.bundle" {
+                out.insert(d["image"].as_str().unwrap().to_string());
+                for r in d["relatedImages"].as_array().into_iter().flatten() {
+                    out.insert(r["image"].as_str().unwrap().to_string());
+                }
+            }
+        }
+    }
+    out.retain(|r| !r.is_empty());
+    out
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() { out.extend(walk(&p)) } else { out.push(p) }
+    }
+    out.sort();
+    out
+}
+
+struct Catalog {
+    reference: String,
+    /// Original reference -> rewritten reference in the source registry.
+    map: BTreeMap<String, String>,
+}
+
+/// Pushes a synthetic image per reference of `fbc` (except `missing`, which points nowhere),
+/// rewrites the catalog to them, pre-builds opm's cache, and pushes the catalog image.
+fn build_catalog(src: &Registry, fbc: &Path, work: &Path, missing: &str) -> Catalog {
+    let push = Pusher::new(src);
+    let mut map = BTreeMap::new();
+    for (i, r) in references(fbc).iter().enumerate() {
+        let path = r.split_once('/').unwrap().1.split(['@', ':']).next().unwrap();
+        let new = if r == missing {
+            format!("{}/{path}@sha256:{}", src.host, "0".repeat(64))
+        } else {
+            let p = push.image(path, &format!("t{i}"), Format::Oci, ("linux", "amd64"), &[(1000 + i as u64, 2000)]);
+            format!("{}/{path}@{}", src.host, p.digest)
+        };
+        map.insert(r.clone(), new);
+    }
+    let root = work.join("rootfs");
+    for f in walk(fbc) {
+        let rel = f.strip_prefix(fbc).unwrap();
+        let mut text = std::fs::read_to_string(&f).unwrap();
+        for (old, new) in &map {
+            text = text.replace(old, new);
+        }
+        let out = root.join("configs").join(rel);
+        std::fs::create_dir_all(out.parent().unwrap()).unwrap();
+        std::fs::write(out, text).unwrap();
+    }
+    let cache = root.join("tmp/cache");
+    let o = Command::new(require("opm"))
+        .args(["serve", root.join("configs").to_str().unwrap(), "--cache-dir", cache.to_str().unwrap(), "--cache-only"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "opm --cache-only: {}", String::from_utf8_lossy(&o.stderr));
+    let base = work.join("base");
+    std::fs::create_dir_all(base.join("bin")).unwrap();
+    std::fs::write(base.join("bin/README"), "opm lives here in a real catalog image").unwrap();
+    let layers =
+        [tar_gz(&base.join("bin"), "bin"), tar_gz(&root.join("configs"), "configs"), tar_gz(&cache, "tmp/cache")];
+    let repo = "catalogs/test-index";
+    let config = json!({
+        "architecture": "amd64", "os": "linux",
+        "config": {"Entrypoint": ["/bin/opm"], "Cmd": ["serve", "/configs", "--cache-dir=/tmp/cache"], "Labels": {LABEL: "/configs"}},
+        "rootfs": {"type": "layers", "diff_ids": layers.iter().map(|l| l.1.clone()).collect::<Vec<_>>()},
+    });
+    let config = serde_json::to_vec(&config).unwrap();
+    let cd = push.blob(repo, &config);
+    let descs: Vec<Value> = layers
+        .iter()
+        .map(|(gz, _)| json!({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": push.blob(repo, gz), "size": gz.len()}))
+        .collect();
+    let manifest = json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": config.len()},
+        "layers": descs});
+    let mt = "application/vnd.oci.image.manifest.v1+json";
+    push.manifest(repo, "v1", &serde_json::to_vec(&manifest).unwrap(), mt);
+    Catalog { reference: format!("{}/{repo}:v1", src.host), map }
+}
+
+fn get(reg: &Registry, path: &str) -> reqwest::blocking::Response {
+    let http = reg.http();
+    let repo = path.split("/manifests/").next().unwrap().split("/blobs/").next().unwrap();
+    reg.authorize(
+        repo,
+        http.get(format!("{}/v2/{path}", reg.base_url())).header(
+            "Accept",
+            "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json",
+        ),
+    )
+    .send()
+    .unwrap()
+}
+
+/// Unpacks an image from the registry into a directory, honouring whiteouts (independently
+/// of the code under test); returns its config.
+fn unpack(reg: &Registry, repo: &str, reference: &str, into: &Path) -> Value {
+    let m: Value = get(reg, &format!("{repo}/manifests/{reference}")).json().unwrap();
+    let config: Value = get(reg, &format!("{repo}/blobs/{}", m["config"]["digest"].as_str().unwrap())).json().unwrap();
+    for l in m["layers"].as_array().unwrap() {
+        let bytes = get(reg, &format!("{repo}/blobs/{}", l["digest"].as_str().unwrap())).bytes().unwrap();
+        let mut raw = Vec::new();
+        flate2::read::GzDecoder::new(&bytes[..]).read_to_end(&mut raw).unwrap();
+        let mut a = tar::Archive::new(&raw[..]);
+        for e in a.entries().unwrap() {
+            let mut e = e.unwrap();
+            let path = e.path().unwrap().to_path_buf();
+            let name = path.file_name().unwrap().to_string_lossy().to_string();
+            if let Some(gone) = name.strip_prefix(".wh.") {
+                let target = into.join(path.parent().unwrap()).join(gone);
+                let _ = std::fs::remove_dir_all(&target);
+                let _ = std::fs::remove_file(&target);
+                continue;
+            }
+            e.unpack_in(into).unwrap();
+        }
+    }
+    config
+}
+
+fn grpc(port: u16, method: &str, body: Option<&str>) -> Vec<Value> {
+    let mut c = Command::new(require("grpcurl"));
+    c.arg("-plaintext");
+    if let Some(b) = body {
+        c.args(["-d", b]);
+    }
+    let o = c.args([&format!("127.0.0.1:{port}"), method]).output().unwrap();
+    assert!(o.status.success(), "grpcurl {method}: {}", String::from_utf8_lossy(&o.stderr));
+    serde_json::Deserializer::from_slice(&o.stdout).into_iter::<Value>().map(Result::unwrap).collect()
+}
+
+/// Starts opm with the image's own command, paths mapped into the unpacked root.
+fn serve(root: &Path, config: &Value, log: &Path) -> (Guarded, u16) {
+    let port = free_port();
+    let mut args: Vec<String> = config["config"]["Cmd"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            let a = a.as_str().unwrap();
+            match a.split_once("=/") {
+                Some((flag, path)) => format!("{flag}={}", root.join(path).display()),
+                None if a.starts_with('/') => root.join(&a[1..]).display().to_string(),
+                None => a.to_string(),
+            }
+        })
+        .collect();
+    args.extend(["-p".into(), port.to_string()]);
+    let mut opm = Guarded::spawn(&require("opm"), &args, log, None);
+    let tail = opm.log_tail();
+    let mut alive = true;
+    wait_until(
+        "opm serve answers",
+        Duration::from_secs(60),
+        || {
+            alive = opm.alive();
+            !alive || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        },
+        tail,
+    );
+    assert!(alive, "opm exited: {}", (opm.log_tail())());
+    (opm, port)
+}
+
+#[test]
+fn a_filtered_catalog_is_mirrored_with_its_images_and_serves_only_the_selection_under_opm() {
+    let dir = temp_dir("operators");
+    let (src, dst) = (Registry::start(RegistryOptions::default()), Registry::start(RegistryOptions::default()));
+    // oc-mirror's test catalog (foo, bar, baz) plus a real community package.
+    let fbc = dir.path().join("fbc");
+    let data = shared_data().join("fbc");
+    for (from, to) in [
+        ("oc-mirror-test-catalogs/test-catalog-latest", ""),
+        ("community-operators-prod/v4.18/ecr-secret-operator", "ecr-secret-operator"),
+    ] {
+        for f in walk(&data.join(from)) {
+            let rel = f.strip_prefix(data.join(from)).unwrap();
+            let out = fbc.join(to).join(rel);
+            std::fs::create_dir_all(out.parent().unwrap()).unwrap();
+            std::fs::copy(&f, out).unwrap();
+        }
+    }
+    // The head of ecr-secret-operator (v0.5.0) has a related image missing upstream.
+    let broken = "quay.io/rh-mobb/ecr-secret-operator:v0.5.0".to_string();
+    let cat = build_catalog(&src, &fbc, dir.path(), &broken);
+    let isc = dir.path().join("isc.yaml");
+    std::fs::write(
+        &isc,
+        format!(
+            "apiVersion: mirror.openshift.io/v2alpha1\nkind: ImageSetConfiguration\nmirror:\n  operators:\n  - catalog: {}\n    packages:\n    - name: foo\n      minVersion: 0.2.0\n      maxVersion: 0.3.0\n    - name: baz\n    - name: ecr-secret-operator\n",
+            cat.reference
+        ),
+    )
+    .unwrap();
+    let dest = format!("docker://{}/mirror", dst.host);
+    let out = mirror_to_mirror(isc.to_str().unwrap(), dir.path(), &dest, &[]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.status.code(), Some(4), "operator bit only: {stdout} {}", String::from_utf8_lossy(&out.stderr));
+    let logs = dir.path().join("ws/working-dir/logs");
+    let log = std::fs::read_to_string(walk(&logs).pop().unwrap()).unwrap();
+    assert!(log.contains("bundle ecr-secret-operator.v0.5.0 of operator ecr-secret-operator skipped"), "{log}");
+
+    // Selected: foo 0.2.0, 0.3.0 (in range) and 0.3.1 (the chain needs it); baz's head.
+    let selected = ["foo-bundle-v0.2.0", "foo-bundle-v0.3.0", "foo-bundle-v0.3.1", "baz-bundle-v1.1.0"];
+    let present = |original: &str| {
+        let new = &cat.map[original];
+        let (name, digest) = new.split_once('@').unwrap();
+        let path = name.split_once('/').unwrap().1;
+        get(&dst, &format!("mirror/{path}/manifests/{digest}")).status().is_success()
+    };
+    for old in cat.map.keys() {
+        let tag = old.rsplit(':').next().unwrap();
+        if old.contains(":foo-bundle-") || old.contains(":bar-bundle-") || old.contains(":baz-bundle-") {
+            let want = selected.contains(&tag);
+            assert_eq!(present(old), want, "{old} mirrored: expected {want}");
+        }
+    }
+    assert!(!present(&broken));
+    // ecr-secret-operator: its head bundle is skipped (a related image failed), older bundles not selected.
+    for (old, _) in cat.map.iter().filter(|(o, _)| o.contains("/ecr-secret-operator@sha256:")) {
+        assert!(!present(old), "{old} must not be mirrored");
+    }
+    assert!(present(
+        "quay.io/brancz/kube-rbac-proxy:v0.21.0@sha256:059a43ab03f230eedb7dde2eb0d910a41e9d7ee04efff0f5cdc7ee614111397a"
+    ));
+    // Related images of the selected foo bundles are there.
+    let foo = std::fs::read_to_string(fbc.join("foo/bundles.yaml")).unwrap();
+    for (old, _) in cat.map.iter().filter(|(o, _)| o.contains("@sha256:") && foo.contains(o.as_str())) {
+        assert!(present(old), "related image {old} missing");
+    }
+
+    // The rebuilt catalog: tagged per filter, served by real opm with only the selection.
+    let tags: Value = get(&dst, "mirror/catalogs/test-index/tags/list").json().unwrap();
+    let tag = tags["tags"].as_array().unwrap()[0].as_str().unwrap().to_string();
+    assert!(tag.starts_with("v1-") && tag.len() == 15, "{tag}");
+    let root = dir.path().join("served");
+    std::fs::create_dir_all(&root).unwrap();
+    let config = unpack(&dst, "mirror/catalogs/test-index", &tag, &root);
+    assert!(!root.join("tmp/cache").exists(), "the stale opm cache is removed");
+    let (_opm, port) = serve(&root, &config, &dir.path().join("opm.log"));
+    let packages: BTreeSet<String> =
+        grpc(port, "api.Registry/ListPackages", None).iter().map(|p| p["name"].as_str().unwrap().to_string()).collect();
+    assert_eq!(packages, BTreeSet::from(["baz".into(), "ecr-secret-operator".into(), "foo".into()]));
+    let bundles: BTreeSet<(String, String)> = grpc(port, "api.Registry/ListBundles", None)
+        .iter()
+        .map(|b| (b["packageName"].as_str().unwrap().to_string(), b["csvName"].as_str().unwrap().to_string()))
+        .collect();
+    let want: BTreeSet<(String, String)> = [
+        ("baz", "baz.v1.1.0"),
+        ("ecr-secret-operator", "ecr-secret-operator.v0.5.0"),
+        ("foo", "foo.v0.2.0"),
+        ("foo", "foo.v0.3.0"),
+        ("foo", "foo.v0.3.1"),
+    ]
+    .iter()
+    .map(|(p, b)| (p.to_string(), b.to_string()))
+    .collect();
+    assert_eq!(bundles, want);
+    let foo_pkg = grpc(port, "api.Registry/GetPackage", Some(r#"{"name":"foo"}"#));
+    assert_eq!(foo_pkg[0]["channels"][0]["csvName"], "foo.v0.3.1", "{foo_pkg:?}");
+    let served_images: BTreeSet<String> = grpc(port, "api.Registry/ListBundles", None)
+        .iter()
+        .map(|b| b["bundlePath"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        served_images.iter().all(|i| i.starts_with(&src.host)),
+        "bundle paths as written upstream: {served_images:?}"
+    );
+
+    // A re-run copies nothing new: the rebuilt catalog has the same digest.
+    let before = sha256(&get(&dst, &format!("mirror/catalogs/test-index/manifests/{tag}")).bytes().unwrap());
+    let again = mirror_to_mirror(isc.to_str().unwrap(), dir.path(), &dest, &[]).output().unwrap();
+    assert_eq!(again.status.code(), Some(4));
+    let after = sha256(&get(&dst, &format!("mirror/catalogs/test-index/manifests/{tag}")).bytes().unwrap());
+    assert_eq!(before, after);
+    let tags: Value = get(&dst, "mirror/catalogs/test-index/tags/list").json().unwrap();
+    assert_eq!(tags["tags"].as_array().unwrap().len(), 1);
+}
