@@ -251,12 +251,25 @@ pub(super) fn parse_files(files: &[SourceFile]) -> Result<Vec<Blob>, CatalogErro
             json_files.push(i);
         }
     }
+    // Documents vary from a few bytes to megabytes: threads take the next document from a
+    // shared counter rather than equal-count chunks, so one large package does not leave a
+    // core idle.
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(jobs.len().max(1));
-    let chunk = jobs.len().div_ceil(threads).max(1);
+    let next = std::sync::atomic::AtomicUsize::new(0);
     let yaml: Vec<Result<Vec<Blob>, CatalogError>> = std::thread::scope(|s| {
-        let handles: Vec<_> = jobs
-            .chunks(chunk)
-            .map(|part| s.spawn(move || part.iter().map(|j| parse_yaml_doc(files, j)).collect::<Result<Vec<_>, _>>()))
+        let (jobs, next) = (&jobs, &next);
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                s.spawn(move || {
+                    let mut out = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(j) = jobs.get(i) else { break };
+                        out.push(parse_yaml_doc(files, j)?);
+                    }
+                    Ok(out)
+                })
+            })
             .collect();
         let json: Vec<Result<Vec<Blob>, CatalogError>> =
             json_files.iter().map(|&i| parse_json_stream(&files[i], i as u32)).collect();
