@@ -93,6 +93,8 @@ fn build_catalog(src: &Registry, fbc: &Path, work: &Path, missing: &str) -> Cata
     let cache = root.join("tmp/cache");
     let o = Command::new(require("opm"))
         .args(["serve", root.join("configs").to_str().unwrap(), "--cache-dir", cache.to_str().unwrap(), "--cache-only"])
+        // opm's defaults collide on a shared host: a fixed profiling port and /dev/termination-log.
+        .args(["--pprof-addr=", "--termination-log", work.join("opm-termination.log").to_str().unwrap()])
         .output()
         .unwrap();
     assert!(o.status.success(), "opm --cache-only: {}", String::from_utf8_lossy(&o.stderr));
@@ -188,7 +190,8 @@ fn serve(root: &Path, config: &Value, log: &Path) -> (Guarded, u16) {
             }
         })
         .collect();
-    args.extend(["-p".into(), port.to_string()]);
+    args.extend(["-p".into(), port.to_string(), "--pprof-addr=".into()]);
+    args.extend(["--termination-log".into(), log.with_extension("termination").display().to_string()]);
     let mut opm = Guarded::spawn(&require("opm"), &args, log, None);
     let tail = opm.log_tail();
     let mut alive = true;

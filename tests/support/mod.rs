@@ -7,6 +7,7 @@
 pub mod cli;
 pub mod cluster;
 pub mod content;
+pub mod opm;
 pub mod proxy;
 pub mod registry;
 pub mod token;
