@@ -92,28 +92,16 @@ impl Origin<'_> {
     }
 
     async fn manifest(&self, cache: &Cache, digest: &str) -> Result<Vec<u8>, CollectError> {
-        if !cache.has(digest) {
-            match self {
-                Origin::Registry { client, registry, repo } => {
-                    let (bytes, _) = client.manifest_get(registry, repo, digest).await?;
-                    let actual = manifest::sha256_digest(&bytes);
-                    if actual != digest {
-                        return Err(RegistryError::DigestMismatch {
-                            what: format!("manifest of {registry}/{repo}"),
-                            expected: digest.into(),
-                            actual,
-                        }
-                        .into());
-                    }
-                    cache.put(digest, &bytes).map_err(|e| CollectError::Local(e.to_string()))?;
-                }
-                Origin::Layout(_) => {
-                    let d = Descriptor { digest: digest.into(), size: 0, media_type: String::new() };
-                    self.cache_blob(cache, &d).await?;
-                }
+        match self {
+            Origin::Registry { client, registry, repo } => {
+                Ok(fetch::manifest(client, cache, registry, repo, digest).await?)
+            }
+            Origin::Layout(_) => {
+                let d = Descriptor { digest: digest.into(), size: 0, media_type: String::new() };
+                self.cache_blob(cache, &d).await?;
+                cache.read(digest).map_err(|e| CollectError::Local(e.to_string()))
             }
         }
-        cache.read(digest).map_err(|e| CollectError::Local(e.to_string()))
     }
 }
 

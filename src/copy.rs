@@ -179,17 +179,7 @@ impl Engine {
         if let Source::Archive(_) = source {
             return Err(RegistryError::NotFound { what: format!("manifest {digest} of {src} in the archives") });
         }
-        let (bytes, _) = self.client.manifest_get(&src.registry, &src.path, digest).await?;
-        let actual = manifest::sha256_digest(&bytes);
-        if actual != digest {
-            return Err(RegistryError::DigestMismatch {
-                what: format!("manifest of {src}"),
-                expected: digest.into(),
-                actual,
-            });
-        }
-        self.cache.put(digest, &bytes).map_err(|e| local("writing cache", e))?;
-        Ok(bytes)
+        fetch::manifest(&self.client, &self.cache, &src.registry, &src.path, digest).await
     }
 
     /// The top manifest of a source reference: `(bytes, media type, digest)`.

@@ -13,6 +13,31 @@ use super::Cache;
 use crate::image::manifest::Descriptor;
 use crate::registry::{Client, RegistryError};
 
+/// A manifest by digest: from the cache, else from `registry/repo`, verified against the
+/// digest before it is cached.
+pub async fn manifest(
+    client: &Client,
+    cache: &Cache,
+    registry: &str,
+    repo: &str,
+    digest: &str,
+) -> Result<Vec<u8>, RegistryError> {
+    if cache.has(digest) {
+        return cache.read(digest).map_err(|e| io_err("reading cache", e));
+    }
+    let (bytes, _) = client.manifest_get(registry, repo, digest).await?;
+    let actual = crate::image::manifest::sha256_digest(&bytes);
+    if actual != digest {
+        return Err(RegistryError::DigestMismatch {
+            what: format!("manifest of {registry}/{repo}"),
+            expected: digest.into(),
+            actual,
+        });
+    }
+    cache.put(digest, &bytes).map_err(|e| io_err("writing cache", e))?;
+    Ok(bytes)
+}
+
 /// Write buffer: coalesces the HTTP stack's small chunks into fewer syscalls.
 const WRITE_BUF: usize = 256 * 1024;
 
