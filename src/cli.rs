@@ -133,6 +133,37 @@ pub struct MirrorArgs {
     /// Shared flags.
     #[command(flatten)]
     pub common: CommonFlags,
+    #[command(flatten)]
+    pub release: ReleaseFlags,
+}
+
+/// Where releases come from and how they are trusted.
+#[derive(Args, Debug, Clone, Default)]
+pub struct ReleaseFlags {
+    /// OCP update-graph URL (default: the public OpenShift update service).
+    #[arg(long, env = "UPDATE_URL_OVERRIDE")]
+    pub update_url: Option<String>,
+    /// OKD update-graph URL (channels with `type: okd`).
+    #[arg(long)]
+    pub okd_update_url: Option<String>,
+    /// Release signature store base URL (files at <URL>/sha256=<hex>/signature-1).
+    #[arg(long, env = "OCP_SIGNATURE_URL")]
+    pub release_signature_url: Option<String>,
+    /// Armored public key(s) trusted to sign releases, instead of the embedded Red Hat keys.
+    #[arg(long, env = "OCP_SIGNATURE_VERIFICATION_PK", value_delimiter = ',')]
+    pub release_signature_key: Vec<PathBuf>,
+    /// Skip release signature checks (only with `platform.release`).
+    #[arg(long)]
+    pub ignore_release_signature: bool,
+    /// Graph-data tarball URL (for `graph: true`).
+    #[arg(long)]
+    pub graph_data_url: Option<String>,
+    /// Base image of the graph-data image.
+    #[arg(long, default_value = "registry.access.redhat.com/ubi9/ubi:latest")]
+    pub graph_base_image: String,
+    /// Seconds a request to the update graph or signature store may take.
+    #[arg(long, default_value_t = 120)]
+    pub release_timeout: u64,
 }
 
 /// `delete` flags.

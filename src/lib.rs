@@ -13,5 +13,6 @@ pub mod copy;
 pub mod image;
 pub mod plan;
 pub mod registry;
+pub mod release;
 pub mod render;
 pub mod telemetry;

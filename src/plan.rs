@@ -296,6 +296,82 @@ pub fn plan_operators(
     Ok((items, needs))
 }
 
+/// The release repositories below the destination root (oc-mirror's names).
+pub const RELEASE_IMAGES_REPO: &str = "openshift/release-images";
+/// Where every release component goes, told apart by tag.
+pub const RELEASE_REPO: &str = "openshift/release";
+
+/// Plans release payloads, their components and KubeVirt disks (oc-mirror's naming: payloads
+/// in `openshift/release-images:<release tag>`, components in `openshift/release:<release
+/// tag>-<name>`), and the graph image built into the cache.
+pub fn plan_releases(
+    collected: &crate::release::Collected,
+    platforms: &[PlatformSelector],
+    dest: &Destination,
+    max_nested: u32,
+) -> Result<Vec<CopyItem>, PlanError> {
+    let max_nested = if matches!(dest, Destination::Disk) { 0 } else { max_nested };
+    let mut items = Vec::new();
+    for r in &collected.releases {
+        let field = format!("release {}", r.selected.version);
+        let parsed = |image: &str| {
+            ImageRef::parse(image)
+                .map_err(|source| PlanError::Reference { field: format!("{field} (image {image})"), source })
+        };
+        let p = parsed(&r.selected.payload)?;
+        let pinned = format!("docker://{}/{}@{}", p.registry, p.path, r.digest);
+        items.push(CopyItem {
+            kind: ImageKind::Release,
+            origin: pinned.clone(),
+            source: pinned,
+            destination: destination_for(dest.root(), RELEASE_IMAGES_REPO, &r.tag, max_nested),
+            platforms: platforms.to_vec(),
+        });
+        for c in &r.components {
+            let img = parsed(&c.image)?;
+            items.push(CopyItem {
+                kind: ImageKind::ReleaseContent,
+                origin: img.to_string(),
+                source: img.to_string(),
+                destination: destination_for(dest.root(), RELEASE_REPO, &format!("{}-{}", r.tag, c.name), max_nested),
+                platforms: platforms.to_vec(),
+            });
+        }
+        let several = r.kubevirt.len() > 1;
+        for (arch, image) in &r.kubevirt {
+            let img = parsed(image)?;
+            let tag = if several {
+                format!("{}-kube-virt-container-{arch}", r.tag)
+            } else {
+                format!("{}-kube-virt-container", r.tag)
+            };
+            items.push(CopyItem {
+                kind: ImageKind::KubeVirt,
+                origin: img.to_string(),
+                source: img.to_string(),
+                destination: destination_for(dest.root(), RELEASE_REPO, &tag, max_nested),
+                platforms: Vec::new(),
+            });
+        }
+    }
+    if let Some(d) = &collected.graph_image {
+        let source = format!("docker://{DISK_ROOT}/{}@{d}", crate::release::graph_image::REPOSITORY);
+        items.push(CopyItem {
+            kind: ImageKind::Graph,
+            origin: source.clone(),
+            source,
+            destination: destination_for(
+                dest.root(),
+                crate::release::graph_image::REPOSITORY,
+                crate::release::graph_image::TAG,
+                max_nested,
+            ),
+            platforms: Vec::new(),
+        });
+    }
+    Ok(items)
+}
+
 /// Whether a reference is blocked: the pattern matches anywhere in origin or destination,
 /// transport prefix stripped (oc-mirror's unanchored match).
 fn blocked_by<'a>(item: &CopyItem, patterns: &'a [(regex::Regex, String)]) -> Option<&'a str> {

@@ -132,7 +132,8 @@ pub struct SourceImage {
     pub config: Vec<u8>,
 }
 
-fn tar_gz(entries: &[(String, Option<&[u8]>)]) -> (Vec<u8>, String) {
+/// A reproducible gzip tar of `(path, content)` entries (`None` is a directory): (bytes, diff_id).
+pub fn tar_gz(entries: &[(String, Option<&[u8]>)]) -> (Vec<u8>, String) {
     let mut t = tar::Builder::new(Vec::new());
     for (path, content) in entries {
         let mut h = tar::Header::new_gnu();
@@ -174,8 +175,7 @@ fn cache_dir(cmd: &[Value]) -> Option<String> {
 
 /// Rebuilds one platform image with `files` (paths relative to the catalog dir) as its catalog.
 fn rebuild_image(src: &SourceImage, files: &[(String, Vec<u8>)], blobs: &mut Vec<Blob>) -> Result<Blob, ImageError> {
-    let mut manifest: Value = serde_json::from_slice(&src.manifest).map_err(|e| ImageError::Manifest(e.to_string()))?;
-    let mut config: Value = serde_json::from_slice(&src.config).map_err(|e| ImageError::Config(e.to_string()))?;
+    let config: Value = serde_json::from_slice(&src.config).map_err(|e| ImageError::Config(e.to_string()))?;
     let dir = configs_dir(&src.config)?;
     let cmd = config.pointer("/config/Cmd").and_then(Value::as_array).cloned().unwrap_or_default();
     let mut whiteouts: Vec<(String, Option<&[u8]>)> = vec![(wh(&dir), Some(&[]))];
@@ -194,6 +194,28 @@ fn rebuild_image(src: &SourceImage, files: &[(String, Vec<u8>)], blobs: &mut Vec
         }
         content.push((format!("{dir}/{path}"), Some(bytes.as_slice())));
     }
+    let mut new_layers = Vec::new();
+    for entries in [whiteouts, content] {
+        new_layers.push(tar_gz(&entries));
+    }
+    let history = ["remove the original catalog and its opm cache", "add the filtered catalog"]
+        .map(|what| json!({"created_by": format!("imageset-operator: {what}"), "comment": "filtered catalog"}));
+    // opm builds its cache for the filtered content at start; any opm version accepts this.
+    append_layers(src, new_layers, json!(["serve", format!("/{dir}")]), &history, blobs)
+}
+
+/// Appends gzip layers `(bytes, diff_id)` to an image, with history entries and a new Cmd;
+/// new blobs go to `blobs`, the new manifest is returned. Media types follow the original
+/// (Docker or OCI).
+pub fn append_layers(
+    src: &SourceImage,
+    layers: Vec<(Vec<u8>, String)>,
+    cmd: Value,
+    history: &[Value],
+    blobs: &mut Vec<Blob>,
+) -> Result<Blob, ImageError> {
+    let mut manifest: Value = serde_json::from_slice(&src.manifest).map_err(|e| ImageError::Manifest(e.to_string()))?;
+    let mut config: Value = serde_json::from_slice(&src.config).map_err(|e| ImageError::Config(e.to_string()))?;
     let docker = manifest.get("mediaType").and_then(Value::as_str).is_some_and(|m| m.contains("docker"))
         || manifest.pointer("/config/mediaType").and_then(Value::as_str).is_some_and(|m| m.contains("docker"));
     let layer_type = if docker {
@@ -202,11 +224,12 @@ fn rebuild_image(src: &SourceImage, files: &[(String, Vec<u8>)], blobs: &mut Vec
         "application/vnd.oci.image.layer.v1.tar+gzip"
     };
     let mut new_layers = Vec::new();
-    for entries in [whiteouts, content] {
-        let (gz, diff_id) = tar_gz(&entries);
+    for (gz, diff_id) in layers {
         let blob = Blob { digest: sha256_digest(&gz), media_type: layer_type.into(), bytes: gz };
         new_layers.push((json!({"mediaType": layer_type, "digest": blob.digest, "size": blob.bytes.len()}), diff_id));
-        blobs.push(blob);
+        if !blobs.iter().any(|b| b.digest == blob.digest) {
+            blobs.push(blob);
+        }
     }
     let diff_ids = config
         .pointer_mut("/rootfs/diff_ids")
@@ -214,13 +237,10 @@ fn rebuild_image(src: &SourceImage, files: &[(String, Vec<u8>)], blobs: &mut Vec
         .ok_or_else(|| ImageError::Config("no rootfs.diff_ids".into()))?;
     diff_ids.extend(new_layers.iter().map(|(_, d)| Value::String(d.clone())));
     if let Some(h) = config.get_mut("history").and_then(Value::as_array_mut) {
-        for what in ["remove the original catalog and its opm cache", "add the filtered catalog"] {
-            h.push(json!({"created_by": format!("imageset-operator: {what}"), "comment": "filtered catalog"}));
-        }
+        h.extend(history.iter().cloned());
     }
     if let Some(c) = config.get_mut("config").and_then(Value::as_object_mut) {
-        // opm builds its cache for the filtered content at start; any opm version accepts this.
-        c.insert("Cmd".into(), json!(["serve", format!("/{dir}")]));
+        c.insert("Cmd".into(), cmd);
     }
     let config_bytes = serde_json::to_vec(&config).map_err(|e| ImageError::Config(e.to_string()))?;
     let config_type = manifest.pointer("/config/mediaType").and_then(Value::as_str).unwrap_or_default().to_string();
@@ -256,11 +276,21 @@ pub fn rebuild(
     images: &[(String, SourceImage)],
     files: &[(String, Vec<u8>)],
 ) -> Result<Rebuilt, ImageError> {
+    rebuild_with(index, images, |img, blobs| rebuild_image(img, files, blobs))
+}
+
+/// Rebuilds every platform image with `each` (which returns the new manifest and adds new
+/// blobs), then the index over them; index entries without an image are dropped.
+pub fn rebuild_with(
+    index: Option<&[u8]>,
+    images: &[(String, SourceImage)],
+    mut each: impl FnMut(&SourceImage, &mut Vec<Blob>) -> Result<Blob, ImageError>,
+) -> Result<Rebuilt, ImageError> {
     let mut blobs = Vec::new();
     let mut manifests = Vec::new();
     let mut by_old: BTreeMap<&str, Blob> = BTreeMap::new();
     for (old_digest, img) in images {
-        let m = rebuild_image(img, files, &mut blobs)?;
+        let m = each(img, &mut blobs)?;
         by_old.insert(old_digest, m);
     }
     let Some(index) = index else {

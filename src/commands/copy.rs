@@ -187,11 +187,11 @@ pub async fn run(
         .collect();
     cache.record_names(&names).map_err(|e| CliError::Setup(e.to_string()))?;
     let failed: Vec<&ItemResult> = results.iter().filter(|r| matches!(r.outcome, Outcome::Failed { .. })).collect();
-    if inv.mode == Mode::MirrorToDisk && failed.is_empty() {
+    if inv.mode == Mode::MirrorToDisk && failed.is_empty() && planned.failures.is_empty() {
         lines.extend(write_archives(inv, args, &cache, &results, archive_size).await?);
     }
     if inv.mode != Mode::MirrorToDisk {
-        lines.extend(write_cluster_resources(inv, args, &results, templates)?);
+        lines.extend(write_cluster_resources(inv, args, &results, templates, &planned.signatures)?);
     }
     lines.push("=== Results ===".to_string());
     let kinds: BTreeSet<ImageKind> = results.iter().map(|r| r.item.kind).collect();
@@ -217,7 +217,7 @@ pub async fn run(
         started.elapsed().as_secs_f64(),
         cache_dir.display()
     ));
-    if failed.is_empty() {
+    if failed.is_empty() && planned.failures.is_empty() {
         return Ok(lines);
     }
     let stamp = jiff::Zoned::now().strftime("%Y%m%d_%H%M%S").to_string();
@@ -228,6 +228,7 @@ pub async fn run(
             Outcome::Failed { message, .. } => format!("error mirroring image {} error: {message}\n", r.item.origin),
             _ => String::new(),
         })
+        .chain(planned.failures.iter().map(|(_, m)| format!("error collecting {m}\n")))
         .collect();
     write_atomic(&log, body.as_bytes())?;
     if inv.mode == Mode::MirrorToDisk {
@@ -236,8 +237,12 @@ pub async fn run(
     for l in &lines {
         println!("{l}");
     }
-    let bits = failed.iter().map(|r| kind_label(r.item.kind).1).fold(0, |a, b| a | b);
-    Err(CliError::CopyFailed { failed: failed.len(), total: results.len(), log, bits })
+    let bits = failed
+        .iter()
+        .map(|r| kind_label(r.item.kind).1)
+        .chain(planned.failures.iter().map(|(k, _)| kind_label(*k).1))
+        .fold(0, |a, b| a | b);
+    Err(CliError::CopyFailed { failed: failed.len() + planned.failures.len(), total: results.len(), log, bits })
 }
 
 /// Writes `working-dir/cluster-resources/` from what the run left at the destination.
@@ -246,11 +251,18 @@ fn write_cluster_resources(
     args: &MirrorArgs,
     results: &[ItemResult],
     templates: &[render::CatalogTemplate],
+    signatures: &BTreeMap<String, Vec<Vec<u8>>>,
 ) -> Result<Vec<String>, CliError> {
     let mirrored = Mirrored::from_report(results);
     let naming = Naming { prefix: String::new(), max_nested_paths: args.common.max_nested_paths };
+    // Signatures only of payloads that are at their destination.
+    let signatures: BTreeMap<String, Vec<Vec<u8>>> = signatures
+        .iter()
+        .filter(|(d, _)| mirrored.iter().any(|m| m.kind == ImageKind::Release && &m.digest == *d))
+        .map(|(d, s)| (d.clone(), s.clone()))
+        .collect();
     let objects =
-        render::all(&mirrored, templates, &Default::default(), &naming).map_err(|e| CliError::Setup(e.to_string()))?;
+        render::all(&mirrored, templates, &signatures, &naming).map_err(|e| CliError::Setup(e.to_string()))?;
     let dir = inv.working_dir.join("cluster-resources");
     if dir.exists() {
         std::fs::remove_dir_all(&dir).map_err(super::io_err(&dir))?;

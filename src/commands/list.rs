@@ -23,8 +23,7 @@ pub fn run(cmd: &ListCommand, env: &Env) -> Result<Vec<String>, CliError> {
             if a.channel.is_none() && a.version.is_none() {
                 return Err(CliError::Usage("list releases needs --channel or --version".into()));
             }
-            let _url = a.update_url.clone().or_else(|| env.update_url_override.clone());
-            Err(CliError::Unsupported("listing releases is not available in this build yet".into()))
+            releases(a, env)
         }
         ListCommand::Operators(a) => {
             let Some(catalog) = &a.catalog else {
@@ -34,6 +33,50 @@ pub fn run(cmd: &ListCommand, env: &Env) -> Result<Vec<String>, CliError> {
             operators(&cat, a.package.as_deref(), a.channel.as_deref())
         }
     }
+}
+
+/// oc-mirror's `list releases`: the versions of a channel (default `stable-<version>`) per
+/// architecture, from the update graph, optionally only those of `--version X.Y`.
+fn releases(a: &crate::cli::ListReleasesArgs, env: &Env) -> Result<Vec<String>, CliError> {
+    let channel = match (&a.channel, &a.version) {
+        (Some(c), _) => c.clone(),
+        (None, Some(v)) => format!("stable-{v}"),
+        (None, None) => unreachable!("checked above"),
+    };
+    let minor = a
+        .version
+        .as_deref()
+        .map(|v| {
+            crate::release::graph::parse_version(v, "--version")
+                .map(|p| (p.major, p.minor))
+                .map_err(|e| CliError::Usage(e.to_string()))
+        })
+        .transpose()?;
+    let flags = crate::cli::ReleaseFlags {
+        update_url: a.update_url.clone().or_else(|| env.update_url_override.clone()),
+        release_timeout: 120,
+        ..Default::default()
+    };
+    let up = super::releases::upstream(&flags, &[])?;
+    let rt = tokio::runtime::Runtime::new().map_err(|e| CliError::Unsupported(format!("tokio runtime: {e}")))?;
+    let mut out = Vec::new();
+    for arch in &a.filter_by_archs {
+        let bytes = rt
+            .block_on(up.graph(crate::api::mirror::ReleaseType::Ocp, &channel, arch))
+            .map_err(|e| CliError::Setup(e.to_string()))?;
+        let g = crate::release::graph::Graph::parse(&bytes).map_err(|e| CliError::Setup(e.to_string()))?;
+        out.push(format!("Channel: {channel}"));
+        out.push(format!("Architecture: {arch}"));
+        let versions = g.versions();
+        let shown: Vec<_> =
+            versions.iter().filter(|v| minor.is_none_or(|(ma, mi)| v.major == ma && v.minor == mi)).collect();
+        if let Some(head) = shown.last() {
+            out.push(format!("Latest: {head}"));
+        }
+        out.extend(shown.iter().map(|v| v.to_string()));
+        out.push(String::new());
+    }
+    Ok(out)
 }
 
 fn read_catalog(catalog: &str, tls_verify: bool, env: &Env) -> Result<Catalog, CliError> {

@@ -5,9 +5,11 @@ use std::path::PathBuf;
 
 use super::{CliError, io_err, working_dir, write_atomic};
 use crate::api::load;
-use crate::api::mirror::{BlockedImage, Operator};
+use std::collections::BTreeMap;
+
+use crate::api::mirror::{BlockedImage, Operator, Platform};
 use crate::cli::{Env, MirrorArgs};
-use crate::plan::{self, BundleNeeds, CopyPlan, Destination};
+use crate::plan::{self, BundleNeeds, CopyPlan, Destination, ImageKind};
 use crate::render::CatalogTemplate;
 
 /// The three workflows.
@@ -136,6 +138,12 @@ pub struct Planned {
     pub blocked_images: Vec<BlockedImage>,
     /// What each selected bundle needs (filled by collection).
     pub needs: Vec<BundleNeeds>,
+    /// Platform releases still to collect.
+    pub platform: Option<Platform>,
+    /// Verified release signatures by payload digest (for the signature ConfigMap).
+    pub signatures: BTreeMap<String, Vec<Vec<u8>>>,
+    /// Parts that failed before copying (release collection): kind and message.
+    pub failures: Vec<(ImageKind, String)>,
 }
 
 /// Plans the image set for the invocation.
@@ -143,16 +151,12 @@ pub fn plan(inv: &Invocation, max_nested: u32) -> Result<Planned, CliError> {
     let text = std::fs::read_to_string(&inv.config).map_err(io_err(&inv.config))?;
     let isc = load::image_set(&text).map_err(|source| CliError::Config { path: inv.config.clone(), source })?;
     let mut left_out = Vec::new();
-    if let Some(p) = &isc.mirror.platform
-        && (!p.channels.is_empty() || p.release.is_some())
-    {
-        left_out.push("mirror.platform: release collection is not available in this build".to_string());
-    }
+    let platform = isc.mirror.platform.clone().filter(|p| !p.channels.is_empty() || p.release.is_some());
     if isc.mirror.helm.as_ref().is_some_and(|h| !h.repositories.is_empty() || !h.local.is_empty()) {
         left_out.push("mirror.helm: chart collection is not available in this build".to_string());
     }
     let plan = plan::plan_additional(&isc.mirror, &inv.destination, max_nested, inv.mode == Mode::DiskToMirror)?;
-    if plan.items.is_empty() && left_out.is_empty() && isc.mirror.operators.is_empty() {
+    if plan.items.is_empty() && left_out.is_empty() && isc.mirror.operators.is_empty() && platform.is_none() {
         return Err(plan::PlanError::Empty.into());
     }
     let mut templates = Vec::new();
@@ -173,6 +177,9 @@ pub fn plan(inv: &Invocation, max_nested: u32) -> Result<Planned, CliError> {
         operators: isc.mirror.operators.clone(),
         blocked_images: isc.mirror.blocked_images.clone(),
         needs: Vec::new(),
+        platform,
+        signatures: BTreeMap::new(),
+        failures: Vec::new(),
     })
 }
 
@@ -181,13 +188,22 @@ pub fn run(args: &MirrorArgs, env: &Env) -> Result<Vec<String>, CliError> {
     let inv = validate_flags(args, env)?;
     let mut planned = plan(&inv, args.common.max_nested_paths)?;
     let mut summary: Vec<String> = planned.left_out.iter().map(|l| format!("warning: {l}")).collect();
-    if !args.common.dry_run || !planned.operators.is_empty() {
+    if !args.common.dry_run || !planned.operators.is_empty() || planned.platform.is_some() {
         let rt = tokio::runtime::Runtime::new().map_err(|e| CliError::Unsupported(format!("tokio runtime: {e}")))?;
         let copied = rt.block_on(async {
             let client = super::copy::open_client(&inv, args, env, &planned)?;
             let cache = super::copy::open_cache(&inv, args)?;
+            if planned.platform.is_some() {
+                summary.extend(super::releases::collect(&inv, &client, &cache, &mut planned, args).await?);
+            }
             if !planned.operators.is_empty() {
                 summary.extend(super::operators::collect(&inv, &client, &cache, &mut planned, args).await?);
+            }
+            if planned.plan.items.is_empty() {
+                if let Some((_, why)) = planned.failures.first() {
+                    return Err(CliError::Setup(why.clone()));
+                }
+                return Err(plan::PlanError::Empty.into());
             }
             if args.common.dry_run {
                 return Ok(None);

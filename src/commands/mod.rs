@@ -7,6 +7,7 @@ pub mod delete;
 pub mod list;
 pub mod mirror;
 pub mod operators;
+pub mod releases;
 
 use std::path::{Path, PathBuf};
 

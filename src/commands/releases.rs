@@ -1,0 +1,110 @@
+//! Platform releases for `mirror`: resolve versions from the update graph, verify and read
+//! each payload, build the graph image, and add payloads, components and the graph image to
+//! the plan. A release failure stops the release part only; the rest of the image set goes on.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::CliError;
+use super::mirror::{Invocation, Mode, Planned};
+use crate::api::mirror::Platform;
+use crate::cache::Cache;
+use crate::cli::{MirrorArgs, ReleaseFlags};
+use crate::plan::{self, ImageKind};
+use crate::registry::Client;
+use crate::release::{self, Settings, signature, upstream};
+
+/// The release services from flags (and the CAs of the run).
+pub fn upstream(flags: &ReleaseFlags, ca: &[std::path::PathBuf]) -> Result<upstream::Upstream, CliError> {
+    let mut o = upstream::UpstreamOptions::default();
+    if let Some(u) = &flags.update_url {
+        o.graph_url = u.clone();
+    }
+    if let Some(u) = &flags.okd_update_url {
+        o.okd_graph_url = u.clone();
+    }
+    if let Some(u) = &flags.release_signature_url {
+        o.signature_url = u.clone();
+    }
+    if let Some(u) = &flags.graph_data_url {
+        o.graph_data_url = u.clone();
+    }
+    o.timeout = Duration::from_secs(flags.release_timeout.max(1));
+    for p in ca {
+        o.ca_pems.push(std::fs::read(p).map_err(|e| CliError::Setup(format!("{}: {e}", p.display())))?);
+    }
+    upstream::Upstream::new(o).map_err(|e| CliError::Setup(e.to_string()))
+}
+
+/// Collects the releases of the image set into the plan; returns summary lines. A release
+/// error is recorded in `planned.failures` (exit bit 2, error log) instead of stopping the run.
+pub async fn collect(
+    inv: &Invocation,
+    client: &Arc<Client>,
+    cache: &Arc<Cache>,
+    planned: &mut Planned,
+    args: &MirrorArgs,
+) -> Result<Vec<String>, CliError> {
+    let Some(platform) = planned.platform.clone() else { return Ok(vec![]) };
+    if inv.mode == Mode::DiskToMirror {
+        return Err(CliError::Unsupported(
+            "mirror.platform: disk-to-mirror of releases is not available in this build".into(),
+        ));
+    }
+    if args.release.ignore_release_signature && platform.release.is_none() {
+        return Err(CliError::Usage("--ignore-release-signature is only allowed with mirror.platform.release".into()));
+    }
+    let up = upstream(&args.release, &args.common.registry_ca)?;
+    let keys = signature::keyring(&args.release.release_signature_key).map_err(CliError::Setup)?;
+    let settings = Settings {
+        upstream: &up,
+        keys: &keys,
+        working_dir: Some(&inv.working_dir),
+        graph_base_image: args.release.graph_base_image.clone(),
+        ignore_signatures: args.release.ignore_release_signature,
+        parallel: args.common.parallel_images as usize,
+    };
+    let collected = match release::collect(client, cache, &settings, &platform).await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(reason = e.reason(), "mirror.platform: {e}");
+            planned.failures.push((ImageKind::Release, format!("mirror.platform: {e}")));
+            return Ok(vec![format!("✗ releases: {e}")]);
+        }
+    };
+    for w in &collected.warnings {
+        tracing::warn!("mirror.platform: {w}");
+    }
+    let items = plan::plan_releases(&collected, &platform.platforms, &inv.destination, args.common.max_nested_paths)?;
+    let mut lines = summary(&collected, &platform);
+    for r in &collected.releases {
+        if let Some(s) = &r.signature {
+            planned.signatures.entry(r.digest.clone()).or_default().push(s.clone());
+        }
+    }
+    lines.push(format!("{} release images planned", items.len()));
+    let mut all = std::mem::take(&mut planned.plan.items);
+    all.extend(items);
+    let blocked = std::mem::take(&mut planned.plan.blocked);
+    planned.plan = plan::apply_blocked(all, &planned.blocked_images);
+    planned.plan.blocked.splice(0..0, blocked);
+    Ok(lines)
+}
+
+fn summary(c: &release::Collected, p: &Platform) -> Vec<String> {
+    let mut lines = Vec::new();
+    for r in &c.releases {
+        lines.push(format!(
+            "release {} ({}): {} components{}{}",
+            r.selected.version,
+            r.tag,
+            r.components.len(),
+            if r.kubevirt.is_empty() { String::new() } else { format!(", {} kubevirt disks", r.kubevirt.len()) },
+            if r.signature.is_some() { ", signature verified" } else { ", signature not checked" },
+        ));
+    }
+    if p.graph {
+        lines.push(format!("graph image built: {}", c.graph_image.as_deref().unwrap_or("-")));
+    }
+    lines
+}
