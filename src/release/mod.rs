@@ -370,3 +370,6 @@ pub(crate) fn test_data(rel: &str) -> PathBuf {
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data"))
         .join(rel)
 }
+
+#[cfg(test)]
+mod tests;

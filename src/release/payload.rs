@@ -53,15 +53,25 @@ struct From {
 /// The components listed by an `image-references` ImageStream, sorted by name.
 pub fn image_references(bytes: &[u8], payload: &str) -> Result<Vec<Component>, ReleaseError> {
     let bad = |m: String| ReleaseError::Payload { payload: payload.to_string(), message: m };
-    let is: ImageStream =
-        serde_json::from_slice(bytes).map_err(|e| bad(format!("{MANIFESTS_DIR}/{IMAGE_REFERENCES}: {e}")))?;
+    // Payloads carry JSON; the file in source trees is YAML (a superset).
+    let is: ImageStream = match serde_json::from_slice(bytes) {
+        Ok(v) => v,
+        Err(e) => std::str::from_utf8(bytes)
+            .ok()
+            .and_then(|t| serde_saphyr::from_str(t).ok())
+            .ok_or_else(|| bad(format!("{MANIFESTS_DIR}/{IMAGE_REFERENCES}: {e}")))?,
+    };
     if is.kind != "ImageStream" {
         return Err(bad(format!("{MANIFESTS_DIR}/{IMAGE_REFERENCES}: kind {:?}, expected ImageStream", is.kind)));
     }
     let mut out = Vec::new();
     for t in is.spec.tags {
         let Some(from) = t.from.filter(|f| f.kind == "DockerImage") else { continue };
-        ImageRef::parse(&from.name).map_err(|e| bad(format!("component {}: {e}", t.name)))?;
+        let r = ImageRef::parse(&from.name).map_err(|e| bad(format!("component {}: {e}", t.name)))?;
+        // Components are pulled by digest through the cluster's IDMS: a tag cannot be mirrored so.
+        if r.digest.is_none() {
+            return Err(bad(format!("component {}: {} is not pinned by digest", t.name, from.name)));
+        }
         out.push(Component { name: t.name, image: from.name });
     }
     if out.is_empty() {
