@@ -76,7 +76,7 @@ impl Origin<'_> {
         }
         match self {
             Origin::Registry { client, registry, repo } => {
-                Ok(fetch::blob(client, cache, registry, repo, desc, None).await?)
+                Ok(fetch::blob_once(client, cache, registry, repo, desc).await?)
             }
             Origin::Layout(dir) => {
                 let hex = desc.digest.strip_prefix("sha256:").ok_or_else(|| {

@@ -92,7 +92,6 @@ pub struct Engine {
     client: Arc<Client>,
     cache: Arc<Cache>,
     opts: Options,
-    fetching: Flights<String>,
     pushing: Flights<(String, String)>,
     homes: Mutex<HashMap<(String, String), HashSet<String>>>,
     /// Progress counters.
@@ -124,7 +123,6 @@ impl Engine {
             client,
             cache,
             opts,
-            fetching: Mutex::default(),
             pushing: Mutex::default(),
             homes: Mutex::default(),
             progress: Progress::default(),
@@ -350,7 +348,7 @@ impl Engine {
         desc: &Descriptor,
         session: Option<String>,
     ) -> Result<bool, RegistryError> {
-        let lock = lock_for(&self.fetching, &desc.digest);
+        let lock = self.cache.flight(&desc.digest);
         let _guard = lock.lock().await;
         if self.cache.has(&desc.digest) {
             return Ok(false);
@@ -372,7 +370,7 @@ impl Engine {
         if self.cache.has(&desc.digest) {
             return Ok(());
         }
-        let lock = lock_for(&self.fetching, &desc.digest);
+        let lock = self.cache.flight(&desc.digest);
         let _guard = lock.lock().await;
         if self.cache.has(&desc.digest) {
             return Ok(());

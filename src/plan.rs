@@ -372,6 +372,35 @@ pub fn plan_releases(
     Ok(items)
 }
 
+/// Disk-to-mirror: the release images an archive holds (named under the disk root by the
+/// mirror-to-disk run), planned to the destination with the same names.
+pub fn plan_archived_releases(
+    images: &[crate::cache::archive::ArchivedImage],
+    dest: &Destination,
+    max_nested: u32,
+) -> Vec<CopyItem> {
+    let mut items = Vec::new();
+    for img in images {
+        let Some(rest) = img.name.strip_prefix(&format!("{DISK_ROOT}/")) else { continue };
+        let Some((path, tag)) = rest.rsplit_once(':') else { continue };
+        let kind = match path {
+            RELEASE_IMAGES_REPO => ImageKind::Release,
+            RELEASE_REPO if tag.contains("-kube-virt-container") => ImageKind::KubeVirt,
+            RELEASE_REPO => ImageKind::ReleaseContent,
+            p if p == crate::release::graph_image::REPOSITORY => ImageKind::Graph,
+            _ => continue,
+        };
+        items.push(CopyItem {
+            kind,
+            origin: img.origin.clone(),
+            source: format!("docker://{}", img.name),
+            destination: destination_for(dest.root(), path, tag, max_nested),
+            platforms: Vec::new(),
+        });
+    }
+    items
+}
+
 /// Whether a reference is blocked: the pattern matches anywhere in origin or destination,
 /// transport prefix stripped (oc-mirror's unanchored match).
 fn blocked_by<'a>(item: &CopyItem, patterns: &'a [(regex::Regex, String)]) -> Option<&'a str> {

@@ -38,6 +38,23 @@ pub async fn manifest(
     Ok(bytes)
 }
 
+/// [`blob`] with no tee, one download per digest at a time across every caller of this cache
+/// (callers that read payloads or build images concurrently need not coordinate).
+pub async fn blob_once(
+    client: &Client,
+    cache: &Cache,
+    registry: &str,
+    repo: &str,
+    desc: &Descriptor,
+) -> Result<(), RegistryError> {
+    if cache.has(&desc.digest) {
+        return Ok(());
+    }
+    let lock = cache.flight(&desc.digest);
+    let _guard = lock.lock().await;
+    blob(client, cache, registry, repo, desc, None).await
+}
+
 /// Write buffer: coalesces the HTTP stack's small chunks into fewer syscalls.
 const WRITE_BUF: usize = 256 * 1024;
 

@@ -76,6 +76,8 @@ pub struct Cache {
     root: PathBuf,
     _lock: File,
     durable: bool,
+    /// One download at a time per digest, for every user of this cache.
+    flights: std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<tokio::sync::Mutex<()>>>>,
 }
 
 fn hex_of(digest: &str) -> Result<&str, CacheError> {
@@ -114,7 +116,7 @@ impl Cache {
             Err(fs::TryLockError::WouldBlock) => return Err(CacheError::Busy(root.to_path_buf())),
             Err(fs::TryLockError::Error(e)) => return Err(CacheError::Io { path: lock_path, source: e }),
         }
-        Ok(Cache { root: root.to_path_buf(), _lock: lock, durable: true })
+        Ok(Cache { root: root.to_path_buf(), _lock: lock, durable: true, flights: Default::default() })
     }
 
     /// Skips the fsync before each entry becomes visible: a killed process still never leaves
@@ -123,6 +125,11 @@ impl Cache {
     pub fn without_fsync(mut self) -> Self {
         self.durable = false;
         self
+    }
+
+    /// The lock a download of `digest` into this cache holds (single flight per digest).
+    pub fn flight(&self, digest: &str) -> std::sync::Arc<tokio::sync::Mutex<()>> {
+        self.flights.lock().expect("flights lock").entry(digest.to_string()).or_default().clone()
     }
 
     /// The directory.

@@ -57,9 +57,21 @@ fn client_options(
             insecure.insert(r.registry);
         }
     }
-    // Catalog collection adds items after the client exists: the destination host counts too.
-    if let (false, Destination::Registry(root)) = (c.dest_tls_verify, dest) {
-        insecure.insert(root.split('/').next().unwrap_or_default().to_string());
+    // Catalog and release collection add items after the client exists: the destination host
+    // counts too, and with --src-tls-verify=false so does every source host found later.
+    let dest_host = match dest {
+        Destination::Registry(root) => Some(root.split('/').next().unwrap_or_default().to_string()),
+        Destination::Disk => None,
+    };
+    if let (false, Some(h)) = (c.dest_tls_verify, &dest_host) {
+        insecure.insert(h.clone());
+    }
+    let mut verified = Vec::new();
+    if !c.src_tls_verify {
+        insecure.insert("*".to_string());
+        if c.dest_tls_verify {
+            verified.extend(dest_host);
+        }
     }
     let mut ca_pems = Vec::new();
     for p in &c.registry_ca {
@@ -67,6 +79,7 @@ fn client_options(
     }
     Ok(ClientOptions {
         insecure: insecure.into_iter().collect(),
+        verified,
         ca_pems,
         auth: credentials(c.authfile.as_deref(), env)?,
         backoff: crate::registry::Backoff { retries: c.retry_times, ..Default::default() },

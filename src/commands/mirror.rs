@@ -146,6 +146,17 @@ pub struct Planned {
     pub failures: Vec<(ImageKind, String)>,
 }
 
+impl Planned {
+    /// Adds what collection found, minus blocked images (kept sorted by kind).
+    pub fn add(&mut self, items: Vec<plan::CopyItem>) {
+        let mut all = std::mem::take(&mut self.plan.items);
+        all.extend(items);
+        let blocked = std::mem::take(&mut self.plan.blocked);
+        self.plan = plan::apply_blocked(all, &self.blocked_images);
+        self.plan.blocked.splice(0..0, blocked);
+    }
+}
+
 /// Plans the image set for the invocation.
 pub fn plan(inv: &Invocation, max_nested: u32) -> Result<Planned, CliError> {
     let text = std::fs::read_to_string(&inv.config).map_err(io_err(&inv.config))?;
@@ -207,6 +218,11 @@ pub fn run(args: &MirrorArgs, env: &Env) -> Result<Vec<String>, CliError> {
             }
             if args.common.dry_run {
                 return Ok(None);
+            }
+            // What collection found is shown before the copy, which prints its own lines
+            // even when it fails.
+            for l in summary.drain(..) {
+                println!("{l}");
             }
             super::copy::run(&inv, args, &planned, client, cache).await.map(Some)
         })?;

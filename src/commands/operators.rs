@@ -76,11 +76,7 @@ pub async fn collect(
         inputs.push(CatalogInput { index: s.index, op, bundles, rebuilt });
     }
     let (items, needs) = plan::plan_operators(&inputs, &inv.destination, args.common.max_nested_paths)?;
-    let mut all = std::mem::take(&mut planned.plan.items);
-    all.extend(items);
-    let blocked = std::mem::take(&mut planned.plan.blocked);
-    planned.plan = plan::apply_blocked(all, &planned.blocked_images);
-    planned.plan.blocked.splice(0..0, blocked);
+    planned.add(items);
     planned.needs = needs;
     if planned.plan.items.is_empty() {
         return Err(plan::PlanError::Empty.into());

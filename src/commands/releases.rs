@@ -47,9 +47,7 @@ pub async fn collect(
 ) -> Result<Vec<String>, CliError> {
     let Some(platform) = planned.platform.clone() else { return Ok(vec![]) };
     if inv.mode == Mode::DiskToMirror {
-        return Err(CliError::Unsupported(
-            "mirror.platform: disk-to-mirror of releases is not available in this build".into(),
-        ));
+        return from_archives(inv, planned, args);
     }
     if args.release.ignore_release_signature && platform.release.is_none() {
         return Err(CliError::Usage("--ignore-release-signature is only allowed with mirror.platform.release".into()));
@@ -83,11 +81,43 @@ pub async fn collect(
         }
     }
     lines.push(format!("{} release images planned", items.len()));
-    let mut all = std::mem::take(&mut planned.plan.items);
-    all.extend(items);
-    let blocked = std::mem::take(&mut planned.plan.blocked);
-    planned.plan = plan::apply_blocked(all, &planned.blocked_images);
-    planned.plan.blocked.splice(0..0, blocked);
+    planned.add(items);
+    Ok(lines)
+}
+
+/// Disk-to-mirror: the release images the archives hold, and the signatures the
+/// mirror-to-disk run kept in working-dir/signatures (verified again here).
+fn from_archives(inv: &Invocation, planned: &mut Planned, args: &MirrorArgs) -> Result<Vec<String>, CliError> {
+    use crate::cache::archive;
+    let from = std::path::PathBuf::from(args.from.as_deref().unwrap_or_default().trim_start_matches("file://"));
+    let parts = archive::list(&from).map_err(|e| CliError::Setup(e.to_string()))?;
+    let Some((_, newest)) = parts.last() else {
+        return Err(CliError::Setup(format!("mirror.platform: no archives in {}", from.display())));
+    };
+    let contents = archive::read_contents(newest).map_err(|e| CliError::Setup(e.to_string()))?;
+    let items = plan::plan_archived_releases(&contents.images, &inv.destination, args.common.max_nested_paths);
+    if items.is_empty() {
+        planned.failures.push((ImageKind::Release, "mirror.platform: the archives hold no release images".into()));
+        return Ok(vec!["✗ releases: the archives hold no release images".into()]);
+    }
+    let keys = signature::keyring(&args.release.release_signature_key).map_err(CliError::Setup)?;
+    let sigdir = inv.working_dir.join("signatures");
+    let mut lines = Vec::new();
+    for img in
+        contents.images.iter().filter(|i| items.iter().any(|it| it.kind == ImageKind::Release && it.origin == i.origin))
+    {
+        match signature::from_dir(&sigdir, &img.digest).map(|b| (signature::check(&keys, &b, &img.digest), b)) {
+            Some((Ok(_), bytes)) => planned.signatures.entry(img.digest.clone()).or_default().push(bytes),
+            Some((Err(e), _)) => {
+                planned.failures.push((ImageKind::Release, format!("mirror.platform: {e}")));
+                lines.push(format!("✗ releases: {e}"));
+                return Ok(lines);
+            }
+            None => lines.push(format!("warning: no signature for {} in {}", img.name, sigdir.display())),
+        }
+    }
+    lines.push(format!("{} release images found in the archives", items.len()));
+    planned.add(items);
     Ok(lines)
 }
 

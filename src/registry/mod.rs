@@ -31,8 +31,12 @@ pub const MAX_MANIFEST_BYTES: usize = 8 << 20;
 /// How the client reaches registries.
 #[derive(Clone, Debug)]
 pub struct ClientOptions {
-    /// Hosts that may be reached over plain HTTP or unverified TLS.
+    /// Hosts that may be reached over plain HTTP or unverified TLS (`*`: every host not in
+    /// `verified`).
     pub insecure: Vec<String>,
+    /// Hosts always verified, even under an `insecure` wildcard (the destination when only
+    /// sources are marked insecure).
+    pub verified: Vec<String>,
     /// Extra CA certificates (PEM), trusted beside the system roots.
     pub ca_pems: Vec<Vec<u8>>,
     /// Credentials.
@@ -49,6 +53,7 @@ impl Default for ClientOptions {
     fn default() -> Self {
         ClientOptions {
             insecure: Vec::new(),
+            verified: Vec::new(),
             ca_pems: Vec::new(),
             auth: DockerAuth::default(),
             max_in_flight: 8,
@@ -184,7 +189,8 @@ impl Client {
             .entry(name.to_string())
             .or_insert_with(|| {
                 let endpoint = if name == "docker.io" { "registry-1.docker.io" } else { name }.to_string();
-                let insecure = self.opts.insecure.iter().any(|h| h == name || h == "*");
+                let insecure = self.opts.insecure.iter().any(|h| h == name)
+                    || (self.opts.insecure.iter().any(|h| h == "*") && !self.opts.verified.iter().any(|h| h == name));
                 Arc::new(Host {
                     name: name.to_string(),
                     endpoint,

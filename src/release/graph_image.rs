@@ -100,7 +100,7 @@ pub async fn build(client: &Client, cache: &Cache, base: &str, tarball: &[u8]) -
             continue;
         };
         for b in &blobs {
-            fetch::blob(client, cache, &r.registry, &r.path, b, None).await.map_err(reg)?;
+            fetch::blob_once(client, cache, &r.registry, &r.path, b).await.map_err(reg)?;
         }
         let config = cache.read(&blobs[0].digest).map_err(|e| bad(e.to_string()))?;
         images.push((d, SourceImage { manifest: m, config }));

@@ -187,7 +187,7 @@ pub async fn read(client: &Client, cache: &Cache, reference: &str) -> Result<Pay
     let layers = layers.ok_or_else(|| bad("indexes nested too deep".into()))?;
     let mut readers = Vec::new();
     for l in &layers {
-        fetch::blob(client, cache, &r.registry, &r.path, l, None).await.map_err(reg)?;
+        fetch::blob_once(client, cache, &r.registry, &r.path, l).await.map_err(reg)?;
         let p = cache.path(&l.digest).map_err(|e| bad(e.to_string()))?;
         readers.push((l.digest.clone(), std::fs::File::open(&p).map_err(|e| bad(format!("{}: {e}", p.display())))?));
     }

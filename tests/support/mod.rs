@@ -7,9 +7,11 @@
 pub mod cli;
 pub mod cluster;
 pub mod content;
+pub mod gpg;
 pub mod opm;
 pub mod proxy;
 pub mod registry;
+pub mod release;
 pub mod token;
 
 use std::net::TcpListener;
@@ -178,4 +180,45 @@ pub fn skopeo(args: &[&str]) -> Vec<u8> {
 pub fn sha256(bytes: &[u8]) -> String {
     use sha2::{Digest, Sha256};
     format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+}
+
+/// One HTTP/1.1 request head read from a loopback connection (the test servers answer one
+/// request per connection, then close).
+pub struct Request {
+    /// `GET`, `POST`, ...
+    pub method: String,
+    /// Path and query.
+    pub target: String,
+    /// Header names lower-cased.
+    pub headers: std::collections::BTreeMap<String, String>,
+    /// The rest of the connection (a body, if any).
+    pub reader: std::io::BufReader<std::net::TcpStream>,
+}
+
+/// Reads a request head; `None` if the peer went away first.
+pub fn read_request(conn: &std::net::TcpStream) -> Option<Request> {
+    use std::io::BufRead as _;
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
+    let mut reader = std::io::BufReader::new(conn.try_clone().ok()?);
+    let mut line = String::new();
+    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+        return None;
+    }
+    let mut parts = line.split_whitespace();
+    let (method, target) = (parts.next().unwrap_or("").to_string(), parts.next().unwrap_or("").to_string());
+    let mut headers = std::collections::BTreeMap::new();
+    loop {
+        let mut h = String::new();
+        if reader.read_line(&mut h).unwrap_or(0) == 0 {
+            return None;
+        }
+        let h = h.trim_end();
+        if h.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = h.split_once(':') {
+            headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
+        }
+    }
+    Some(Request { method, target, headers, reader })
 }
