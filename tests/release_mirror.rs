@@ -322,3 +322,98 @@ fn shortest_path_across_channels_and_list_releases_follow_the_graph() {
         assert!(mapping.contains(&line), "{line}\n{mapping}");
     }
 }
+
+#[test]
+fn releases_go_to_disk_and_from_disk_into_a_disconnected_registry() {
+    let src = Registry::start(RegistryOptions::default());
+    let dst = Registry::start(RegistryOptions::default());
+    let w = world(&src);
+    let dir = temp_dir("release-d2m");
+    let isc = write(
+        dir.path(),
+        "isc.yaml",
+        "apiVersion: mirror.openshift.io/v2alpha1\nkind: ImageSetConfiguration\nmirror:\n  platform:\n    graph: true\n    channels:\n    - name: stable-4.13\n      minVersion: 4.13.8\n      maxVersion: 4.13.9\n",
+    );
+    let archives = dir.path().join("archives");
+    let flags = release_flags(&w);
+    let out = bin()
+        .args(["mirror", "-c", &isc, &format!("file://{}", archives.display()), "--src-tls-verify=false"])
+        .arg("--cache-dir")
+        .arg(dir.path().join("cache-online"))
+        .args(&flags)
+        .output()
+        .unwrap();
+    support::cli::ok(out);
+    let payloads: Vec<_> =
+        ["4.13.8", "4.13.9"].iter().map(|v| w.payloads[&(v.to_string(), "amd64".to_string())].clone()).collect();
+    let key_copy = dir.path().join("release-key.asc");
+    std::fs::copy(&w.public_key, &key_copy).unwrap();
+    // The disconnected side: no update graph, no signature store, no source registry.
+    drop(w);
+    drop(src);
+    let out = bin()
+        .args(["mirror", "-c", &isc, "--from", &format!("file://{}", archives.display())])
+        .arg(format!("docker://{}/enclave", dst.host))
+        .arg("--cache-dir")
+        .arg(dir.path().join("cache-enclave"))
+        .args(["--dest-tls-verify=false", &format!("--release-signature-key={}", key_copy.display())])
+        .output()
+        .unwrap();
+    let text = support::cli::ok(out);
+    for p in &payloads {
+        assert_eq!(digest_at(&dst.host, &format!("enclave/openshift/release-images:{}", p.tag)), p.digest, "{text}");
+        for (name, image) in &p.components {
+            assert_eq!(
+                digest_at(&dst.host, &format!("enclave/openshift/release:{}-{name}", p.tag)),
+                image.rsplit_once('@').unwrap().1
+            );
+        }
+    }
+    let res = archives.join("working-dir/cluster-resources");
+    let cm: Value = serde_json::from_slice(&std::fs::read(res.join("signature-configmap.json")).unwrap()).unwrap();
+    let keys: BTreeSet<String> = cm["binaryData"].as_object().unwrap().keys().cloned().collect();
+    let want: BTreeSet<String> = payloads.iter().map(|p| format!("{}-1", p.digest.replace(':', "-"))).collect();
+    assert_eq!(keys, want);
+    let us = &yaml_docs(&res.join("updateService.yaml"))[0];
+    let graph = us["spec"]["graphDataImage"].as_str().unwrap().rsplit_once('@').unwrap().1.to_string();
+    assert_eq!(digest_at(&dst.host, "enclave/openshift/graph-image:latest"), graph);
+}
+
+#[test]
+fn an_explicit_multi_arch_release_is_copied_for_the_requested_platform_only() {
+    let src = Registry::start(RegistryOptions::default());
+    let dst = Registry::start(RegistryOptions::default());
+    let w =
+        ReleaseWorld::start(&src, ReleaseWorldOptions { versions: vec!["4.13.2".into()], multi: true, components: 8 });
+    let p = &w.payloads[&("4.13.2".to_string(), "multi".to_string())];
+    let dir = temp_dir("release-explicit");
+    let isc = write(
+        dir.path(),
+        "isc.yaml",
+        &format!(
+            "apiVersion: mirror.openshift.io/v2alpha1\nkind: ImageSetConfiguration\nmirror:\n  platform:\n    release: {}/openshift-release-dev/ocp-release:{}\n    platforms:\n    - os: linux\n      architecture: arm64\n",
+            src.host, p.tag
+        ),
+    );
+    let dest = format!("docker://{}/m", dst.host);
+    let flags = release_flags(&w);
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    support::cli::ok(mirror_to_mirror(&isc, dir.path(), &dest, &flags).output().unwrap());
+    // The payload and every component arrive as sparse indexes holding arm64 only.
+    let mut checked = 0;
+    for reference in std::iter::once(format!("m/openshift/release-images:{}", p.tag))
+        .chain(p.components.keys().map(|n| format!("m/openshift/release:{}-{n}", p.tag)))
+    {
+        let raw = skopeo(&["inspect", "--raw", "--tls-verify=false", &format!("docker://{}/{reference}", dst.host)]);
+        let v: Value = serde_json::from_slice(&raw).unwrap();
+        let archs: Vec<&str> = v["manifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["platform"]["architecture"].as_str().unwrap())
+            .collect();
+        assert_eq!(archs, vec!["arm64"], "{reference}");
+        checked += 1;
+    }
+    assert_eq!(checked, 1 + p.components.len());
+}
