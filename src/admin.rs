@@ -16,6 +16,14 @@ pub struct Metrics {
     pub reconcile_errors: AtomicU64,
     /// Image sets found invalid.
     pub invalid_specs: AtomicU64,
+    /// Runs started.
+    pub runs_started: AtomicU64,
+    /// Runs that ended incomplete or failed.
+    pub runs_failed: AtomicU64,
+    /// Images copied.
+    pub images_copied: AtomicU64,
+    /// Images that failed.
+    pub images_failed: AtomicU64,
     /// Set once the controller's watches are running.
     pub ready: AtomicBool,
 }
@@ -28,6 +36,10 @@ impl Metrics {
             ("imageset_operator_reconciles_total", "Reconciles run.", &self.reconciles),
             ("imageset_operator_reconcile_errors_total", "Reconciles that failed.", &self.reconcile_errors),
             ("imageset_operator_invalid_specs_total", "Reconciles that found an invalid spec.", &self.invalid_specs),
+            ("imageset_operator_runs_total", "Mirror runs started.", &self.runs_started),
+            ("imageset_operator_runs_failed_total", "Mirror runs that ended incomplete or failed.", &self.runs_failed),
+            ("imageset_operator_images_copied_total", "Images copied.", &self.images_copied),
+            ("imageset_operator_images_failed_total", "Images that failed to copy.", &self.images_failed),
         ] {
             out.push_str(&format!(
                 "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}\n",

@@ -65,6 +65,9 @@ pub struct RunArgs {
     /// Address of /metrics, /healthz and /readyz.
     #[arg(long, env = "ADMIN_ADDR", default_value = "0.0.0.0:8080")]
     pub admin_addr: String,
+    /// Image sets copied at once (the others wait their turn).
+    #[arg(long, env = "MAX_CONCURRENT_RUNS", default_value_t = 2)]
+    pub max_concurrent_runs: usize,
 }
 
 /// Flags shared with `oc-mirror --v2`.

@@ -197,12 +197,12 @@ async fn run_reports_plan_and_invalid_specs_in_status() {
     let admin = format!("127.0.0.1:{}", support::free_port());
     let _operator = support::Guarded::spawn_with_env(
         std::path::Path::new(env!("CARGO_BIN_EXE_imageset-operator")),
-        &["run".into(), format!("--admin-addr={admin}")],
+        &["run".into(), format!("--admin-addr={admin}"), format!("--cache-dir={}", dir.path().join("cache").display())],
         &[("KUBECONFIG", cp.kubeconfig.display().to_string())],
         &dir.path().join("operator.log"),
         None,
     );
-    let good = isc(
+    let mut good = isc(
         "good",
         json!({"additionalImages": [
             {"name": "quay.io/openshifttest/hello-openshift@sha256:61b8f5e1a3b5dbd9e2c35fd448dc5106337d7a299873dd3a6f0cd8d4891ecc27"},
@@ -210,31 +210,37 @@ async fn run_reports_plan_and_invalid_specs_in_status() {
             {"name": "registry.redhat.io/ubi9/ubi-debug:latest"}],
             "blockedImages": [{"name": "-debug"}]}),
     );
+    // A dry run: these registries are not reachable from the test world.
+    good.spec.dry_run = true;
     api.create(&PostParams::default(), &good).await.unwrap();
     let mut bad = isc("bad", json!({"blockedImages": [{"name": "a(b"}]}));
     bad.spec.destination = "docker://mirror.example.com".into();
     api.create(&PostParams::default(), &bad).await.unwrap();
 
+    let tail = _operator.log_tail();
     let status_of = |name: &'static str| {
         let api = api.clone();
+        let tail = &tail;
         async move {
             for _ in 0..300 {
                 let obj = api.get(name).await.unwrap();
                 if let Some(st) = obj.status.clone()
                     && st.observed_generation == obj.metadata.generation
-                    && !st.conditions.is_empty()
+                    && st.conditions.iter().any(|c| c.type_ == "Degraded" && c.status == "True")
+                        | st.conditions.iter().any(|c| c.type_ == "Ready" && c.reason != "Started")
                 {
                     return st;
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
-            panic!("{name}: no status written within 30s");
+            panic!("{name}: no final status written within 30s\n{}", tail());
         }
     };
     let st = status_of("good").await;
     let ready = st.conditions.iter().find(|c| c.type_ == "Ready").unwrap();
     assert_eq!(st.counts.as_ref().unwrap().total, 2, "the -debug image is blocked");
     assert!(st.plan_digest.as_deref().unwrap().starts_with("sha256:"));
+    assert_eq!(ready.reason, "DryRun", "{}", ready.message);
     assert!(ready.message.contains("2 images planned (1 blocked)"), "{}", ready.message);
     let st = status_of("bad").await;
     let degraded = st.conditions.iter().find(|c| c.type_ == "Degraded").unwrap();
@@ -291,4 +297,152 @@ async fn run_reports_plan_and_invalid_specs_in_status() {
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("no invalid-spec counter in {metrics}"));
     assert!(invalid >= 1, "{metrics}");
+}
+
+/// Waits for an image set's run to finish for its current generation; returns its status.
+async fn finished(
+    api: &Api<ImageSetConfiguration>,
+    name: &str,
+    secs: u64,
+) -> imageset_operator::api::status::ImageSetStatus {
+    for _ in 0..secs * 10 {
+        let obj = api.get(name).await.unwrap();
+        if let Some(st) = obj.status.clone()
+            && st.observed_generation == obj.metadata.generation
+            && st.conditions.iter().any(|c| c.type_ == "Progressing" && c.status == "False")
+            && st.conditions.iter().any(|c| c.type_ == "Ready" && c.reason != "Started")
+        {
+            return st;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{name}: run not finished within {secs}s: {:?}", api.get(name).await.unwrap().status);
+}
+
+fn dynamic(client: &kube::Client, group: &str, version: &str, kind: &str) -> Api<kube::api::DynamicObject> {
+    let ar = kube::core::ApiResource::from_gvk(&kube::core::GroupVersionKind::gvk(group, version, kind));
+    Api::all_with(client.clone(), &ar)
+}
+
+/// `imageset-operator run` copies for real: an image set's images land in the destination
+/// registry, its IDMS/ITMS are applied with the owner label, a spec change is followed (stale
+/// objects pruned), an image set of a namespace not allowed mirrors but applies nothing, and
+/// deleting the image set removes what it produced.
+#[tokio::test]
+async fn run_mirrors_applies_prunes_and_cleans_up() {
+    use support::content::{Format, Pusher};
+    use support::registry::{Registry, RegistryOptions};
+    // The registries and their content come from blocking code: off the async runtime.
+    let (src, dst, tagged, pinned) = std::thread::spawn(|| {
+        let src = Registry::start(RegistryOptions::default());
+        let dst = Registry::start(RegistryOptions::default());
+        let push = Pusher::new(&src);
+        let tagged = push.image("apps/web", "v1", Format::Oci, ("linux", "amd64"), &[(71, 2048), (72, 4096)]);
+        let pinned = push.image("apps/db", "v2", Format::Docker, ("linux", "amd64"), &[(73, 3000)]);
+        (src, dst, tagged, pinned)
+    })
+    .join()
+    .unwrap();
+    let cp = cluster::shared();
+    let client = cp.client().await;
+    for ns in ["mirror-ops", "tenant-ns"] {
+        cluster::ensure_namespace(&client, ns).await;
+    }
+    let dir = support::temp_dir("operator-run-");
+    let admin = format!("127.0.0.1:{}", support::free_port());
+    let _operator = support::Guarded::spawn_with_env(
+        std::path::Path::new(env!("CARGO_BIN_EXE_imageset-operator")),
+        &[
+            "run".into(),
+            format!("--admin-addr={admin}"),
+            format!("--cache-dir={}", dir.path().join("cache").display()),
+            "--namespace=mirror-ops".into(),
+        ],
+        &[("KUBECONFIG", cp.kubeconfig.display().to_string())],
+        &dir.path().join("operator.log"),
+        None,
+    );
+    let spec = |images: Vec<String>| {
+        json!({
+            "destination": format!("docker://{}/mirror", dst.host),
+            "registries": [{"host": src.host, "insecure": true}, {"host": dst.host, "insecure": true}],
+            "mirror": {"additionalImages": images.into_iter().map(|n| json!({"name": n})).collect::<Vec<_>>()},
+        })
+    };
+    let web = format!("{}/apps/web:v1", src.host);
+    let db = format!("{}/apps/db@{}", src.host, pinned.digest);
+    let obj = |ns: &str, images: Vec<String>| -> ImageSetConfiguration {
+        serde_json::from_value(json!({
+            "apiVersion": "mirror.openshift.io/v2alpha1", "kind": "ImageSetConfiguration",
+            "metadata": {"name": "apps", "namespace": ns}, "spec": spec(images),
+        }))
+        .unwrap()
+    };
+    let api: Api<ImageSetConfiguration> = Api::namespaced(client.clone(), "mirror-ops");
+    api.create(&PostParams::default(), &obj("mirror-ops", vec![web.clone(), db.clone()])).await.unwrap();
+    let st = finished(&api, "apps", 90).await;
+    let ready = st.conditions.iter().find(|c| c.type_ == "Ready").unwrap();
+    assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("True", "Mirrored"), "{}", ready.message);
+    let counts = st.counts.clone().unwrap();
+    assert_eq!((counts.total, counts.copied + counts.already_present, counts.failed), (2, 2, 0));
+    assert!(st.last_successful_run_time.is_some());
+    let at_dst = |repo: &str, reference: &str| {
+        support::sha256(&support::skopeo(&[
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            &format!("docker://{}/mirror/{repo}:{reference}", dst.host),
+        ]))
+    };
+    assert_eq!(at_dst("apps/web", "v1"), tagged.digest);
+    assert_eq!(at_dst("apps/db", &pinned.digest.replace(':', "-")), pinned.digest);
+
+    let owned = kube::api::ListParams::default().labels("mirror.openshift.io/owned-by=mirror-ops.apps");
+    let idms = dynamic(&client, "config.openshift.io", "v1", "ImageDigestMirrorSet");
+    let itms = dynamic(&client, "config.openshift.io", "v1", "ImageTagMirrorSet");
+    let list = idms.list(&owned).await.unwrap();
+    assert_eq!(list.items.len(), 1);
+    let mirrors = serde_json::to_string(&list.items[0].data["spec"]).unwrap();
+    assert!(
+        // oc-mirror's mirror sets are per parent namespace of the images.
+        mirrors.contains(&format!("\"{}/apps\"", src.host))
+            && mirrors.contains(&format!("\"{}/mirror/apps\"", dst.host)),
+        "{mirrors}"
+    );
+    assert_eq!(itms.list(&owned).await.unwrap().items.len(), 1);
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), "mirror-ops");
+    let reasons: Vec<String> =
+        events.list(&Default::default()).await.unwrap().items.into_iter().filter_map(|e| e.reason).collect();
+    assert!(reasons.iter().any(|r| r == "Started") && reasons.iter().any(|r| r == "Mirrored"), "{reasons:?}");
+
+    // The spec changes: the tagged image goes, so its ITMS is pruned; the IDMS stays.
+    let patch = json!({"spec": spec(vec![db.clone()])});
+    api.patch("apps", &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&patch)).await.unwrap();
+    let st = finished(&api, "apps", 60).await;
+    assert_eq!(st.observed_generation, Some(2));
+    assert_eq!(st.counts.unwrap().total, 1);
+    assert!(itms.list(&owned).await.unwrap().items.is_empty(), "stale ITMS not pruned");
+    assert_eq!(idms.list(&owned).await.unwrap().items.len(), 1);
+
+    // Another namespace's image set mirrors, but cannot change cluster-wide objects.
+    let tenant: Api<ImageSetConfiguration> = Api::namespaced(client.clone(), "tenant-ns");
+    tenant.create(&PostParams::default(), &obj("tenant-ns", vec![db.clone()])).await.unwrap();
+    let st = finished(&tenant, "apps", 60).await;
+    let ready = st.conditions.iter().find(|c| c.type_ == "Ready").unwrap();
+    assert_eq!(ready.status, "True", "{}", ready.message);
+    assert!(ready.message.contains("not applied") && ready.message.contains("tenant-ns"), "{}", ready.message);
+    let theirs = kube::api::ListParams::default().labels("mirror.openshift.io/owned-by=tenant-ns.apps");
+    assert!(idms.list(&theirs).await.unwrap().items.is_empty());
+    assert!(tenant.get("apps").await.unwrap().metadata.finalizers.unwrap_or_default().is_empty());
+
+    // Deleting the image set removes what it produced, then the image set itself.
+    api.delete("apps", &DeleteParams::default()).await.unwrap();
+    for _ in 0..300 {
+        if api.get_opt("apps").await.unwrap().is_none() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(api.get_opt("apps").await.unwrap().is_none(), "finalizer not removed");
+    assert!(idms.list(&owned).await.unwrap().items.is_empty(), "IDMS left behind");
 }

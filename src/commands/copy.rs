@@ -163,6 +163,41 @@ pub async fn run(
     client: Arc<Client>,
     cache: Arc<Cache>,
 ) -> Result<Vec<String>, CliError> {
+    let o = execute(inv, args, planned, client, cache, None).await?;
+    match o.failure {
+        None => Ok(o.lines),
+        Some(e) => {
+            for l in &o.lines {
+                println!("{l}");
+            }
+            Err(e)
+        }
+    }
+}
+
+/// What a copy run did.
+pub struct RunOutcome {
+    /// Summary lines.
+    pub lines: Vec<String>,
+    /// Per image.
+    pub results: Vec<ItemResult>,
+    /// Cluster objects rendered from what is at the destination (mirror-to-mirror and
+    /// disk-to-mirror).
+    pub objects: Vec<serde_json::Value>,
+    /// Set when images (or collection) failed: the error `mirror` exits with.
+    pub failure: Option<CliError>,
+}
+
+/// Copies the plan; `engine` (if given) receives the engine as soon as it exists, for
+/// progress.
+pub async fn execute(
+    inv: &Invocation,
+    args: &MirrorArgs,
+    planned: &Planned,
+    client: Arc<Client>,
+    cache: Arc<Cache>,
+    engine_out: Option<&tokio::sync::watch::Sender<Option<Arc<Engine>>>>,
+) -> Result<RunOutcome, CliError> {
     let Planned { archive_size, templates, .. } = planned;
     let archive_size = *archive_size;
     let started = Instant::now();
@@ -185,6 +220,9 @@ pub async fn run(
             (Source::Archive(images), Target::Registry)
         }
     };
+    if let Some(tx) = engine_out {
+        let _ = tx.send(Some(engine.clone()));
+    }
     let ticker = tokio::spawn(progress(engine.clone()));
     let results = run_phases(&engine, planned, &source, target).await;
     ticker.abort();
@@ -203,8 +241,11 @@ pub async fn run(
     if inv.mode == Mode::MirrorToDisk && failed.is_empty() && planned.failures.is_empty() {
         lines.extend(write_archives(inv, args, &cache, &results, archive_size).await?);
     }
+    let mut objects = Vec::new();
     if inv.mode != Mode::MirrorToDisk {
-        lines.extend(write_cluster_resources(inv, args, &results, templates, &planned.signatures)?);
+        let (l, o) = write_cluster_resources(inv, args, &results, templates, &planned.signatures)?;
+        lines.extend(l);
+        objects = o;
     }
     lines.push("=== Results ===".to_string());
     let kinds: BTreeSet<ImageKind> = results.iter().map(|r| r.item.kind).collect();
@@ -231,7 +272,7 @@ pub async fn run(
         cache_dir.display()
     ));
     if failed.is_empty() && planned.failures.is_empty() {
-        return Ok(lines);
+        return Ok(RunOutcome { lines, results, objects, failure: None });
     }
     let stamp = jiff::Zoned::now().strftime("%Y%m%d_%H%M%S").to_string();
     let log = inv.working_dir.join("logs").join(format!("mirroring_errors_{stamp}.txt"));
@@ -246,9 +287,6 @@ pub async fn run(
     write_atomic(&log, body.as_bytes())?;
     if inv.mode == Mode::MirrorToDisk {
         lines.push("no archive written: the run had errors (re-run to retry only what failed)".into());
-    }
-    for l in &lines {
-        println!("{l}");
     }
     let bits = failed
         .iter()
@@ -265,7 +303,7 @@ fn write_cluster_resources(
     results: &[ItemResult],
     templates: &[render::CatalogTemplate],
     signatures: &BTreeMap<String, Vec<Vec<u8>>>,
-) -> Result<Vec<String>, CliError> {
+) -> Result<(Vec<String>, Vec<serde_json::Value>), CliError> {
     let mirrored = Mirrored::from_report(results);
     let naming = Naming { prefix: String::new(), max_nested_paths: args.common.max_nested_paths };
     // Signatures only of payloads that are at their destination.
@@ -285,10 +323,10 @@ fn write_cluster_resources(
         write_atomic(&dir.join(name), text.as_bytes())?;
     }
     if files.is_empty() {
-        return Ok(vec![]);
+        return Ok((vec![], objects));
     }
     let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
-    Ok(vec![format!("cluster resources written to {}: {}", dir.display(), names.join(", "))])
+    Ok((vec![format!("cluster resources written to {}: {}", dir.display(), names.join(", "))], objects))
 }
 
 async fn progress(engine: Arc<Engine>) {

@@ -7,7 +7,7 @@ use super::{CliError, io_err, working_dir, write_atomic};
 use crate::api::load;
 use std::collections::BTreeMap;
 
-use crate::api::mirror::{BlockedImage, Operator, Platform};
+use crate::api::mirror::{BlockedImage, Mirror, Operator, Platform};
 use crate::cli::{Env, MirrorArgs};
 use crate::plan::{self, BundleNeeds, CopyPlan, Destination, ImageKind};
 use crate::render::CatalogTemplate;
@@ -161,37 +161,69 @@ impl Planned {
 pub fn plan(inv: &Invocation, max_nested: u32) -> Result<Planned, CliError> {
     let text = std::fs::read_to_string(&inv.config).map_err(io_err(&inv.config))?;
     let isc = load::image_set(&text).map_err(|source| CliError::Config { path: inv.config.clone(), source })?;
-    let mut left_out = Vec::new();
-    let platform = isc.mirror.platform.clone().filter(|p| !p.channels.is_empty() || p.release.is_some());
-    if isc.mirror.helm.as_ref().is_some_and(|h| !h.repositories.is_empty() || !h.local.is_empty()) {
-        left_out.push("mirror.helm: chart collection is not available in this build".to_string());
-    }
-    let plan = plan::plan_additional(&isc.mirror, &inv.destination, max_nested, inv.mode == Mode::DiskToMirror)?;
-    if plan.items.is_empty() && left_out.is_empty() && isc.mirror.operators.is_empty() && platform.is_none() {
-        return Err(plan::PlanError::Empty.into());
-    }
-    let mut templates = Vec::new();
+    let mut planned = plan_mirror(&isc.mirror, inv, max_nested)?;
+    planned.archive_size = isc.archive_size;
     for op in &isc.mirror.operators {
         if let Some(path) = &op.target_catalog_source_template {
             let text = std::fs::read_to_string(path)
                 .map_err(|e| CliError::Setup(format!("targetCatalogSourceTemplate {path}: {e}")))?;
             let t = CatalogTemplate { catalog: op.catalog.clone(), path: path.clone(), text };
             crate::render::check_template(&t).map_err(|e| CliError::Setup(e.to_string()))?;
-            templates.push(t);
+            planned.templates.push(t);
         }
+    }
+    Ok(planned)
+}
+
+/// Plans a `mirror:` block (the part that needs no network); releases and catalogs are
+/// collected afterwards by [`collect`].
+pub fn plan_mirror(mirror: &Mirror, inv: &Invocation, max_nested: u32) -> Result<Planned, CliError> {
+    let mut left_out = Vec::new();
+    let platform = mirror.platform.clone().filter(|p| !p.channels.is_empty() || p.release.is_some());
+    if mirror.helm.as_ref().is_some_and(|h| !h.repositories.is_empty() || !h.local.is_empty()) {
+        left_out.push("mirror.helm: chart collection is not available in this build".to_string());
+    }
+    let plan = plan::plan_additional(mirror, &inv.destination, max_nested, inv.mode == Mode::DiskToMirror)?;
+    if plan.items.is_empty() && left_out.is_empty() && mirror.operators.is_empty() && platform.is_none() {
+        return Err(plan::PlanError::Empty.into());
     }
     Ok(Planned {
         plan,
-        archive_size: isc.archive_size,
+        archive_size: None,
         left_out,
-        templates,
-        operators: isc.mirror.operators.clone(),
-        blocked_images: isc.mirror.blocked_images.clone(),
+        templates: Vec::new(),
+        operators: mirror.operators.clone(),
+        blocked_images: mirror.blocked_images.clone(),
         needs: Vec::new(),
         platform,
         signatures: BTreeMap::new(),
         failures: Vec::new(),
     })
+}
+
+/// Collects releases and operator catalogs into the plan (network: graphs, payloads,
+/// catalog images); returns summary lines.
+pub async fn collect(
+    inv: &Invocation,
+    args: &MirrorArgs,
+    client: &std::sync::Arc<crate::registry::Client>,
+    cache: &std::sync::Arc<crate::cache::Cache>,
+    planned: &mut Planned,
+) -> Result<Vec<String>, CliError> {
+    let mut lines = Vec::new();
+    if planned.platform.is_some() {
+        lines.extend(super::releases::collect(inv, client, cache, planned, args).await?);
+    }
+    if !planned.operators.is_empty() {
+        lines.extend(super::operators::collect(inv, client, cache, planned, args).await?);
+    }
+    if planned.plan.items.is_empty() {
+        if let Some((_, why)) = planned.failures.first() {
+            return Err(CliError::Setup(why.clone()));
+        }
+        return Err(plan::PlanError::Empty.into());
+    }
+    Ok(lines)
 }
 
 /// Runs `mirror`; returns the lines of its summary.
@@ -204,18 +236,7 @@ pub fn run(args: &MirrorArgs, env: &Env) -> Result<Vec<String>, CliError> {
         let copied = rt.block_on(async {
             let client = super::copy::open_client(&inv, args, env, &planned)?;
             let cache = super::copy::open_cache(&inv, args)?;
-            if planned.platform.is_some() {
-                summary.extend(super::releases::collect(&inv, &client, &cache, &mut planned, args).await?);
-            }
-            if !planned.operators.is_empty() {
-                summary.extend(super::operators::collect(&inv, &client, &cache, &mut planned, args).await?);
-            }
-            if planned.plan.items.is_empty() {
-                if let Some((_, why)) = planned.failures.first() {
-                    return Err(CliError::Setup(why.clone()));
-                }
-                return Err(plan::PlanError::Empty.into());
-            }
+            summary.extend(collect(&inv, args, &client, &cache, &mut planned).await?);
             if args.common.dry_run {
                 return Ok(None);
             }

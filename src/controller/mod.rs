@@ -1,7 +1,9 @@
 //! The controller: watches image sets and reports what each one asks for. Steps that need
 //! the copy engine report honestly that this build cannot run them yet.
 
+mod apply;
 mod delete;
+mod run;
 mod status;
 
 use std::sync::Arc;
@@ -11,11 +13,14 @@ use futures::StreamExt;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::watcher;
-use kube::{Client, ResourceExt};
+use kube::{Client, Resource, ResourceExt};
 use tracing::{info, warn};
 
-use crate::api::names::{DEGRADED, FIELD_MANAGER, PROGRESSING, READY};
-use crate::api::status::{Counts, ImageSetStatus};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+
+use crate::api::isc::{ApplyPolicy, DeletionPolicy};
+use crate::api::names::{DEGRADED, FIELD_MANAGER, FINALIZER, PROGRESSING, READY};
+use crate::api::status::ImageSetStatus;
 use crate::api::{ImageSetConfiguration, validate};
 use crate::cli::RunArgs;
 use crate::commands::CliError;
@@ -43,6 +48,10 @@ impl ReconcileError {
 struct Ctx {
     client: Client,
     metrics: Arc<crate::admin::Metrics>,
+    shared: Arc<run::Shared>,
+    /// Namespaces whose image sets may produce cluster-wide objects.
+    allowed: Vec<String>,
+    recorder: Recorder,
 }
 
 /// Default resync interval when the spec gives none.
@@ -79,55 +88,266 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
     (any && num.is_empty()).then(|| Duration::from_secs_f64(total))
 }
 
-/// The status an ImageSetConfiguration's spec leads to before any copy, and whether the spec is valid. Pure.
-pub fn plan_status(isc: &ImageSetConfiguration, now: jiff::Timestamp) -> (ImageSetStatus, bool) {
-    let generation = isc.metadata.generation;
-    let mut st = isc.status.clone().unwrap_or_default();
-    st.observed_generation = generation;
-    let planned = validate::validate_mirror("spec.mirror", &isc.spec.mirror)
-        .map_err(|e| e.to_string())
-        .and_then(|()| Destination::parse(&isc.spec.destination).map_err(|e| format!("spec.destination: {e}")))
-        .and_then(|d| {
-            plan::plan_additional(&isc.spec.mirror, &d, isc.spec.max_nested_paths.unwrap_or(0), false)
-                .map_err(|e| format!("spec.mirror.{e}"))
-        });
-    let c = Cond { generation, now };
-    let conds = &mut st.conditions;
-    let valid = match planned {
-        Err(msg) => {
-            set_invalid(conds, &c, &msg);
-            false
-        }
-        Ok(plan) => {
-            let msg = format!(
-                "{} images planned ({} blocked); copying is not available in this build",
-                plan.items.len(),
-                plan.blocked.len()
-            );
-            set_condition(conds, &c, READY, false, "CopyUnavailable", &msg);
-            set_condition(conds, &c, PROGRESSING, false, "Planned", &msg);
-            set_condition(conds, &c, DEGRADED, false, "AsExpected", "spec is valid");
-            st.plan_digest = Some(plan.digest());
-            st.counts = Some(Counts { total: plan.items.len() as u64, ..Default::default() });
-            true
-        }
-    };
-    (st, valid)
+/// The spec's first problem, naming the field. Pure.
+pub fn check_spec(isc: &ImageSetConfiguration) -> Result<(), String> {
+    validate::validate_mirror("spec.mirror", &isc.spec.mirror).map_err(|e| e.to_string())?;
+    let d = Destination::parse(&isc.spec.destination).map_err(|e| format!("spec.destination: {e}"))?;
+    plan::plan_additional(&isc.spec.mirror, &d, isc.spec.max_nested_paths.unwrap_or(0), false)
+        .map_err(|e| format!("spec.mirror.{e}"))?;
+    Ok(())
+}
+
+/// How long after a failed run the next one starts.
+pub const RETRY_AFTER: Duration = Duration::from_secs(60);
+/// How often a run under way is polled for progress.
+const POLL: Duration = Duration::from_secs(3);
+
+fn conds(
+    st: &mut ImageSetStatus,
+    generation: Option<i64>,
+) -> (Cond, &mut Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition>) {
+    (Cond { generation, now: jiff::Timestamp::now() }, &mut st.conditions)
+}
+
+fn is_true(st: &ImageSetStatus, type_: &str) -> bool {
+    st.conditions.iter().any(|c| c.type_ == type_ && c.status == "True")
 }
 
 async fn reconcile(isc: Arc<ImageSetConfiguration>, ctx: Arc<Ctx>) -> Result<Action, ReconcileError> {
     ctx.metrics.reconciles.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let (status, valid) = plan_status(&isc, jiff::Timestamp::now());
-    if isc.status.as_ref() != Some(&status) {
-        apply_status(&ctx.client, isc.as_ref(), &status).await?;
-        info!(namespace = %isc.namespace().unwrap_or_default(), name = %isc.name_any(), valid, "status updated");
+    let key = run::key(&isc);
+    let ns = isc.namespace().unwrap_or_default();
+    let allowed = ctx.allowed.iter().any(|a| a == &ns);
+    let owner = apply::owner_id(&isc);
+    let keep = isc.spec.cluster_resources.as_ref().and_then(|c| c.on_delete) == Some(DeletionPolicy::Keep);
+    let has_finalizer = isc.finalizers().iter().any(|f| f == FINALIZER);
+    if isc.metadata.deletion_timestamp.is_some() {
+        if let Some(r) = ctx.shared.runs.lock().expect("runs").remove(&key) {
+            r.stop();
+        }
+        if has_finalizer {
+            if allowed && !keep {
+                let gone = apply::prune(&ctx.client, &owner, &Default::default()).await?;
+                info!(image_set = %key, removed = gone.len(), "cluster resources removed");
+            }
+            set_finalizer(&ctx.client, &isc, false).await?;
+        }
+        return Ok(Action::await_change());
     }
-    if !valid {
+    let generation = isc.metadata.generation;
+    let old = isc.status.clone().unwrap_or_default();
+    let mut st = old.clone();
+    st.observed_generation = generation;
+    if let Err(msg) = check_spec(&isc) {
+        if let Some(r) = ctx.shared.runs.lock().expect("runs").remove(&key) {
+            r.stop();
+        }
+        let (c, cs) = conds(&mut st, generation);
+        set_invalid(cs, &c, &msg);
+        st.progress = None;
+        write_status(&ctx, &isc, &old, &st).await?;
         ctx.metrics.invalid_specs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         return Ok(Action::await_change());
     }
+    if allowed && !keep && !has_finalizer {
+        set_finalizer(&ctx.client, &isc, true).await?;
+    }
+    // A run under way: poll it, or take its result.
+    enum Step {
+        Poll(Option<crate::api::status::Progress>),
+        Take(run::Running),
+        Start,
+    }
+    let step = {
+        let mut runs = ctx.shared.runs.lock().expect("runs");
+        match runs.get(&key) {
+            Some(r) if r.generation != generation => {
+                r.stop();
+                runs.remove(&key);
+                Step::Start
+            }
+            Some(r) if !r.handle.is_finished() => Step::Poll(r.progress()),
+            Some(_) => runs.remove(&key).map_or(Step::Start, Step::Take),
+            None => Step::Start,
+        }
+    };
+    let taken = match step {
+        Step::Poll(progress) => {
+            if let Some(p) = progress.filter(|p| p.bytes_done > 0 || !is_true(&old, READY)) {
+                let msg = format!("{} of {} images, {} MB", p.images_done, p.images_total, p.bytes_done / 1_000_000);
+                st.progress = Some(p);
+                let (c, cs) = conds(&mut st, generation);
+                set_condition(cs, &c, PROGRESSING, true, "Copying", &msg);
+                write_status(&ctx, &isc, &old, &st).await?;
+            }
+            return Ok(Action::requeue(POLL));
+        }
+        Step::Take(r) => Some(r),
+        Step::Start => None,
+    };
     let resync = isc.spec.resync_interval.as_deref().and_then(parse_duration).unwrap_or(DEFAULT_RESYNC);
-    Ok(Action::requeue(resync))
+    if let Some(r) = taken {
+        let result = match r.handle.await {
+            Ok(r) => r,
+            Err(e) => Err(format!("run stopped: {e}")),
+        };
+        let ok = finish(&ctx, &isc, &mut st, result, allowed, &owner).await?;
+        ctx.shared.done.lock().expect("done").insert(key, (generation, std::time::Instant::now(), ok));
+        write_status(&ctx, &isc, &old, &st).await?;
+        return Ok(Action::requeue(if ok { resync } else { RETRY_AFTER }));
+    }
+    // Not running: start now, or when the last run of this generation is due again.
+    let last = ctx.shared.done.lock().expect("done").get(&key).cloned();
+    if let Some((g, at, ok)) = last
+        && g == generation
+    {
+        let due = at + if ok { resync } else { RETRY_AFTER };
+        let now = std::time::Instant::now();
+        if now < due {
+            return Ok(Action::requeue(due - now));
+        }
+    }
+    let access = match apply::access(&ctx.client, &isc).await {
+        Ok(a) => a,
+        Err(msg) => {
+            let (c, cs) = conds(&mut st, generation);
+            set_condition(cs, &c, READY, false, "AccessError", &msg);
+            set_condition(cs, &c, PROGRESSING, false, "AccessError", &msg);
+            set_condition(cs, &c, DEGRADED, true, "AccessError", &msg);
+            write_status(&ctx, &isc, &old, &st).await?;
+            event(&ctx, &isc, EventType::Warning, "AccessError", &msg).await;
+            ctx.shared.done.lock().expect("done").insert(key, (generation, std::time::Instant::now(), false));
+            return Ok(Action::requeue(RETRY_AFTER));
+        }
+    };
+    let running = run::start(&ctx.shared, &isc, run::Access { client: access });
+    ctx.shared.runs.lock().expect("runs").insert(key.clone(), running);
+    ctx.metrics.runs_started.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    if !is_true(&old, READY) || old.observed_generation != generation {
+        let (c, cs) = conds(&mut st, generation);
+        set_condition(cs, &c, PROGRESSING, true, "Started", "collecting and copying");
+        if !cs.iter().any(|x| x.type_ == READY) {
+            set_condition(cs, &c, READY, false, "Started", "first run under way");
+            set_condition(cs, &c, DEGRADED, false, "AsExpected", "spec is valid");
+        }
+        write_status(&ctx, &isc, &old, &st).await?;
+        event(&ctx, &isc, EventType::Normal, "Started", &format!("mirroring to {}", isc.spec.destination)).await;
+    }
+    info!(image_set = %key, "run started");
+    Ok(Action::requeue(POLL))
+}
+
+/// Records a finished run in status and applies what it produced; returns whether it was
+/// complete.
+async fn finish(
+    ctx: &Ctx,
+    isc: &ImageSetConfiguration,
+    st: &mut ImageSetStatus,
+    result: Result<run::Finished, String>,
+    allowed: bool,
+    owner: &str,
+) -> Result<bool, ReconcileError> {
+    let generation = isc.metadata.generation;
+    st.progress = None;
+    let f = match result {
+        Ok(f) => f,
+        Err(msg) => {
+            let (c, cs) = conds(st, generation);
+            set_condition(cs, &c, READY, false, "RunFailed", &msg);
+            set_condition(cs, &c, PROGRESSING, false, "Failed", &msg);
+            set_condition(cs, &c, DEGRADED, true, "RunFailed", &msg);
+            ctx.metrics.runs_failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            event(ctx, isc, EventType::Warning, "RunFailed", &msg).await;
+            return Ok(false);
+        }
+    };
+    let ok = f.counts.failed == 0 && f.counts.skipped == 0 && f.collection_failures.is_empty();
+    let hold = isc.spec.cluster_resources.as_ref().and_then(|c| c.apply) == Some(ApplyPolicy::Hold);
+    let applied = if f.dry_run {
+        String::new()
+    } else if !allowed {
+        format!(
+            "; cluster resources not applied: namespace {:?} may not produce cluster-wide objects (operator setting ALLOWED_NAMESPACES)",
+            isc.namespace().unwrap_or_default()
+        )
+    } else if hold {
+        let names: Vec<String> = apply::keys(&f.objects).into_iter().map(|(k, _, n)| format!("{k}/{n}")).collect();
+        format!("; held for review (clusterResources.apply: Hold): {}", names.join(", "))
+    } else {
+        let changed = apply::apply(&ctx.client, owner, &f.objects).await?;
+        let pruned = apply::prune(&ctx.client, owner, &apply::keys(&f.objects)).await?;
+        format!("; {} cluster objects applied ({changed} changed, {} pruned)", f.objects.len(), pruned.len())
+    };
+    let msg = format!("{}{applied}", f.summary);
+    let new_content = f.counts.copied > 0 || st.plan_digest.as_deref() != Some(f.plan_digest.as_str());
+    st.plan_digest = Some(f.plan_digest);
+    st.counts = Some(f.counts.clone());
+    st.failed_images = f.failed;
+    st.incomplete_operators = f.incomplete_operators;
+    let (c, cs) = conds(st, generation);
+    let reason = if f.dry_run {
+        "DryRun"
+    } else if ok {
+        "Mirrored"
+    } else {
+        "ImagesFailed"
+    };
+    set_condition(cs, &c, READY, ok, reason, &msg);
+    set_condition(cs, &c, PROGRESSING, false, if ok { reason } else { "Failed" }, &msg);
+    set_condition(cs, &c, DEGRADED, !ok, if ok { "AsExpected" } else { reason }, &msg);
+    if ok && !f.dry_run && (new_content || st.last_successful_run_time.is_none()) {
+        st.last_successful_run_time = Some(c.now.strftime("%Y-%m-%dT%H:%M:%SZ").to_string());
+    }
+    ctx.metrics.images_copied.fetch_add(f.counts.copied, std::sync::atomic::Ordering::Relaxed);
+    ctx.metrics.images_failed.fetch_add(f.counts.failed, std::sync::atomic::Ordering::Relaxed);
+    if !ok {
+        ctx.metrics.runs_failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        event(ctx, isc, EventType::Warning, reason, &msg).await;
+    } else if new_content {
+        event(ctx, isc, EventType::Normal, reason, &msg).await;
+    }
+    info!(image_set = %run::key(isc), ok, "{msg}");
+    Ok(ok)
+}
+
+/// Writes status when it differs from what the object has (a resync that finds nothing new
+/// writes nothing).
+async fn write_status(
+    ctx: &Ctx,
+    isc: &ImageSetConfiguration,
+    old: &ImageSetStatus,
+    st: &ImageSetStatus,
+) -> Result<(), ReconcileError> {
+    if old != st || isc.status.is_none() {
+        apply_status(&ctx.client, isc, st).await?;
+    }
+    Ok(())
+}
+
+async fn set_finalizer(client: &Client, isc: &ImageSetConfiguration, on: bool) -> Result<(), kube::Error> {
+    let api: Api<ImageSetConfiguration> = Api::namespaced(client.clone(), &isc.namespace().unwrap_or_default());
+    let mut list: Vec<String> = isc.finalizers().iter().filter(|f| *f != FINALIZER).cloned().collect();
+    if on {
+        list.push(FINALIZER.to_string());
+    }
+    let patch = serde_json::json!({
+        "metadata": {"finalizers": list, "resourceVersion": isc.resource_version()}
+    });
+    api.patch(&isc.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    Ok(())
+}
+
+async fn event(ctx: &Ctx, isc: &ImageSetConfiguration, type_: EventType, reason: &str, note: &str) {
+    let ev = Event {
+        type_,
+        reason: reason.to_string(),
+        note: Some(note.chars().take(1000).collect()),
+        action: "Mirror".into(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&ev, &isc.object_ref(&())).await {
+        warn!(error = %e, "event not recorded");
+    }
 }
 
 /// Writes `status` of `obj` with server-side apply under our field manager.
@@ -162,11 +382,27 @@ pub fn run(args: RunArgs) -> Result<(), CliError> {
         tokio::spawn(crate::admin::serve(listener, metrics.clone()));
         let client =
             Client::try_default().await.map_err(|e| CliError::Unsupported(format!("kubernetes client: {e}")))?;
+        let cache = crate::cache::Cache::open(&args.cache_dir.join(crate::commands::copy::CACHE_SUBDIR))
+            .map_err(|e| CliError::Setup(format!("--cache-dir: {e}")))?;
+        let shared = Arc::new(run::Shared {
+            cache: Arc::new(cache),
+            root: args.cache_dir.clone(),
+            slots: Arc::new(tokio::sync::Semaphore::new(args.max_concurrent_runs.max(1))),
+            runs: Default::default(),
+            done: Default::default(),
+        });
+        let allowed = if args.allowed_namespaces.is_empty() {
+            vec![args.namespace.clone()]
+        } else {
+            args.allowed_namespaces.clone()
+        };
+        let recorder =
+            Recorder::new(client.clone(), Reporter { controller: "imageset-operator".into(), instance: None });
         let api: Api<ImageSetConfiguration> = Api::all(client.clone());
         let discs: Api<crate::api::DeleteImageSetConfiguration> = Api::all(client.clone());
         info!("watching ImageSetConfigurations and DeleteImageSetConfigurations");
         metrics.ready.store(true, std::sync::atomic::Ordering::Relaxed);
-        let ctx = Arc::new(Ctx { client, metrics });
+        let ctx = Arc::new(Ctx { client, metrics, shared, allowed, recorder });
         let isc = Controller::new(api, watcher::Config::default())
             .shutdown_on_signal()
             .run(reconcile, error_policy, ctx.clone())

@@ -1,0 +1,154 @@
+//! Cluster objects an image set produces: server-side applied under one field manager,
+//! labelled with their owner, pruned by that label when no longer produced, removed when the
+//! image set goes (unless kept). Also the image set's registry access, read from its own
+//! namespace only.
+
+use std::collections::BTreeSet;
+
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
+use kube::core::{ApiResource, GroupVersionKind};
+use kube::{Client, ResourceExt};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::api::ImageSetConfiguration;
+use crate::api::names::{FIELD_MANAGER, OWNER_LABEL};
+use crate::registry::{ClientOptions, DockerAuth};
+
+/// Every kind an image set may produce: (apiVersion, kind).
+pub const KINDS: &[(&str, &str)] = &[
+    ("config.openshift.io/v1", "ImageDigestMirrorSet"),
+    ("config.openshift.io/v1", "ImageTagMirrorSet"),
+    ("operators.coreos.com/v1alpha1", "CatalogSource"),
+    ("updateservice.operator.openshift.io/v1", "UpdateService"),
+    ("v1", "ConfigMap"),
+];
+
+/// The owner label value of an image set: `<namespace>.<name>`, or a digest of it when that
+/// is not a valid label value.
+pub fn owner_id(isc: &ImageSetConfiguration) -> String {
+    let id = format!("{}.{}", isc.namespace().unwrap_or_default(), isc.name_any());
+    if id.len() <= 63 { id } else { format!("h-{}", &hex::encode(Sha256::digest(id.as_bytes()))[..40]) }
+}
+
+fn resource(api_version: &str, kind: &str) -> ApiResource {
+    let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+    ApiResource::from_gvk(&GroupVersionKind::gvk(group, version, kind))
+}
+
+fn api_for(client: &Client, ar: &ApiResource, namespace: Option<&str>) -> Api<DynamicObject> {
+    match namespace {
+        Some(ns) => Api::namespaced_with(client.clone(), ns, ar),
+        None => Api::all_with(client.clone(), ar),
+    }
+}
+
+/// (kind, namespace, name) of an object.
+pub type ObjKey = (String, String, String);
+
+fn key_of(v: &Value) -> ObjKey {
+    let s = |p: &str| v.pointer(p).and_then(Value::as_str).unwrap_or_default().to_string();
+    (s("/kind"), s("/metadata/namespace"), s("/metadata/name"))
+}
+
+/// Applies `objects` with the owner label; returns how many changed (resourceVersion moved).
+/// Applying the same content again changes nothing, so nodes are not disrupted by resyncs.
+pub async fn apply(client: &Client, owner: &str, objects: &[Value]) -> Result<usize, kube::Error> {
+    let mut changed = 0;
+    for o in objects {
+        let mut o = o.clone();
+        o["metadata"]["labels"][OWNER_LABEL] = Value::String(owner.to_string());
+        let (kind, ns, name) = key_of(&o);
+        let api_version = o["apiVersion"].as_str().unwrap_or_default().to_string();
+        let ar = resource(&api_version, &kind);
+        let api = api_for(client, &ar, (!ns.is_empty()).then_some(ns.as_str()));
+        let before = api.get_opt(&name).await?.and_then(|x| x.metadata.resource_version);
+        let after = api.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&o)).await?;
+        if before != after.metadata.resource_version {
+            changed += 1;
+        }
+    }
+    Ok(changed)
+}
+
+/// Deletes objects with the owner label that are not in `keep`; returns what was deleted.
+/// Kinds the cluster does not serve are skipped.
+pub async fn prune(client: &Client, owner: &str, keep: &BTreeSet<ObjKey>) -> Result<Vec<ObjKey>, kube::Error> {
+    let mut deleted = Vec::new();
+    let lp = ListParams::default().labels(&format!("{OWNER_LABEL}={owner}"));
+    for (api_version, kind) in KINDS {
+        let ar = resource(api_version, kind);
+        let list = match api_for(client, &ar, None).list(&lp).await {
+            Ok(l) => l,
+            Err(kube::Error::Api(s)) if s.code == 404 => continue,
+            Err(e) => return Err(e),
+        };
+        for obj in list.items {
+            let ns = obj.metadata.namespace.clone().unwrap_or_default();
+            let name = obj.name_any();
+            let k = (kind.to_string(), ns.clone(), name.clone());
+            if keep.contains(&k) {
+                continue;
+            }
+            match api_for(client, &ar, (!ns.is_empty()).then_some(ns.as_str()))
+                .delete(&name, &DeleteParams::default())
+                .await
+            {
+                Ok(_) => deleted.push(k),
+                Err(kube::Error::Api(s)) if s.code == 404 => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(deleted)
+}
+
+/// The keys of rendered objects.
+pub fn keys(objects: &[Value]) -> BTreeSet<ObjKey> {
+    objects.iter().map(key_of).collect()
+}
+
+/// Registry access for an image set: credentials from its `authSecretRef` Secret and CAs from
+/// `registries[].caBundle` ConfigMaps, both in its own namespace; insecure hosts as marked.
+pub async fn access(client: &Client, isc: &ImageSetConfiguration) -> Result<ClientOptions, String> {
+    let ns = isc.namespace().unwrap_or_default();
+    let mut opts = ClientOptions::default();
+    if let Some(r) = &isc.spec.auth_secret_ref {
+        let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(client.clone(), &ns);
+        let s = secrets
+            .get(&r.name)
+            .await
+            .map_err(|e| format!("spec.authSecretRef: Secret {ns}/{}: {}", r.name, brief(&e)))?;
+        let data = s.data.unwrap_or_default();
+        let bytes = data
+            .get(".dockerconfigjson")
+            .ok_or_else(|| format!("spec.authSecretRef: Secret {ns}/{} has no .dockerconfigjson key", r.name))?;
+        opts.auth =
+            DockerAuth::parse(&bytes.0).map_err(|e| format!("spec.authSecretRef: Secret {ns}/{}: {e}", r.name))?;
+    }
+    let cms: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(client.clone(), &ns);
+    for (i, reg) in isc.spec.registries.iter().enumerate() {
+        if reg.insecure {
+            opts.insecure.push(reg.host.clone());
+        }
+        if let Some(ca) = &reg.ca_bundle {
+            let field = format!("spec.registries[{i}].caBundle");
+            let cm =
+                cms.get(&ca.name).await.map_err(|e| format!("{field}: ConfigMap {ns}/{}: {}", ca.name, brief(&e)))?;
+            let pem = cm
+                .data
+                .and_then(|d| d.get(&ca.key).cloned())
+                .ok_or_else(|| format!("{field}: ConfigMap {ns}/{} has no key {:?}", ca.name, ca.key))?;
+            opts.ca_pems.push(pem.into_bytes());
+        }
+    }
+    Ok(opts)
+}
+
+/// An API error without response bodies (which could echo object content).
+fn brief(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) => format!("{} ({})", s.reason, s.code),
+        other => other.to_string(),
+    }
+}
