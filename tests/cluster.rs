@@ -402,6 +402,11 @@ async fn run_mirrors_applies_prunes_and_cleans_up() {
     let itms = dynamic(&client, "config.openshift.io", "v1", "ImageTagMirrorSet");
     let list = idms.list(&owned).await.unwrap();
     assert_eq!(list.items.len(), 1);
+    assert!(
+        list.items[0].metadata.name.as_deref().unwrap().starts_with("mirror-ops-apps-"),
+        "{:?}",
+        list.items[0].metadata.name
+    );
     let mirrors = serde_json::to_string(&list.items[0].data["spec"]).unwrap();
     assert!(
         // oc-mirror's mirror sets are per parent namespace of the images.

@@ -198,7 +198,7 @@ pub async fn execute(
     cache: Arc<Cache>,
     engine_out: Option<&tokio::sync::watch::Sender<Option<Arc<Engine>>>>,
 ) -> Result<RunOutcome, CliError> {
-    let Planned { archive_size, templates, .. } = planned;
+    let Planned { archive_size, .. } = planned;
     let archive_size = *archive_size;
     let started = Instant::now();
     let cache_dir = cache.root().to_path_buf();
@@ -243,7 +243,7 @@ pub async fn execute(
     }
     let mut objects = Vec::new();
     if inv.mode != Mode::MirrorToDisk {
-        let (l, o) = write_cluster_resources(inv, args, &results, templates, &planned.signatures)?;
+        let (l, o) = write_cluster_resources(inv, args, &results, planned)?;
         lines.extend(l);
         objects = o;
     }
@@ -301,11 +301,11 @@ fn write_cluster_resources(
     inv: &Invocation,
     args: &MirrorArgs,
     results: &[ItemResult],
-    templates: &[render::CatalogTemplate],
-    signatures: &BTreeMap<String, Vec<Vec<u8>>>,
+    planned: &Planned,
 ) -> Result<(Vec<String>, Vec<serde_json::Value>), CliError> {
+    let (templates, signatures) = (&planned.templates, &planned.signatures);
     let mirrored = Mirrored::from_report(results);
-    let naming = Naming { prefix: String::new(), max_nested_paths: args.common.max_nested_paths };
+    let naming = Naming { prefix: planned.naming_prefix.clone(), max_nested_paths: args.common.max_nested_paths };
     // Signatures only of payloads that are at their destination.
     let signatures: BTreeMap<String, Vec<Vec<u8>>> = signatures
         .iter()

@@ -144,6 +144,8 @@ pub struct Planned {
     pub signatures: BTreeMap<String, Vec<Vec<u8>>>,
     /// Parts that failed before copying (release collection): kind and message.
     pub failures: Vec<(ImageKind, String)>,
+    /// Prefix of generated object names (empty: oc-mirror's names).
+    pub naming_prefix: String,
 }
 
 impl Planned {
@@ -198,6 +200,7 @@ pub fn plan_mirror(mirror: &Mirror, inv: &Invocation, max_nested: u32) -> Result
         platform,
         signatures: BTreeMap::new(),
         failures: Vec::new(),
+        naming_prefix: String::new(),
     })
 }
 

@@ -167,6 +167,8 @@ async fn execute(
     let mut planned =
         mirror::plan_mirror(&spec.mirror, &inv, args.common.max_nested_paths).map_err(|e| e.to_string())?;
     planned.archive_size = spec.archive_size;
+    // Objects of different image sets must not collide (IDMS/ITMS are cluster-wide).
+    planned.naming_prefix = k.replace('/', "-");
     mirror::collect(&inv, &args, &client, &shared.cache, &mut planned).await.map_err(|e| e.to_string())?;
     let plan_digest = planned.plan.digest();
     if spec.dry_run {
