@@ -65,6 +65,12 @@ pub struct RunArgs {
     /// Address of /metrics, /healthz and /readyz.
     #[arg(long, env = "ADMIN_ADDR", default_value = "0.0.0.0:8080")]
     pub admin_addr: String,
+    /// Take part in leader election (a Lease in --namespace) so that only one replica copies.
+    #[arg(long, env = "LEADER_ELECTION", action = clap::ArgAction::Set, default_value_t = true)]
+    pub leader_election: bool,
+    /// Seconds a leader's lease lasts without renewal before a standby takes over.
+    #[arg(long, env = "LEASE_DURATION", default_value_t = 15)]
+    pub lease_duration: u64,
     /// Image sets copied at once (the others wait their turn).
     #[arg(long, env = "MAX_CONCURRENT_RUNS", default_value_t = 2)]
     pub max_concurrent_runs: usize,

@@ -11,6 +11,9 @@ use kube::api::{Api, DeleteParams, PostParams};
 use serde_json::json;
 use support::cluster;
 
+/// Operators watch every namespace: tests that run one take turns.
+static OPERATOR: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn isc(name: &str, mirror: serde_json::Value) -> ImageSetConfiguration {
     serde_json::from_value(json!({
         "apiVersion": "mirror.openshift.io/v2alpha1",
@@ -25,6 +28,8 @@ fn isc(name: &str, mirror: serde_json::Value) -> ImageSetConfiguration {
 /// unchanged under spec.mirror, and reads back equal.
 #[tokio::test]
 async fn oc_mirror_configs_apply_unchanged_and_read_back() {
+    // No operator runs meanwhile: these image sets name registries the test world does not have.
+    let _turn = OPERATOR.lock().await;
     let client = cluster::shared().client().await;
     cluster::ensure_namespace(&client, "configs").await;
     let api: Api<ImageSetConfiguration> = Api::namespaced(client, "configs");
@@ -70,6 +75,7 @@ async fn oc_mirror_configs_apply_unchanged_and_read_back() {
     let mut expected: Vec<String> = expected_invalid.iter().map(|s| s.to_string()).collect();
     expected.sort();
     assert_eq!(rejected, expected);
+    api.delete_collection(&DeleteParams::default(), &Default::default()).await.unwrap();
 }
 
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
@@ -189,9 +195,11 @@ async fn invalid_combinations_are_rejected_at_admission_naming_the_field() {
 /// status; an invalid one is Degraded with the field named; both carry observedGeneration.
 #[tokio::test]
 async fn run_reports_plan_and_invalid_specs_in_status() {
+    let _turn = OPERATOR.lock().await;
     let cp = cluster::shared();
     let client = cp.client().await;
     cluster::ensure_namespace(&client, "controller").await;
+    cluster::ensure_namespace(&client, "imageset-operator").await;
     let api: Api<ImageSetConfiguration> = Api::namespaced(client, "controller");
     let dir = support::temp_dir("operator-");
     let admin = format!("127.0.0.1:{}", support::free_port());
@@ -330,6 +338,7 @@ fn dynamic(client: &kube::Client, group: &str, version: &str, kind: &str) -> Api
 /// deleting the image set removes what it produced.
 #[tokio::test]
 async fn run_mirrors_applies_prunes_and_cleans_up() {
+    let _turn = OPERATOR.lock().await;
     use support::content::{Format, Pusher};
     use support::registry::{Registry, RegistryOptions};
     // The registries and their content come from blocking code: off the async runtime.
@@ -450,4 +459,86 @@ async fn run_mirrors_applies_prunes_and_cleans_up() {
     }
     assert!(api.get_opt("apps").await.unwrap().is_none(), "finalizer not removed");
     assert!(idms.list(&owned).await.unwrap().items.is_empty(), "IDMS left behind");
+    tenant.delete("apps", &DeleteParams::default()).await.unwrap();
+}
+
+fn runs_started(admin: &str) -> Option<u64> {
+    let text = reqwest::blocking::get(format!("http://{admin}/metrics")).ok()?.text().ok()?;
+    text.lines().find_map(|l| l.strip_prefix("imageset_operator_runs_total ")).and_then(|v| v.parse().ok())
+}
+
+/// Two replicas: only the one holding the Lease reconciles and copies; when it goes, the
+/// other takes over.
+#[tokio::test]
+async fn two_replicas_only_the_leader_copies() {
+    use support::content::{Format, Pusher};
+    use support::registry::{Registry, RegistryOptions};
+    let _turn = OPERATOR.lock().await;
+    let (src, dst) = std::thread::spawn(|| {
+        let src = Registry::start(RegistryOptions::default());
+        let dst = Registry::start(RegistryOptions::default());
+        let push = Pusher::new(&src);
+        push.image("ha/one", "v1", Format::Oci, ("linux", "amd64"), &[(81, 1024)]);
+        push.image("ha/two", "v1", Format::Oci, ("linux", "amd64"), &[(82, 1024)]);
+        (src, dst)
+    })
+    .join()
+    .unwrap();
+    let cp = cluster::shared();
+    let client = cp.client().await;
+    cluster::ensure_namespace(&client, "ha-ops").await;
+    let dir = support::temp_dir("operator-ha-");
+    let start = |n: usize| {
+        let admin = format!("127.0.0.1:{}", support::free_port());
+        let g = support::Guarded::spawn_with_env(
+            std::path::Path::new(env!("CARGO_BIN_EXE_imageset-operator")),
+            &[
+                "run".into(),
+                format!("--admin-addr={admin}"),
+                format!("--cache-dir={}", dir.path().join(format!("cache-{n}")).display()),
+                "--namespace=ha-ops".into(),
+                "--lease-duration=3".into(),
+            ],
+            &[("KUBECONFIG", cp.kubeconfig.display().to_string()), ("POD_NAME", format!("replica-{n}"))],
+            &dir.path().join(format!("operator-{n}.log")),
+            None,
+        );
+        (g, admin)
+    };
+    let (first, admin1) = start(1);
+    let (second, admin2) = start(2);
+    let spec = |images: &[&str]| {
+        json!({
+            "destination": format!("docker://{}/ha", dst.host),
+            "registries": [{"host": src.host, "insecure": true}, {"host": dst.host, "insecure": true}],
+            "mirror": {"additionalImages": images.iter().map(|i| json!({"name": format!("{}/{i}", src.host)})).collect::<Vec<_>>()},
+        })
+    };
+    let obj: ImageSetConfiguration = serde_json::from_value(json!({
+        "apiVersion": "mirror.openshift.io/v2alpha1", "kind": "ImageSetConfiguration",
+        "metadata": {"name": "ha"}, "spec": spec(&["ha/one:v1"]),
+    }))
+    .unwrap();
+    let api: Api<ImageSetConfiguration> = Api::namespaced(client.clone(), "ha-ops");
+    api.create(&PostParams::default(), &obj).await.unwrap();
+    let st = finished(&api, "ha", 60).await;
+    assert_eq!(st.counts.unwrap().failed, 0);
+    let (a1, a2) = (admin1.clone(), admin2.clone());
+    let (r1, r2) = tokio::task::spawn_blocking(move || (runs_started(&a1), runs_started(&a2))).await.unwrap();
+    let (leader, standby) = match (r1.unwrap_or(0), r2.unwrap_or(0)) {
+        (n, 0) if n > 0 => ((first, admin1), (second, admin2)),
+        (0, n) if n > 0 => ((second, admin2), (first, admin1)),
+        other => panic!("runs started by the two replicas: {other:?} (exactly one should copy)"),
+    };
+    // The leader goes; the standby takes the Lease and follows the next change.
+    drop(leader);
+    let patch = json!({"spec": spec(&["ha/one:v1", "ha/two:v1"])});
+    api.patch("ha", &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&patch)).await.unwrap();
+    let st = finished(&api, "ha", 60).await;
+    assert_eq!((st.observed_generation, st.counts.unwrap().total), (Some(2), 2));
+    let a = standby.1.clone();
+    let runs = tokio::task::spawn_blocking(move || runs_started(&a)).await.unwrap();
+    assert!(runs.unwrap_or(0) >= 1, "the standby did not take over");
+    api.delete("ha", &DeleteParams::default()).await.unwrap();
+    drop(standby);
 }

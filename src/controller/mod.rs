@@ -370,6 +370,32 @@ fn error_policy(_isc: Arc<ImageSetConfiguration>, err: &ReconcileError, ctx: Arc
     Action::requeue(Duration::from_secs(15))
 }
 
+/// Waits until this replica holds the `imageset-operator` Lease in its namespace; returns
+/// the channel that says whether it still does.
+async fn leadership(client: &Client, args: &RunArgs) -> Result<tokio::sync::watch::Receiver<bool>, CliError> {
+    let identity = std::env::var("POD_NAME").ok().filter(|n| !n.is_empty()).unwrap_or_else(|| {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        format!("{}-{}", host.trim(), std::process::id())
+    });
+    let duration = args.lease_duration.max(2);
+    let manager = kube_lease_manager::LeaseManagerBuilder::new(client.clone(), "imageset-operator")
+        .with_namespace(&args.namespace)
+        .with_identity(&identity)
+        .with_duration(duration)
+        .with_grace((duration / 3).max(1))
+        .with_field_manager(FIELD_MANAGER)
+        .build()
+        .await
+        .map_err(|e| CliError::Setup(format!("leader election (Lease {}/imageset-operator): {e}", args.namespace)))?;
+    let (mut rx, _task) = manager.watch().await;
+    info!(%identity, namespace = %args.namespace, "waiting for leadership");
+    while !*rx.borrow_and_update() {
+        rx.changed().await.map_err(|e| CliError::Setup(format!("leader election: {e}")))?;
+    }
+    info!(%identity, "leading: starting the controllers");
+    Ok(rx)
+}
+
 /// `imageset-operator run`: blocks until interrupted.
 pub fn run(args: RunArgs) -> Result<(), CliError> {
     let rt = tokio::runtime::Runtime::new().map_err(|e| CliError::Unsupported(format!("tokio runtime: {e}")))?;
@@ -400,6 +426,9 @@ pub fn run(args: RunArgs) -> Result<(), CliError> {
             Recorder::new(client.clone(), Reporter { controller: "imageset-operator".into(), instance: None });
         let api: Api<ImageSetConfiguration> = Api::all(client.clone());
         let discs: Api<crate::api::DeleteImageSetConfiguration> = Api::all(client.clone());
+        // Only the leader watches and copies; a standby waits here, and a leader that loses
+        // its lease exits (its pod restarts as a standby) rather than copy beside another.
+        let lease = if args.leader_election { Some(leadership(&client, &args).await?) } else { None };
         info!("watching ImageSetConfigurations and DeleteImageSetConfigurations");
         metrics.ready.store(true, std::sync::atomic::Ordering::Relaxed);
         let ctx = Arc::new(Ctx { client, metrics, shared, allowed, recorder });
@@ -419,8 +448,25 @@ pub fn run(args: RunArgs) -> Result<(), CliError> {
                 ctx,
             )
             .for_each(|_| futures::future::ready(()));
-        futures::join!(isc, disc);
-        Ok(())
+        match lease {
+            Some(mut leader) => {
+                let lost = async move {
+                    while leader.changed().await.is_ok() {
+                        if !*leader.borrow() {
+                            break;
+                        }
+                    }
+                };
+                tokio::select! {
+                    _ = futures::future::join(isc, disc) => Ok(()),
+                    _ = lost => Err(CliError::Setup("leadership lost: exiting so that only one replica copies".into())),
+                }
+            }
+            None => {
+                futures::join!(isc, disc);
+                Ok(())
+            }
+        }
     })
 }
 
