@@ -23,6 +23,8 @@
 
 #[path = "catalog/child.rs"]
 mod child;
+#[path = "entry.rs"]
+mod entry;
 #[path = "catalog/measure.rs"]
 mod measure;
 #[path = "catalog/prepare.rs"]
@@ -128,21 +130,7 @@ impl Options {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    // The measured process: this binary again, so its peak RSS is the measurement's alone.
-    if args.first().map(String::as_str) == Some("--child") {
-        std::process::exit(child::main(&args[1..]));
-    }
-    // `cargo bench` passes --bench; a test run of all targets does not, and must not start a
-    // benchmark that takes minutes.
-    if !args.iter().any(|a| a == "--bench") {
-        println!("catalog benchmark: run it with scripts/bench-catalog or cargo bench --bench catalog");
-        return;
-    }
-    if let Err(e) = run(&args) {
-        eprintln!("bench: {e:#}");
-        std::process::exit(1);
-    }
+    entry::main("catalog", "--child", child::main, run);
 }
 
 fn run(args: &[String]) -> Result<()> {

@@ -30,6 +30,8 @@
 //! Options (argument or environment): `--runs N` (BENCH_RUNS, default 3; median and minimum
 //! shown), `--bin PATH` (BENCH_IMAGESET_BIN, else the binary cargo built with this bench).
 
+#[path = "entry.rs"]
+mod entry;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
@@ -96,21 +98,7 @@ struct Bench {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    // The measured script: this binary again, so its peak RSS is the script's alone.
-    if args.first().map(String::as_str) == Some("--child-baseline") {
-        std::process::exit(baseline::child_main(&args[1..]));
-    }
-    // `cargo bench` passes --bench; a test run of all targets does not, and must not start a
-    // benchmark that takes a minute.
-    if !args.iter().any(|a| a == "--bench") {
-        println!("release benchmark: run it with scripts/bench-release or cargo bench --bench release");
-        return;
-    }
-    if let Err(e) = run(&args) {
-        eprintln!("bench: {e:#}");
-        std::process::exit(1);
-    }
+    entry::main("release", "--child-baseline", baseline::child_main, run);
 }
 
 /// `--runs N` and `--bin PATH`, as `--key value` or `--key=value`, else from the environment.
