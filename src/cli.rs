@@ -71,6 +71,12 @@ pub struct RunArgs {
     /// Seconds a leader's lease lasts without renewal before a standby takes over.
     #[arg(long, env = "LEASE_DURATION", default_value_t = 15)]
     pub lease_duration: u64,
+    /// Seconds before an image set whose run failed is tried again.
+    #[arg(long, env = "RETRY_INTERVAL", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    pub retry_interval: u64,
+    /// Attempts per registry request after the first (oc-mirror's --retry-times).
+    #[arg(long, env = "RETRY_TIMES", default_value_t = 5)]
+    pub retry_times: u32,
     /// Image sets copied at once (the others wait their turn).
     #[arg(long, env = "MAX_CONCURRENT_RUNS", default_value_t = 2)]
     pub max_concurrent_runs: usize,

@@ -542,3 +542,116 @@ async fn two_replicas_only_the_leader_copies() {
     api.delete("ha", &DeleteParams::default()).await.unwrap();
     drop(standby);
 }
+
+/// A source registry that answers 503: the run ends Degraded with the reason and the failed
+/// images listed; when the registry is back the image set recovers by itself. An invalid
+/// spec is reported once and not retried.
+#[tokio::test]
+async fn a_registry_outage_degrades_then_recovers_and_invalid_specs_wait() {
+    use support::content::{Format, Pusher};
+    use support::proxy::{Fault, FaultAction, Proxy};
+    use support::registry::{Registry, RegistryOptions};
+    let _turn = OPERATOR.lock().await;
+    let (src, dst, proxy, image) = std::thread::spawn(|| {
+        let src = Registry::start(RegistryOptions::default());
+        let dst = Registry::start(RegistryOptions::default());
+        let image = Pusher::new(&src).image("outage/app", "v1", Format::Oci, ("linux", "amd64"), &[(91, 2048)]);
+        let proxy = Proxy::start(&src.host);
+        (src, dst, proxy, image)
+    })
+    .join()
+    .unwrap();
+    proxy.add_fault(Fault::new(None, "/v2/", usize::MAX, FaultAction::Status(503)));
+    let cp = cluster::shared();
+    let client = cp.client().await;
+    cluster::ensure_namespace(&client, "outage").await;
+    let dir = support::temp_dir("operator-outage-");
+    let admin = format!("127.0.0.1:{}", support::free_port());
+    let _operator = support::Guarded::spawn_with_env(
+        std::path::Path::new(env!("CARGO_BIN_EXE_imageset-operator")),
+        &[
+            "run".into(),
+            format!("--admin-addr={admin}"),
+            format!("--cache-dir={}", dir.path().join("cache").display()),
+            "--namespace=outage".into(),
+            "--leader-election=false".into(),
+            "--retry-interval=2".into(),
+            "--retry-times=1".into(),
+        ],
+        &[("KUBECONFIG", cp.kubeconfig.display().to_string())],
+        &dir.path().join("operator.log"),
+        None,
+    );
+    let obj: ImageSetConfiguration = serde_json::from_value(json!({
+        "apiVersion": "mirror.openshift.io/v2alpha1", "kind": "ImageSetConfiguration",
+        "metadata": {"name": "app"},
+        "spec": {
+            "destination": format!("docker://{}/m", dst.host),
+            "registries": [{"host": proxy.host, "insecure": true}, {"host": dst.host, "insecure": true}],
+            "mirror": {"additionalImages": [{"name": format!("{}/outage/app:v1", proxy.host)}]},
+        },
+    }))
+    .unwrap();
+    let api: Api<ImageSetConfiguration> = Api::namespaced(client.clone(), "outage");
+    api.create(&PostParams::default(), &obj).await.unwrap();
+    let st = finished(&api, "app", 60).await;
+    let degraded = st.conditions.iter().find(|c| c.type_ == "Degraded").unwrap();
+    assert_eq!((degraded.status.as_str(), degraded.reason.as_str()), ("True", "ImagesFailed"), "{}", degraded.message);
+    assert_eq!(st.counts.as_ref().unwrap().failed, 1);
+    assert!(st.failed_images[0].reason.contains("503"), "{:?}", st.failed_images);
+    assert!(st.failed_images[0].source.contains("outage/app:v1"));
+    // The registry comes back: the next attempt (after --retry-interval) succeeds unaided.
+    proxy.clear_faults();
+    let mut ready = None;
+    for _ in 0..600 {
+        let st = api.get("app").await.unwrap().status.unwrap_or_default();
+        if st.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True") {
+            ready = Some(st);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let st = ready.expect("not Ready within 60s of the registry's return");
+    assert!(st.conditions.iter().any(|c| c.type_ == "Degraded" && c.status == "False"));
+    assert!(st.failed_images.is_empty());
+    let got = support::sha256(&support::skopeo(&[
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{}/m/outage/app:v1", dst.host),
+    ]));
+    assert_eq!(got, image.digest);
+
+    // An invalid spec: Degraded naming the field, and no reconcile loop.
+    let bad = json!({"spec": {"mirror": {"blockedImages": [{"name": "a(b"}]}}});
+    api.patch("app", &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&bad)).await.unwrap();
+    let mut msg = String::new();
+    for _ in 0..300 {
+        let obj = api.get("app").await.unwrap();
+        let st = obj.status.unwrap_or_default();
+        if st.observed_generation == obj.metadata.generation
+            && let Some(c) = st.conditions.iter().find(|c| c.type_ == "Degraded" && c.reason == "InvalidSpec")
+        {
+            msg = c.message.clone();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(msg.contains("spec.mirror.blockedImages[0].name"), "{msg:?}");
+    let reconciles = || {
+        let admin = admin.clone();
+        tokio::task::spawn_blocking(move || {
+            let text = reqwest::blocking::get(format!("http://{admin}/metrics")).unwrap().text().unwrap();
+            text.lines()
+                .find_map(|l| l.strip_prefix("imageset_operator_reconciles_total "))
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap()
+        })
+    };
+    let before = reconciles().await.unwrap();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let after = reconciles().await.unwrap();
+    assert!(after - before <= 1, "an invalid spec was reconciled {} times in 5s", after - before);
+    api.delete("app", &DeleteParams::default()).await.unwrap();
+    drop(src);
+}

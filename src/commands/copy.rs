@@ -293,7 +293,9 @@ pub async fn execute(
         .map(|r| kind_label(r.item.kind).1)
         .chain(planned.failures.iter().map(|(k, _)| kind_label(*k).1))
         .fold(0, |a, b| a | b);
-    Err(CliError::CopyFailed { failed: failed.len() + planned.failures.len(), total: results.len(), log, bits })
+    let failure =
+        CliError::CopyFailed { failed: failed.len() + planned.failures.len(), total: results.len(), log, bits };
+    Ok(RunOutcome { lines, results, objects, failure: Some(failure) })
 }
 
 /// Writes `working-dir/cluster-resources/` from what the run left at the destination.

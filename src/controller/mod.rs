@@ -51,6 +51,8 @@ struct Ctx {
     shared: Arc<run::Shared>,
     /// Namespaces whose image sets may produce cluster-wide objects.
     allowed: Vec<String>,
+    /// How long after a failed run the next one starts.
+    retry: Duration,
     recorder: Recorder,
 }
 
@@ -97,8 +99,6 @@ pub fn check_spec(isc: &ImageSetConfiguration) -> Result<(), String> {
     Ok(())
 }
 
-/// How long after a failed run the next one starts.
-pub const RETRY_AFTER: Duration = Duration::from_secs(60);
 /// How often a run under way is polled for progress.
 const POLL: Duration = Duration::from_secs(3);
 
@@ -194,14 +194,14 @@ async fn reconcile(isc: Arc<ImageSetConfiguration>, ctx: Arc<Ctx>) -> Result<Act
         let ok = finish(&ctx, &isc, &mut st, result, allowed, &owner).await?;
         ctx.shared.done.lock().expect("done").insert(key, (generation, std::time::Instant::now(), ok));
         write_status(&ctx, &isc, &old, &st).await?;
-        return Ok(Action::requeue(if ok { resync } else { RETRY_AFTER }));
+        return Ok(Action::requeue(if ok { resync } else { ctx.retry }));
     }
     // Not running: start now, or when the last run of this generation is due again.
     let last = ctx.shared.done.lock().expect("done").get(&key).cloned();
     if let Some((g, at, ok)) = last
         && g == generation
     {
-        let due = at + if ok { resync } else { RETRY_AFTER };
+        let due = at + if ok { resync } else { ctx.retry };
         let now = std::time::Instant::now();
         if now < due {
             return Ok(Action::requeue(due - now));
@@ -217,7 +217,7 @@ async fn reconcile(isc: Arc<ImageSetConfiguration>, ctx: Arc<Ctx>) -> Result<Act
             write_status(&ctx, &isc, &old, &st).await?;
             event(&ctx, &isc, EventType::Warning, "AccessError", &msg).await;
             ctx.shared.done.lock().expect("done").insert(key, (generation, std::time::Instant::now(), false));
-            return Ok(Action::requeue(RETRY_AFTER));
+            return Ok(Action::requeue(ctx.retry));
         }
     };
     let running = run::start(&ctx.shared, &isc, run::Access { client: access });
@@ -414,6 +414,7 @@ pub fn run(args: RunArgs) -> Result<(), CliError> {
             cache: Arc::new(cache),
             root: args.cache_dir.clone(),
             slots: Arc::new(tokio::sync::Semaphore::new(args.max_concurrent_runs.max(1))),
+            retry_times: args.retry_times,
             runs: Default::default(),
             done: Default::default(),
         });
@@ -431,7 +432,8 @@ pub fn run(args: RunArgs) -> Result<(), CliError> {
         let lease = if args.leader_election { Some(leadership(&client, &args).await?) } else { None };
         info!("watching ImageSetConfigurations and DeleteImageSetConfigurations");
         metrics.ready.store(true, std::sync::atomic::Ordering::Relaxed);
-        let ctx = Arc::new(Ctx { client, metrics, shared, allowed, recorder });
+        let retry = Duration::from_secs(args.retry_interval);
+        let ctx = Arc::new(Ctx { client, metrics, shared, allowed, retry, recorder });
         let isc = Controller::new(api, watcher::Config::default())
             .shutdown_on_signal()
             .run(reconcile, error_policy, ctx.clone())

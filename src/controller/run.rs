@@ -27,6 +27,8 @@ pub struct Shared {
     pub root: PathBuf,
     /// Copies at once, across image sets.
     pub slots: Arc<Semaphore>,
+    /// Attempts per registry request after the first.
+    pub retry_times: u32,
     /// Runs by `namespace/name`.
     pub runs: Mutex<HashMap<String, Running>>,
     /// When each image set's last run ended.
@@ -151,6 +153,7 @@ async fn execute(
     let root = shared.root.join("runs").join(k.replace('/', "_"));
     let mut argv: Vec<String> = vec!["mirror".into(), spec.destination.clone()];
     argv.push(format!("--max-nested-paths={}", spec.max_nested_paths.unwrap_or(0)));
+    argv.push(format!("--retry-times={}", shared.retry_times));
     if let Some(u) = &spec.update_url {
         argv.push(format!("--update-url={u}"));
     }
@@ -163,7 +166,9 @@ async fn execute(
         cache_dir: shared.root.clone(),
         config: PathBuf::from(&k),
     };
-    let client = Arc::new(Client::new(access.client).map_err(|e| e.to_string())?);
+    let mut opts = access.client;
+    opts.backoff.retries = shared.retry_times;
+    let client = Arc::new(Client::new(opts).map_err(|e| e.to_string())?);
     let mut planned =
         mirror::plan_mirror(&spec.mirror, &inv, args.common.max_nested_paths).map_err(|e| e.to_string())?;
     planned.archive_size = spec.archive_size;
