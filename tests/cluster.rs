@@ -250,6 +250,11 @@ async fn run_reports_plan_and_invalid_specs_in_status() {
     assert!(st.plan_digest.as_deref().unwrap().starts_with("sha256:"));
     assert_eq!(ready.reason, "DryRun", "{}", ready.message);
     assert!(ready.message.contains("2 images planned (1 blocked)"), "{}", ready.message);
+    // The plan itself, in oc-mirror's mapping format, beside the image set.
+    let cms: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(api.clone().into_client(), "controller");
+    let mapping = cms.get("good-dry-run").await.unwrap().data.unwrap()["mapping.txt"].clone();
+    assert_eq!(mapping.lines().count(), 2, "{mapping}");
+    assert!(mapping.contains("=docker://mirror.example.com:5000/ocp/ubi9/ubi:latest"), "{mapping}");
     let st = status_of("bad").await;
     let degraded = st.conditions.iter().find(|c| c.type_ == "Degraded").unwrap();
     assert_eq!((degraded.status.as_str(), degraded.reason.as_str()), ("True", "InvalidSpec"));

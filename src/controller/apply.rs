@@ -71,6 +71,28 @@ pub async fn apply(client: &Client, owner: &str, objects: &[Value]) -> Result<us
     Ok(changed)
 }
 
+/// A dry run's plan as a ConfigMap `<name>-dry-run` beside the image set (owned by it, so it
+/// goes with it); returns its name.
+pub async fn dry_run_config_map(
+    client: &Client,
+    isc: &ImageSetConfiguration,
+    owner: &str,
+    mapping: &str,
+) -> Result<String, kube::Error> {
+    use kube::Resource as _;
+    let ns = isc.namespace().unwrap_or_default();
+    let name = format!("{}-dry-run", isc.name_any());
+    let owner_ref = isc.controller_owner_ref(&());
+    let cm = serde_json::json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": name, "namespace": ns, "labels": {OWNER_LABEL: owner}, "ownerReferences": owner_ref.into_iter().collect::<Vec<_>>()},
+        "data": {"mapping.txt": mapping},
+    });
+    let api: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(client.clone(), &ns);
+    api.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&cm)).await?;
+    Ok(name)
+}
+
 /// Deletes objects with the owner label that are not in `keep`; returns what was deleted.
 /// Kinds the cluster does not serve are skipped.
 pub async fn prune(client: &Client, owner: &str, keep: &BTreeSet<ObjKey>) -> Result<Vec<ObjKey>, kube::Error> {

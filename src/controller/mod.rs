@@ -264,7 +264,8 @@ async fn finish(
     let ok = f.counts.failed == 0 && f.counts.skipped == 0 && f.collection_failures.is_empty();
     let hold = isc.spec.cluster_resources.as_ref().and_then(|c| c.apply) == Some(ApplyPolicy::Hold);
     let applied = if f.dry_run {
-        String::new()
+        let name = apply::dry_run_config_map(&ctx.client, isc, owner, &f.mapping).await?;
+        format!("; the plan is in ConfigMap {name} (mapping.txt)")
     } else if !allowed {
         format!(
             "; cluster resources not applied: namespace {:?} may not produce cluster-wide objects (operator setting ALLOWED_NAMESPACES)",

@@ -87,6 +87,8 @@ pub struct Finished {
     pub objects: Vec<Value>,
     /// A plan only (dry run): nothing was copied.
     pub dry_run: bool,
+    /// The plan as oc-mirror's `mapping.txt` (dry runs).
+    pub mapping: String,
     /// One line for conditions and events.
     pub summary: String,
 }
@@ -182,6 +184,7 @@ async fn execute(
             plan_digest,
             counts: Counts { total: n as u64, ..Default::default() },
             dry_run: true,
+            mapping: planned.plan.mapping_txt(),
             summary: format!("{n} images planned ({} blocked); dry run: nothing copied", planned.plan.blocked.len()),
             ..Default::default()
         });
@@ -241,6 +244,7 @@ fn finish(plan_digest: String, planned: &mirror::Planned, out: copy::RunOutcome)
         collection_failures,
         objects: out.objects,
         dry_run: false,
+        mapping: String::new(),
         summary,
     }
 }
