@@ -24,6 +24,14 @@ pub struct Metrics {
     pub images_copied: AtomicU64,
     /// Images that failed.
     pub images_failed: AtomicU64,
+    /// Bytes received from registries by runs.
+    pub bytes_copied: AtomicU64,
+    /// Runs under way (including those waiting for a slot).
+    pub runs_active: AtomicU64,
+    /// Runs waiting for a slot.
+    pub runs_queued: AtomicU64,
+    /// Failed runs and reconciles by reason.
+    pub failures: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
     /// Set once the controller's watches are running.
     pub ready: AtomicBool,
 }
@@ -40,13 +48,30 @@ impl Metrics {
             ("imageset_operator_runs_failed_total", "Mirror runs that ended incomplete or failed.", &self.runs_failed),
             ("imageset_operator_images_copied_total", "Images copied.", &self.images_copied),
             ("imageset_operator_images_failed_total", "Images that failed to copy.", &self.images_failed),
+            ("imageset_operator_bytes_copied_total", "Bytes received from registries by runs.", &self.bytes_copied),
         ] {
             out.push_str(&format!(
                 "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}\n",
                 v.load(Ordering::Relaxed)
             ));
         }
+        for (name, help, v) in [
+            ("imageset_operator_runs_active", "Runs under way, queued ones included.", &self.runs_active),
+            ("imageset_operator_runs_queued", "Runs waiting for a copy slot.", &self.runs_queued),
+        ] {
+            out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} gauge\n{name} {}\n", v.load(Ordering::Relaxed)));
+        }
+        let name = "imageset_operator_failures_total";
+        out.push_str(&format!("# HELP {name} Failed runs and reconciles by reason.\n# TYPE {name} counter\n"));
+        for (reason, n) in self.failures.lock().expect("failures").iter() {
+            out.push_str(&format!("{name}{{reason=\"{reason}\"}} {n}\n"));
+        }
         out
+    }
+
+    /// Counts a failure under its reason.
+    pub fn failed(&self, reason: &str) {
+        *self.failures.lock().expect("failures").entry(reason.to_string()).or_default() += 1;
     }
 }
 

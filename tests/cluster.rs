@@ -653,6 +653,23 @@ async fn a_registry_outage_degrades_then_recovers_and_invalid_specs_wait() {
                 .unwrap()
         })
     };
+    let metrics = {
+        let admin = admin.clone();
+        tokio::task::spawn_blocking(move || {
+            reqwest::blocking::get(format!("http://{admin}/metrics")).unwrap().text().unwrap()
+        })
+        .await
+        .unwrap()
+    };
+    assert!(metrics.contains("imageset_operator_failures_total{reason=\"ImagesFailed\"} "), "{metrics}");
+    assert!(metrics.contains("imageset_operator_failures_total{reason=\"InvalidSpec\"} "), "{metrics}");
+    let bytes: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("imageset_operator_bytes_copied_total "))
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    assert!(bytes >= 2048, "{metrics}");
+    assert!(metrics.contains("imageset_operator_runs_active 0"), "{metrics}");
     let before = reconciles().await.unwrap();
     tokio::time::sleep(Duration::from_secs(5)).await;
     let after = reconciles().await.unwrap();

@@ -147,6 +147,7 @@ async fn reconcile(isc: Arc<ImageSetConfiguration>, ctx: Arc<Ctx>) -> Result<Act
         st.progress = None;
         write_status(&ctx, &isc, &old, &st).await?;
         ctx.metrics.invalid_specs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        ctx.metrics.failed("InvalidSpec");
         return Ok(Action::await_change());
     }
     if allowed && !keep && !has_finalizer {
@@ -215,6 +216,7 @@ async fn reconcile(isc: Arc<ImageSetConfiguration>, ctx: Arc<Ctx>) -> Result<Act
             set_condition(cs, &c, PROGRESSING, false, "AccessError", &msg);
             set_condition(cs, &c, DEGRADED, true, "AccessError", &msg);
             write_status(&ctx, &isc, &old, &st).await?;
+            ctx.metrics.failed("AccessError");
             event(&ctx, &isc, EventType::Warning, "AccessError", &msg).await;
             ctx.shared.done.lock().expect("done").insert(key, (generation, std::time::Instant::now(), false));
             return Ok(Action::requeue(ctx.retry));
@@ -257,6 +259,7 @@ async fn finish(
             set_condition(cs, &c, PROGRESSING, false, "Failed", &msg);
             set_condition(cs, &c, DEGRADED, true, "RunFailed", &msg);
             ctx.metrics.runs_failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            ctx.metrics.failed("RunFailed");
             event(ctx, isc, EventType::Warning, "RunFailed", &msg).await;
             return Ok(false);
         }
@@ -303,6 +306,7 @@ async fn finish(
     ctx.metrics.images_failed.fetch_add(f.counts.failed, std::sync::atomic::Ordering::Relaxed);
     if !ok {
         ctx.metrics.runs_failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        ctx.metrics.failed(reason);
         event(ctx, isc, EventType::Warning, reason, &msg).await;
     } else if new_content {
         event(ctx, isc, EventType::Normal, reason, &msg).await;
@@ -367,6 +371,7 @@ where
 
 fn error_policy(_isc: Arc<ImageSetConfiguration>, err: &ReconcileError, ctx: Arc<Ctx>) -> Action {
     ctx.metrics.reconcile_errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    ctx.metrics.failed(err.reason());
     warn!(reason = err.reason(), error = %err, "reconcile failed");
     Action::requeue(Duration::from_secs(15))
 }
@@ -416,6 +421,7 @@ pub fn run(args: RunArgs) -> Result<(), CliError> {
             root: args.cache_dir.clone(),
             slots: Arc::new(tokio::sync::Semaphore::new(args.max_concurrent_runs.max(1))),
             retry_times: args.retry_times,
+            metrics: metrics.clone(),
             runs: Default::default(),
             done: Default::default(),
         });

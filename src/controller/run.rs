@@ -29,6 +29,8 @@ pub struct Shared {
     pub slots: Arc<Semaphore>,
     /// Attempts per registry request after the first.
     pub retry_times: u32,
+    /// Counters for `/metrics`.
+    pub metrics: Arc<crate::admin::Metrics>,
     /// Runs by `namespace/name`.
     pub runs: Mutex<HashMap<String, Running>>,
     /// When each image set's last run ended.
@@ -126,14 +128,30 @@ pub fn start(shared: &Arc<Shared>, isc: &ImageSetConfiguration, access: Access) 
     let (cancel, mut cancelled) = watch::channel(false);
     let handle = tokio::task::spawn_blocking(move || {
         rt.block_on(async move {
+            use std::sync::atomic::Ordering::Relaxed;
+            let m = shared2.metrics.clone();
+            m.runs_active.fetch_add(1, Relaxed);
+            m.runs_queued.fetch_add(1, Relaxed);
+            let mut queued = true;
             let work = async {
                 let _permit = shared2.slots.clone().acquire_owned().await.map_err(|e| e.to_string())?;
-                execute(&shared2, &isc, access, &tx).await
+                m.runs_queued.fetch_sub(1, Relaxed);
+                queued = false;
+                let r = execute(&shared2, &isc, access, &tx).await;
+                if let Some(e) = tx.borrow().as_ref() {
+                    m.bytes_copied.fetch_add(e.progress.bytes.load(Relaxed), Relaxed);
+                }
+                r
             };
-            tokio::select! {
+            let r = tokio::select! {
                 r = work => r,
                 _ = cancelled.changed() => Err("run cancelled".to_string()),
+            };
+            if queued {
+                m.runs_queued.fetch_sub(1, Relaxed);
             }
+            m.runs_active.fetch_sub(1, Relaxed);
+            r
         })
     });
     Running { generation, engine: rx, handle, cancel }
