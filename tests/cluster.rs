@@ -677,3 +677,98 @@ async fn a_registry_outage_degrades_then_recovers_and_invalid_specs_wait() {
     api.delete("app", &DeleteParams::default()).await.unwrap();
     drop(src);
 }
+
+/// The operator process, killed with SIGKILL when dropped or asked.
+struct Operator(std::process::Child);
+
+impl Operator {
+    fn start(cp: &cluster::ControlPlane, cache: &std::path::Path, log: &std::path::Path) -> Operator {
+        let out = std::fs::File::create(log).unwrap();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_imageset-operator"))
+            .args(["run", &format!("--admin-addr=127.0.0.1:{}", support::free_port())])
+            .arg(format!("--cache-dir={}", cache.display()))
+            .args(["--namespace=resume", "--leader-election=false"])
+            .env("KUBECONFIG", &cp.kubeconfig)
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .unwrap();
+        Operator(child)
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// kill -9 mid-copy, start again with the same cache: the run completes and the layer that
+/// was half downloaded is not fetched again from the start (only its tail, by Range).
+#[tokio::test]
+async fn a_killed_operator_resumes_and_fetches_nothing_twice() {
+    use support::content::{Format, Pusher, seeded_bytes};
+    use support::proxy::{Fault, FaultAction, Proxy};
+    use support::registry::{Registry, RegistryOptions};
+    let _turn = OPERATOR.lock().await;
+    const BIG: usize = 8 << 20;
+    let (src, dst, proxy, image) = std::thread::spawn(|| {
+        let src = Registry::start(RegistryOptions::default());
+        let dst = Registry::start(RegistryOptions::default());
+        let image =
+            Pusher::new(&src).image("resume/big", "v1", Format::Oci, ("linux", "amd64"), &[(95, BIG), (96, 1024)]);
+        let proxy = Proxy::start(&src.host);
+        (src, dst, proxy, image)
+    })
+    .join()
+    .unwrap();
+    let layer = support::sha256(&seeded_bytes(95, BIG));
+    let stall = FaultAction::Stall { after: Some(3 << 20), duration: Duration::from_secs(120) };
+    proxy.add_fault(Fault::new(Some("GET"), &format!("/blobs/{layer}"), 1, stall));
+    let cp = cluster::shared();
+    let client = cp.client().await;
+    cluster::ensure_namespace(&client, "resume").await;
+    let dir = support::temp_dir("operator-resume-");
+    let cache = dir.path().join("cache");
+    let first = Operator::start(cp, &cache, &dir.path().join("first.log"));
+    let obj: ImageSetConfiguration = serde_json::from_value(json!({
+        "apiVersion": "mirror.openshift.io/v2alpha1", "kind": "ImageSetConfiguration",
+        "metadata": {"name": "big"},
+        "spec": {
+            "destination": format!("docker://{}/r", dst.host),
+            "registries": [{"host": proxy.host, "insecure": true}, {"host": dst.host, "insecure": true}],
+            "mirror": {"additionalImages": [{"name": format!("{}/resume/big:v1", proxy.host)}]},
+        },
+    }))
+    .unwrap();
+    let api: Api<ImageSetConfiguration> = Api::namespaced(client.clone(), "resume");
+    api.create(&PostParams::default(), &obj).await.unwrap();
+    let mut reached = 0;
+    for _ in 0..600 {
+        reached = proxy.bytes_sent_for(&layer);
+        if reached >= 3 << 20 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(reached >= 3 << 20, "the layer download never reached the stall ({reached} bytes)");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    drop(first); // SIGKILL mid-download
+    proxy.clear_faults();
+    let _second = Operator::start(cp, &cache, &dir.path().join("second.log"));
+    let st = finished(&api, "big", 90).await;
+    let ready = st.conditions.iter().find(|c| c.type_ == "Ready").unwrap();
+    assert_eq!(ready.status, "True", "{}", ready.message);
+    let total = proxy.bytes_sent_for(&layer);
+    assert!(total >= BIG as u64 && total < BIG as u64 + (1 << 20), "{total} bytes of an {BIG}-byte layer sent in all");
+    let got = support::sha256(&support::skopeo(&[
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{}/r/resume/big:v1", dst.host),
+    ]));
+    assert_eq!(got, image.digest);
+    api.delete("big", &DeleteParams::default()).await.unwrap();
+    drop(src);
+}
