@@ -58,19 +58,7 @@ const KNOWN: &[&str] = &["runs", "catalogs", "forms", "cases", "json-from", "dat
 
 impl Options {
     fn parse(args: &[String]) -> Result<Options> {
-        let mut given: Vec<(String, String)> = Vec::new();
-        let mut it = args.iter();
-        while let Some(a) = it.next() {
-            let Some(flag) = a.strip_prefix("--") else { bail!("unexpected argument {a:?}") };
-            match flag.split_once('=') {
-                // cargo passes --bench to every bench binary.
-                _ if flag == "bench" => {}
-                Some((k, v)) => given.push((k.into(), v.into())),
-                None => {
-                    given.push((flag.into(), it.next().with_context(|| format!("--{flag} needs a value"))?.clone()))
-                }
-            }
-        }
+        let given = entry::flags(args)?;
         for (k, _) in &given {
             if !KNOWN.contains(&k.as_str()) {
                 bail!("unknown option --{k}");

@@ -1,6 +1,9 @@
 //! The entry point every benchmark shares: `--<child flag>` re-enters the binary as the
 //! measured child process (so its peak RSS is the measurement's alone), and without
-//! `--bench` (a test run of all targets) nothing heavy starts.
+//! `--bench` (a test run of all targets) nothing heavy starts. Also the option parsing and
+//! process measurement several benches share.
+// Each bench uses a different part.
+#![allow(dead_code)]
 
 /// Dispatches to the child, the benchmark, or a hint.
 pub fn main(name: &str, child_flag: &str, child: fn(&[String]) -> i32, run: fn(&[String]) -> anyhow::Result<()>) {
@@ -16,4 +19,86 @@ pub fn main(name: &str, child_flag: &str, child: fn(&[String]) -> i32, run: fn(&
         eprintln!("bench: {e:#}");
         std::process::exit(1);
     }
+}
+
+/// `--key value` / `--key=value` pairs, in order (`--bench`, which cargo passes to every
+/// bench binary, is dropped).
+pub fn flags(args: &[String]) -> anyhow::Result<Vec<(String, String)>> {
+    use anyhow::{Context as _, bail};
+    let mut given: Vec<(String, String)> = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let Some(flag) = a.strip_prefix("--") else { bail!("unexpected argument {a:?}") };
+        match flag.split_once('=') {
+            _ if flag == "bench" => {}
+            Some((k, v)) => given.push((k.into(), v.into())),
+            None => given.push((flag.into(), it.next().with_context(|| format!("--{flag} needs a value"))?.clone())),
+        }
+    }
+    Ok(given)
+}
+
+/// `--runs N` and `--bin PATH` (as `--key value` or `--key=value`, else `BENCH_RUNS` and
+/// `BENCH_IMAGESET_BIN`), the options of the benches that drive the built binary.
+pub fn runs_and_bin(args: &[String]) -> anyhow::Result<(usize, std::path::PathBuf)> {
+    use anyhow::{Context as _, bail};
+    let given = flags(args)?;
+    if let Some((k, _)) = given.iter().find(|(k, _)| k != "runs" && k != "bin") {
+        bail!("unknown option --{k} (known: --runs N, --bin PATH)");
+    }
+    let get = |key: &str, env: &str| {
+        given.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.clone()).or_else(|| std::env::var(env).ok())
+    };
+    let runs = match get("runs", "BENCH_RUNS").filter(|v| !v.is_empty()) {
+        None => 3,
+        Some(v) => v.parse::<usize>().with_context(|| format!("runs: {v:?} is not a number"))?.max(1),
+    };
+    let bin = get("bin", "BENCH_IMAGESET_BIN")
+        .filter(|v| !v.is_empty())
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_BIN_EXE_imageset-operator")));
+    Ok((runs, bin))
+}
+
+/// Runs `argv` to completion under GNU time when `time` is given; returns wall seconds, peak
+/// RSS in KiB (GNU time's `%M`) and stdout. A failure is an error with the output.
+pub fn measure(
+    time: Option<&std::path::Path>,
+    argv: &[String],
+    env: &[(&str, &str)],
+) -> anyhow::Result<(f64, Option<u64>, String)> {
+    use anyhow::{Context as _, bail};
+    use std::process::{Command, Stdio};
+    let timefile = tempfile::NamedTempFile::new()?;
+    let mut cmd = match time {
+        Some(time) => {
+            let mut c = Command::new(time);
+            c.args(["-f", "%M", "-o"]).arg(timefile.path()).args(argv);
+            c
+        }
+        None => {
+            let mut c = Command::new(&argv[0]);
+            c.args(&argv[1..]);
+            c
+        }
+    };
+    cmd.env_remove("OC_MIRROR_CACHE").env_remove("REGISTRY_AUTH_FILE").envs(env.iter().copied());
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let start = std::time::Instant::now();
+    let out = cmd.spawn().with_context(|| format!("start {}", argv[0]))?.wait_with_output()?;
+    let wall = start.elapsed().as_secs_f64();
+    if !out.status.success() {
+        bail!(
+            "{} failed ({}):\n{}{}",
+            argv[0],
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let rss = time.and_then(|_| {
+        let text = std::fs::read_to_string(timefile.path()).ok()?;
+        text.lines().last()?.trim().parse().ok()
+    });
+    Ok((wall, rss, String::from_utf8_lossy(&out.stdout).into_owned()))
 }

@@ -41,7 +41,7 @@ mod baseline;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
@@ -101,37 +101,8 @@ fn main() {
     entry::main("release", "--child-baseline", baseline::child_main, run);
 }
 
-/// `--runs N` and `--bin PATH`, as `--key value` or `--key=value`, else from the environment.
-fn options(args: &[String]) -> Result<(usize, PathBuf)> {
-    let mut given: Vec<(String, String)> = Vec::new();
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        let Some(flag) = a.strip_prefix("--") else { bail!("unexpected argument {a:?}") };
-        match flag.split_once('=') {
-            _ if flag == "bench" => {}
-            Some((k, v)) => given.push((k.into(), v.into())),
-            None => given.push((flag.into(), it.next().with_context(|| format!("--{flag} needs a value"))?.clone())),
-        }
-    }
-    if let Some((k, _)) = given.iter().find(|(k, _)| k != "runs" && k != "bin") {
-        bail!("unknown option --{k} (known: --runs N, --bin PATH)");
-    }
-    let get = |key: &str, env: &str| {
-        given.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.clone()).or_else(|| std::env::var(env).ok())
-    };
-    let runs = match get("runs", "BENCH_RUNS").filter(|v| !v.is_empty()) {
-        None => 3,
-        Some(v) => v.parse::<usize>().with_context(|| format!("runs: {v:?} is not a number"))?.max(1),
-    };
-    let bin = get("bin", "BENCH_IMAGESET_BIN")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_imageset-operator")));
-    Ok((runs, bin))
-}
-
 fn run(args: &[String]) -> Result<()> {
-    let (runs, bin) = options(args)?;
+    let (runs, bin) = entry::runs_and_bin(args)?;
     for tool in baseline::TOOLS {
         which(tool).with_context(|| format!("{tool} not found: run scripts/bench-release, which installs it"))?;
     }
@@ -262,38 +233,7 @@ impl Bench {
 
     /// Runs `argv` under GNU time when there is one; returns wall seconds, peak RSS, stdout.
     fn measure(&self, argv: &[String], env: &[(&str, &str)]) -> Result<(f64, Option<u64>, String)> {
-        let timefile = tempfile::NamedTempFile::new()?;
-        let mut cmd = match &self.time {
-            Some(time) => {
-                let mut c = Command::new(time);
-                c.args(["-f", "%M", "-o"]).arg(timefile.path()).args(argv);
-                c
-            }
-            None => {
-                let mut c = Command::new(&argv[0]);
-                c.args(&argv[1..]);
-                c
-            }
-        };
-        cmd.env_remove("OC_MIRROR_CACHE").env_remove("REGISTRY_AUTH_FILE").envs(env.iter().copied());
-        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-        let start = Instant::now();
-        let out = cmd.spawn().with_context(|| format!("start {}", argv[0]))?.wait_with_output()?;
-        let wall = start.elapsed().as_secs_f64();
-        if !out.status.success() {
-            bail!(
-                "{} failed ({}):\n{}{}",
-                argv[0],
-                out.status,
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        let rss = self.time.as_ref().and_then(|_| {
-            let text = std::fs::read_to_string(timefile.path()).ok()?;
-            text.lines().last()?.trim().parse().ok()
-        });
-        Ok((wall, rss, String::from_utf8_lossy(&out.stdout).into_owned()))
+        entry::measure(self.time.as_deref(), argv, env)
     }
 
     /// Checks that `mapping` plans exactly the ten payloads and every component of each;

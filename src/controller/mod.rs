@@ -155,7 +155,7 @@ async fn reconcile(isc: Arc<ImageSetConfiguration>, ctx: Arc<Ctx>) -> Result<Act
     }
     // A run under way: poll it, or take its result.
     enum Step {
-        Poll(Option<crate::api::status::Progress>),
+        Poll(Option<crate::api::status::Progress>, tokio::sync::watch::Receiver<bool>),
         Take(run::Running),
         Start,
     }
@@ -167,13 +167,18 @@ async fn reconcile(isc: Arc<ImageSetConfiguration>, ctx: Arc<Ctx>) -> Result<Act
                 runs.remove(&key);
                 Step::Start
             }
-            Some(r) if !r.handle.is_finished() => Step::Poll(r.progress()),
+            Some(r) if !r.handle.is_finished() => Step::Poll(r.progress(), r.ended.clone()),
             Some(_) => runs.remove(&key).map_or(Step::Start, Step::Take),
             None => Step::Start,
         }
     };
     let taken = match step {
-        Step::Poll(progress) => {
+        Step::Poll(progress, mut ended) => {
+            // A short run is taken as soon as it ends rather than at the next poll.
+            if tokio::time::timeout(POLL, ended.wait_for(|e| *e)).await.is_ok() {
+                return Ok(Action::requeue(Duration::from_millis(50)));
+            }
+            let progress = ctx.shared.runs.lock().expect("runs").get(&key).and_then(|r| r.progress()).or(progress);
             if let Some(p) = progress.filter(|p| p.bytes_done > 0 || !is_true(&old, READY)) {
                 let msg = format!("{} of {} images, {} MB", p.images_done, p.images_total, p.bytes_done / 1_000_000);
                 st.progress = Some(p);
@@ -222,7 +227,8 @@ async fn reconcile(isc: Arc<ImageSetConfiguration>, ctx: Arc<Ctx>) -> Result<Act
             return Ok(Action::requeue(ctx.retry));
         }
     };
-    let running = run::start(&ctx.shared, &isc, run::Access { client: access });
+    let retrying = last.is_some_and(|(_, _, ok)| !ok);
+    let running = run::start(&ctx.shared, &isc, run::Access { client: access }, retrying);
     ctx.shared.runs.lock().expect("runs").insert(key.clone(), running);
     ctx.metrics.runs_started.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     if !is_true(&old, READY) || old.observed_generation != generation {
@@ -236,7 +242,7 @@ async fn reconcile(isc: Arc<ImageSetConfiguration>, ctx: Arc<Ctx>) -> Result<Act
         event(&ctx, &isc, EventType::Normal, "Started", &format!("mirroring to {}", isc.spec.destination)).await;
     }
     info!(image_set = %key, "run started");
-    Ok(Action::requeue(POLL))
+    Ok(Action::requeue(Duration::from_millis(100)))
 }
 
 /// Records a finished run in status and applies what it produced; returns whether it was
@@ -420,6 +426,7 @@ pub fn run(args: RunArgs) -> Result<(), CliError> {
             cache: Arc::new(cache),
             root: args.cache_dir.clone(),
             slots: Arc::new(tokio::sync::Semaphore::new(args.max_concurrent_runs.max(1))),
+            retry_slots: Arc::new(tokio::sync::Semaphore::new(1)),
             retry_times: args.retry_times,
             metrics: metrics.clone(),
             runs: Default::default(),

@@ -27,6 +27,9 @@ pub struct Shared {
     pub root: PathBuf,
     /// Copies at once, across image sets.
     pub slots: Arc<Semaphore>,
+    /// The slot image sets whose last run failed take turns on, so that a set retrying
+    /// against a registry that is down never holds the others back.
+    pub retry_slots: Arc<Semaphore>,
     /// Attempts per registry request after the first.
     pub retry_times: u32,
     /// Counters for `/metrics`.
@@ -48,6 +51,8 @@ pub struct Running {
     pub engine: watch::Receiver<Option<Arc<Engine>>>,
     /// The task.
     pub handle: tokio::task::JoinHandle<Result<Finished, String>>,
+    /// Turns true when the task has ended.
+    pub ended: watch::Receiver<bool>,
     cancel: watch::Sender<bool>,
 }
 
@@ -117,7 +122,7 @@ struct Flags {
 }
 
 /// Starts a run for the image set.
-pub fn start(shared: &Arc<Shared>, isc: &ImageSetConfiguration, access: Access) -> Running {
+pub fn start(shared: &Arc<Shared>, isc: &ImageSetConfiguration, access: Access, retrying: bool) -> Running {
     let (tx, rx) = watch::channel(None);
     let shared2 = shared.clone();
     let generation = isc.metadata.generation;
@@ -126,6 +131,7 @@ pub fn start(shared: &Arc<Shared>, isc: &ImageSetConfiguration, access: Access) 
     // run drives them on a blocking thread of the same runtime instead.
     let rt = tokio::runtime::Handle::current();
     let (cancel, mut cancelled) = watch::channel(false);
+    let (ended_tx, ended) = watch::channel(false);
     let handle = tokio::task::spawn_blocking(move || {
         rt.block_on(async move {
             use std::sync::atomic::Ordering::Relaxed;
@@ -134,7 +140,8 @@ pub fn start(shared: &Arc<Shared>, isc: &ImageSetConfiguration, access: Access) 
             m.runs_queued.fetch_add(1, Relaxed);
             let mut queued = true;
             let work = async {
-                let _permit = shared2.slots.clone().acquire_owned().await.map_err(|e| e.to_string())?;
+                let pool = if retrying { &shared2.retry_slots } else { &shared2.slots };
+                let _permit = pool.clone().acquire_owned().await.map_err(|e| e.to_string())?;
                 m.runs_queued.fetch_sub(1, Relaxed);
                 queued = false;
                 let r = execute(&shared2, &isc, access, &tx).await;
@@ -151,10 +158,11 @@ pub fn start(shared: &Arc<Shared>, isc: &ImageSetConfiguration, access: Access) 
                 m.runs_queued.fetch_sub(1, Relaxed);
             }
             m.runs_active.fetch_sub(1, Relaxed);
+            let _ = ended_tx.send(true);
             r
         })
     });
-    Running { generation, engine: rx, handle, cancel }
+    Running { generation, engine: rx, handle, ended, cancel }
 }
 
 async fn execute(
