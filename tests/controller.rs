@@ -1,0 +1,476 @@
+//! `imageset-operator run` copying for real against the real apiserver and registries of
+//! the test world: mirroring and applying, following spec changes, tenancy, finalizers,
+//! leader election, registry outages and recovery, and resuming after kill -9.
+
+mod support;
+
+use std::time::Duration;
+
+use imageset_operator::api::ImageSetConfiguration;
+use kube::api::{Api, DeleteParams, PostParams};
+use serde_json::json;
+use support::cluster;
+
+/// Operators watch every namespace: tests that run one take turns.
+static OPERATOR: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Waits for an image set's run to finish for its current generation; returns its status.
+async fn finished(
+    api: &Api<ImageSetConfiguration>,
+    name: &str,
+    secs: u64,
+) -> imageset_operator::api::status::ImageSetStatus {
+    for _ in 0..secs * 10 {
+        let obj = api.get(name).await.unwrap();
+        if let Some(st) = obj.status.clone()
+            && st.observed_generation == obj.metadata.generation
+            && st.conditions.iter().any(|c| c.type_ == "Progressing" && c.status == "False")
+            && st.conditions.iter().any(|c| c.type_ == "Ready" && c.reason != "Started")
+        {
+            return st;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{name}: run not finished within {secs}s: {:?}", api.get(name).await.unwrap().status);
+}
+
+fn dynamic(client: &kube::Client, group: &str, version: &str, kind: &str) -> Api<kube::api::DynamicObject> {
+    let ar = kube::core::ApiResource::from_gvk(&kube::core::GroupVersionKind::gvk(group, version, kind));
+    Api::all_with(client.clone(), &ar)
+}
+
+/// `imageset-operator run` copies for real: an image set's images land in the destination
+/// registry, its IDMS/ITMS are applied with the owner label, a spec change is followed (stale
+/// objects pruned), an image set of a namespace not allowed mirrors but applies nothing, and
+/// deleting the image set removes what it produced.
+#[tokio::test]
+async fn run_mirrors_applies_prunes_and_cleans_up() {
+    let _turn = OPERATOR.lock().await;
+    use support::content::{Format, Pusher};
+    use support::registry::{Registry, RegistryOptions};
+    // The registries and their content come from blocking code: off the async runtime.
+    let (src, dst, tagged, pinned) = std::thread::spawn(|| {
+        let src = Registry::start(RegistryOptions::default());
+        let dst = Registry::start(RegistryOptions::default());
+        let push = Pusher::new(&src);
+        let tagged = push.image("apps/web", "v1", Format::Oci, ("linux", "amd64"), &[(71, 2048), (72, 4096)]);
+        let pinned = push.image("apps/db", "v2", Format::Docker, ("linux", "amd64"), &[(73, 3000)]);
+        (src, dst, tagged, pinned)
+    })
+    .join()
+    .unwrap();
+    let cp = cluster::shared();
+    let client = cp.client().await;
+    for ns in ["mirror-ops", "tenant-ns"] {
+        cluster::ensure_namespace(&client, ns).await;
+    }
+    let dir = support::temp_dir("operator-run-");
+    let admin = format!("127.0.0.1:{}", support::free_port());
+    let _operator = support::Guarded::spawn_with_env(
+        std::path::Path::new(env!("CARGO_BIN_EXE_imageset-operator")),
+        &[
+            "run".into(),
+            format!("--admin-addr={admin}"),
+            format!("--cache-dir={}", dir.path().join("cache").display()),
+            "--namespace=mirror-ops".into(),
+        ],
+        &[("KUBECONFIG", cp.kubeconfig.display().to_string())],
+        &dir.path().join("operator.log"),
+        None,
+    );
+    let spec = |images: Vec<String>| {
+        json!({
+            "destination": format!("docker://{}/mirror", dst.host),
+            "registries": [{"host": src.host, "insecure": true}, {"host": dst.host, "insecure": true}],
+            "mirror": {"additionalImages": images.into_iter().map(|n| json!({"name": n})).collect::<Vec<_>>()},
+        })
+    };
+    let web = format!("{}/apps/web:v1", src.host);
+    let db = format!("{}/apps/db@{}", src.host, pinned.digest);
+    let obj = |ns: &str, images: Vec<String>| -> ImageSetConfiguration {
+        serde_json::from_value(json!({
+            "apiVersion": "mirror.openshift.io/v2alpha1", "kind": "ImageSetConfiguration",
+            "metadata": {"name": "apps", "namespace": ns}, "spec": spec(images),
+        }))
+        .unwrap()
+    };
+    let api: Api<ImageSetConfiguration> = Api::namespaced(client.clone(), "mirror-ops");
+    api.create(&PostParams::default(), &obj("mirror-ops", vec![web.clone(), db.clone()])).await.unwrap();
+    let st = finished(&api, "apps", 90).await;
+    let ready = st.conditions.iter().find(|c| c.type_ == "Ready").unwrap();
+    assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("True", "Mirrored"), "{}", ready.message);
+    let counts = st.counts.clone().unwrap();
+    assert_eq!((counts.total, counts.copied + counts.already_present, counts.failed), (2, 2, 0));
+    assert!(st.last_successful_run_time.is_some());
+    let at_dst = |repo: &str, reference: &str| {
+        support::sha256(&support::skopeo(&[
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            &format!("docker://{}/mirror/{repo}:{reference}", dst.host),
+        ]))
+    };
+    assert_eq!(at_dst("apps/web", "v1"), tagged.digest);
+    assert_eq!(at_dst("apps/db", &pinned.digest.replace(':', "-")), pinned.digest);
+
+    let owned = kube::api::ListParams::default().labels("mirror.openshift.io/owned-by=mirror-ops.apps");
+    let idms = dynamic(&client, "config.openshift.io", "v1", "ImageDigestMirrorSet");
+    let itms = dynamic(&client, "config.openshift.io", "v1", "ImageTagMirrorSet");
+    let list = idms.list(&owned).await.unwrap();
+    assert_eq!(list.items.len(), 1);
+    assert!(
+        list.items[0].metadata.name.as_deref().unwrap().starts_with("mirror-ops-apps-"),
+        "{:?}",
+        list.items[0].metadata.name
+    );
+    let mirrors = serde_json::to_string(&list.items[0].data["spec"]).unwrap();
+    assert!(
+        // oc-mirror's mirror sets are per parent namespace of the images.
+        mirrors.contains(&format!("\"{}/apps\"", src.host))
+            && mirrors.contains(&format!("\"{}/mirror/apps\"", dst.host)),
+        "{mirrors}"
+    );
+    assert_eq!(itms.list(&owned).await.unwrap().items.len(), 1);
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), "mirror-ops");
+    let reasons: Vec<String> =
+        events.list(&Default::default()).await.unwrap().items.into_iter().filter_map(|e| e.reason).collect();
+    assert!(reasons.iter().any(|r| r == "Started") && reasons.iter().any(|r| r == "Mirrored"), "{reasons:?}");
+
+    // The spec changes: the tagged image goes, so its ITMS is pruned; the IDMS stays.
+    let patch = json!({"spec": spec(vec![db.clone()])});
+    api.patch("apps", &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&patch)).await.unwrap();
+    let st = finished(&api, "apps", 60).await;
+    assert_eq!(st.observed_generation, Some(2));
+    assert_eq!(st.counts.unwrap().total, 1);
+    assert!(itms.list(&owned).await.unwrap().items.is_empty(), "stale ITMS not pruned");
+    assert_eq!(idms.list(&owned).await.unwrap().items.len(), 1);
+
+    // Another namespace's image set mirrors, but cannot change cluster-wide objects.
+    let tenant: Api<ImageSetConfiguration> = Api::namespaced(client.clone(), "tenant-ns");
+    tenant.create(&PostParams::default(), &obj("tenant-ns", vec![db.clone()])).await.unwrap();
+    let st = finished(&tenant, "apps", 60).await;
+    let ready = st.conditions.iter().find(|c| c.type_ == "Ready").unwrap();
+    assert_eq!(ready.status, "True", "{}", ready.message);
+    assert!(ready.message.contains("not applied") && ready.message.contains("tenant-ns"), "{}", ready.message);
+    let theirs = kube::api::ListParams::default().labels("mirror.openshift.io/owned-by=tenant-ns.apps");
+    assert!(idms.list(&theirs).await.unwrap().items.is_empty());
+    assert!(tenant.get("apps").await.unwrap().metadata.finalizers.unwrap_or_default().is_empty());
+
+    // Deleting the image set removes what it produced, then the image set itself.
+    api.delete("apps", &DeleteParams::default()).await.unwrap();
+    for _ in 0..300 {
+        if api.get_opt("apps").await.unwrap().is_none() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(api.get_opt("apps").await.unwrap().is_none(), "finalizer not removed");
+    assert!(idms.list(&owned).await.unwrap().items.is_empty(), "IDMS left behind");
+    tenant.delete("apps", &DeleteParams::default()).await.unwrap();
+}
+
+fn runs_started(admin: &str) -> Option<u64> {
+    let text = reqwest::blocking::get(format!("http://{admin}/metrics")).ok()?.text().ok()?;
+    text.lines().find_map(|l| l.strip_prefix("imageset_operator_runs_total ")).and_then(|v| v.parse().ok())
+}
+
+/// Two replicas: only the one holding the Lease reconciles and copies; when it goes, the
+/// other takes over.
+#[tokio::test]
+async fn two_replicas_only_the_leader_copies() {
+    use support::content::{Format, Pusher};
+    use support::registry::{Registry, RegistryOptions};
+    let _turn = OPERATOR.lock().await;
+    let (src, dst) = std::thread::spawn(|| {
+        let src = Registry::start(RegistryOptions::default());
+        let dst = Registry::start(RegistryOptions::default());
+        let push = Pusher::new(&src);
+        push.image("ha/one", "v1", Format::Oci, ("linux", "amd64"), &[(81, 1024)]);
+        push.image("ha/two", "v1", Format::Oci, ("linux", "amd64"), &[(82, 1024)]);
+        (src, dst)
+    })
+    .join()
+    .unwrap();
+    let cp = cluster::shared();
+    let client = cp.client().await;
+    cluster::ensure_namespace(&client, "ha-ops").await;
+    let dir = support::temp_dir("operator-ha-");
+    let start = |n: usize| {
+        let admin = format!("127.0.0.1:{}", support::free_port());
+        let g = support::Guarded::spawn_with_env(
+            std::path::Path::new(env!("CARGO_BIN_EXE_imageset-operator")),
+            &[
+                "run".into(),
+                format!("--admin-addr={admin}"),
+                format!("--cache-dir={}", dir.path().join(format!("cache-{n}")).display()),
+                "--namespace=ha-ops".into(),
+                "--lease-duration=3".into(),
+            ],
+            &[("KUBECONFIG", cp.kubeconfig.display().to_string()), ("POD_NAME", format!("replica-{n}"))],
+            &dir.path().join(format!("operator-{n}.log")),
+            None,
+        );
+        (g, admin)
+    };
+    let (first, admin1) = start(1);
+    let (second, admin2) = start(2);
+    let spec = |images: &[&str]| {
+        json!({
+            "destination": format!("docker://{}/ha", dst.host),
+            "registries": [{"host": src.host, "insecure": true}, {"host": dst.host, "insecure": true}],
+            "mirror": {"additionalImages": images.iter().map(|i| json!({"name": format!("{}/{i}", src.host)})).collect::<Vec<_>>()},
+        })
+    };
+    let obj: ImageSetConfiguration = serde_json::from_value(json!({
+        "apiVersion": "mirror.openshift.io/v2alpha1", "kind": "ImageSetConfiguration",
+        "metadata": {"name": "ha"}, "spec": spec(&["ha/one:v1"]),
+    }))
+    .unwrap();
+    let api: Api<ImageSetConfiguration> = Api::namespaced(client.clone(), "ha-ops");
+    api.create(&PostParams::default(), &obj).await.unwrap();
+    let st = finished(&api, "ha", 60).await;
+    assert_eq!(st.counts.unwrap().failed, 0);
+    let (a1, a2) = (admin1.clone(), admin2.clone());
+    let (r1, r2) = tokio::task::spawn_blocking(move || (runs_started(&a1), runs_started(&a2))).await.unwrap();
+    let (leader, standby) = match (r1.unwrap_or(0), r2.unwrap_or(0)) {
+        (n, 0) if n > 0 => ((first, admin1), (second, admin2)),
+        (0, n) if n > 0 => ((second, admin2), (first, admin1)),
+        other => panic!("runs started by the two replicas: {other:?} (exactly one should copy)"),
+    };
+    // The leader goes; the standby takes the Lease and follows the next change.
+    drop(leader);
+    let patch = json!({"spec": spec(&["ha/one:v1", "ha/two:v1"])});
+    api.patch("ha", &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&patch)).await.unwrap();
+    let st = finished(&api, "ha", 60).await;
+    assert_eq!((st.observed_generation, st.counts.unwrap().total), (Some(2), 2));
+    let a = standby.1.clone();
+    let runs = tokio::task::spawn_blocking(move || runs_started(&a)).await.unwrap();
+    assert!(runs.unwrap_or(0) >= 1, "the standby did not take over");
+    api.delete("ha", &DeleteParams::default()).await.unwrap();
+    drop(standby);
+}
+
+/// A source registry that answers 503: the run ends Degraded with the reason and the failed
+/// images listed; when the registry is back the image set recovers by itself. An invalid
+/// spec is reported once and not retried.
+#[tokio::test]
+async fn a_registry_outage_degrades_then_recovers_and_invalid_specs_wait() {
+    use support::content::{Format, Pusher};
+    use support::proxy::{Fault, FaultAction, Proxy};
+    use support::registry::{Registry, RegistryOptions};
+    let _turn = OPERATOR.lock().await;
+    let (src, dst, proxy, image) = std::thread::spawn(|| {
+        let src = Registry::start(RegistryOptions::default());
+        let dst = Registry::start(RegistryOptions::default());
+        let image = Pusher::new(&src).image("outage/app", "v1", Format::Oci, ("linux", "amd64"), &[(91, 2048)]);
+        let proxy = Proxy::start(&src.host);
+        (src, dst, proxy, image)
+    })
+    .join()
+    .unwrap();
+    proxy.add_fault(Fault::new(None, "/v2/", usize::MAX, FaultAction::Status(503)));
+    let cp = cluster::shared();
+    let client = cp.client().await;
+    cluster::ensure_namespace(&client, "outage").await;
+    let dir = support::temp_dir("operator-outage-");
+    let admin = format!("127.0.0.1:{}", support::free_port());
+    let _operator = support::Guarded::spawn_with_env(
+        std::path::Path::new(env!("CARGO_BIN_EXE_imageset-operator")),
+        &[
+            "run".into(),
+            format!("--admin-addr={admin}"),
+            format!("--cache-dir={}", dir.path().join("cache").display()),
+            "--namespace=outage".into(),
+            "--leader-election=false".into(),
+            "--retry-interval=2".into(),
+            "--retry-times=1".into(),
+        ],
+        &[("KUBECONFIG", cp.kubeconfig.display().to_string())],
+        &dir.path().join("operator.log"),
+        None,
+    );
+    let obj: ImageSetConfiguration = serde_json::from_value(json!({
+        "apiVersion": "mirror.openshift.io/v2alpha1", "kind": "ImageSetConfiguration",
+        "metadata": {"name": "app"},
+        "spec": {
+            "destination": format!("docker://{}/m", dst.host),
+            "registries": [{"host": proxy.host, "insecure": true}, {"host": dst.host, "insecure": true}],
+            "mirror": {"additionalImages": [{"name": format!("{}/outage/app:v1", proxy.host)}]},
+        },
+    }))
+    .unwrap();
+    let api: Api<ImageSetConfiguration> = Api::namespaced(client.clone(), "outage");
+    api.create(&PostParams::default(), &obj).await.unwrap();
+    let st = finished(&api, "app", 60).await;
+    let degraded = st.conditions.iter().find(|c| c.type_ == "Degraded").unwrap();
+    assert_eq!((degraded.status.as_str(), degraded.reason.as_str()), ("True", "ImagesFailed"), "{}", degraded.message);
+    assert_eq!(st.counts.as_ref().unwrap().failed, 1);
+    assert!(st.failed_images[0].reason.contains("503"), "{:?}", st.failed_images);
+    assert!(st.failed_images[0].source.contains("outage/app:v1"));
+    // The registry comes back: the next attempt (after --retry-interval) succeeds unaided.
+    proxy.clear_faults();
+    let mut ready = None;
+    for _ in 0..600 {
+        let st = api.get("app").await.unwrap().status.unwrap_or_default();
+        if st.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True") {
+            ready = Some(st);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let st = ready.expect("not Ready within 60s of the registry's return");
+    assert!(st.conditions.iter().any(|c| c.type_ == "Degraded" && c.status == "False"));
+    assert!(st.failed_images.is_empty());
+    let got = support::sha256(&support::skopeo(&[
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{}/m/outage/app:v1", dst.host),
+    ]));
+    assert_eq!(got, image.digest);
+
+    // An invalid spec: Degraded naming the field, and no reconcile loop.
+    let bad = json!({"spec": {"mirror": {"blockedImages": [{"name": "a(b"}]}}});
+    api.patch("app", &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&bad)).await.unwrap();
+    let mut msg = String::new();
+    for _ in 0..300 {
+        let obj = api.get("app").await.unwrap();
+        let st = obj.status.unwrap_or_default();
+        if st.observed_generation == obj.metadata.generation
+            && let Some(c) = st.conditions.iter().find(|c| c.type_ == "Degraded" && c.reason == "InvalidSpec")
+        {
+            msg = c.message.clone();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(msg.contains("spec.mirror.blockedImages[0].name"), "{msg:?}");
+    let reconciles = || {
+        let admin = admin.clone();
+        tokio::task::spawn_blocking(move || {
+            let text = reqwest::blocking::get(format!("http://{admin}/metrics")).unwrap().text().unwrap();
+            text.lines()
+                .find_map(|l| l.strip_prefix("imageset_operator_reconciles_total "))
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap()
+        })
+    };
+    let metrics = {
+        let admin = admin.clone();
+        tokio::task::spawn_blocking(move || {
+            reqwest::blocking::get(format!("http://{admin}/metrics")).unwrap().text().unwrap()
+        })
+        .await
+        .unwrap()
+    };
+    assert!(metrics.contains("imageset_operator_failures_total{reason=\"ImagesFailed\"} "), "{metrics}");
+    assert!(metrics.contains("imageset_operator_failures_total{reason=\"InvalidSpec\"} "), "{metrics}");
+    let bytes: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("imageset_operator_bytes_copied_total "))
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    assert!(bytes >= 2048, "{metrics}");
+    assert!(metrics.contains("imageset_operator_runs_active 0"), "{metrics}");
+    let before = reconciles().await.unwrap();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let after = reconciles().await.unwrap();
+    assert!(after - before <= 1, "an invalid spec was reconciled {} times in 5s", after - before);
+    api.delete("app", &DeleteParams::default()).await.unwrap();
+    drop(src);
+}
+
+/// The operator process, killed with SIGKILL when dropped or asked.
+struct Operator(std::process::Child);
+
+impl Operator {
+    fn start(cp: &cluster::ControlPlane, cache: &std::path::Path, log: &std::path::Path) -> Operator {
+        let out = std::fs::File::create(log).unwrap();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_imageset-operator"))
+            .args(["run", &format!("--admin-addr=127.0.0.1:{}", support::free_port())])
+            .arg(format!("--cache-dir={}", cache.display()))
+            .args(["--namespace=resume", "--leader-election=false"])
+            .env("KUBECONFIG", &cp.kubeconfig)
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .unwrap();
+        Operator(child)
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// kill -9 mid-copy, start again with the same cache: the run completes and the layer that
+/// was half downloaded is not fetched again from the start (only its tail, by Range).
+#[tokio::test]
+async fn a_killed_operator_resumes_and_fetches_nothing_twice() {
+    use support::content::{Format, Pusher, seeded_bytes};
+    use support::proxy::{Fault, FaultAction, Proxy};
+    use support::registry::{Registry, RegistryOptions};
+    let _turn = OPERATOR.lock().await;
+    const BIG: usize = 8 << 20;
+    let (src, dst, proxy, image) = std::thread::spawn(|| {
+        let src = Registry::start(RegistryOptions::default());
+        let dst = Registry::start(RegistryOptions::default());
+        let image =
+            Pusher::new(&src).image("resume/big", "v1", Format::Oci, ("linux", "amd64"), &[(95, BIG), (96, 1024)]);
+        let proxy = Proxy::start(&src.host);
+        (src, dst, proxy, image)
+    })
+    .join()
+    .unwrap();
+    let layer = support::sha256(&seeded_bytes(95, BIG));
+    let stall = FaultAction::Stall { after: Some(3 << 20), duration: Duration::from_secs(120) };
+    proxy.add_fault(Fault::new(Some("GET"), &format!("/blobs/{layer}"), 1, stall));
+    let cp = cluster::shared();
+    let client = cp.client().await;
+    cluster::ensure_namespace(&client, "resume").await;
+    let dir = support::temp_dir("operator-resume-");
+    let cache = dir.path().join("cache");
+    let first = Operator::start(cp, &cache, &dir.path().join("first.log"));
+    let obj: ImageSetConfiguration = serde_json::from_value(json!({
+        "apiVersion": "mirror.openshift.io/v2alpha1", "kind": "ImageSetConfiguration",
+        "metadata": {"name": "big"},
+        "spec": {
+            "destination": format!("docker://{}/r", dst.host),
+            "registries": [{"host": proxy.host, "insecure": true}, {"host": dst.host, "insecure": true}],
+            "mirror": {"additionalImages": [{"name": format!("{}/resume/big:v1", proxy.host)}]},
+        },
+    }))
+    .unwrap();
+    let api: Api<ImageSetConfiguration> = Api::namespaced(client.clone(), "resume");
+    api.create(&PostParams::default(), &obj).await.unwrap();
+    let mut reached = 0;
+    for _ in 0..600 {
+        reached = proxy.bytes_sent_for(&layer);
+        if reached >= 3 << 20 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(reached >= 3 << 20, "the layer download never reached the stall ({reached} bytes)");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    drop(first); // SIGKILL mid-download
+    proxy.clear_faults();
+    let _second = Operator::start(cp, &cache, &dir.path().join("second.log"));
+    let st = finished(&api, "big", 90).await;
+    let ready = st.conditions.iter().find(|c| c.type_ == "Ready").unwrap();
+    assert_eq!(ready.status, "True", "{}", ready.message);
+    let total = proxy.bytes_sent_for(&layer);
+    assert!(total >= BIG as u64 && total < BIG as u64 + (1 << 20), "{total} bytes of an {BIG}-byte layer sent in all");
+    let got = support::sha256(&support::skopeo(&[
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{}/r/resume/big:v1", dst.host),
+    ]));
+    assert_eq!(got, image.digest);
+    api.delete("big", &DeleteParams::default()).await.unwrap();
+    drop(src);
+}
