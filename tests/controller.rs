@@ -14,6 +14,18 @@ use support::cluster;
 /// Operators watch every namespace: tests that run one take turns.
 static OPERATOR: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+/// An image set of `images` copied to `destination`, with `insecure` registries marked so.
+fn image_set(name: &str, destination: String, insecure: &[&str], images: &[String]) -> ImageSetConfiguration {
+    let registries: Vec<_> = insecure.iter().map(|h| json!({"host": h, "insecure": true})).collect();
+    let images: Vec<_> = images.iter().map(|i| json!({"name": i})).collect();
+    serde_json::from_value(json!({
+        "apiVersion": "mirror.openshift.io/v2alpha1", "kind": "ImageSetConfiguration",
+        "metadata": {"name": name},
+        "spec": {"destination": destination, "registries": registries, "mirror": {"additionalImages": images}},
+    }))
+    .unwrap()
+}
+
 /// Waits for an image set's run to finish for its current generation; returns its status.
 async fn finished(
     api: &Api<ImageSetConfiguration>,
@@ -289,16 +301,12 @@ async fn a_registry_outage_degrades_then_recovers_and_invalid_specs_wait() {
         &dir.path().join("operator.log"),
         None,
     );
-    let obj: ImageSetConfiguration = serde_json::from_value(json!({
-        "apiVersion": "mirror.openshift.io/v2alpha1", "kind": "ImageSetConfiguration",
-        "metadata": {"name": "app"},
-        "spec": {
-            "destination": format!("docker://{}/m", dst.host),
-            "registries": [{"host": proxy.host, "insecure": true}, {"host": dst.host, "insecure": true}],
-            "mirror": {"additionalImages": [{"name": format!("{}/outage/app:v1", proxy.host)}]},
-        },
-    }))
-    .unwrap();
+    let obj = image_set(
+        "app",
+        format!("docker://{}/m", dst.host),
+        &[&proxy.host, &dst.host],
+        &[format!("{}/outage/app:v1", proxy.host)],
+    );
     let api: Api<ImageSetConfiguration> = Api::namespaced(client.clone(), "outage");
     api.create(&PostParams::default(), &obj).await.unwrap();
     let st = finished(&api, "app", 60).await;
@@ -434,16 +442,12 @@ async fn a_killed_operator_resumes_and_fetches_nothing_twice() {
     let dir = support::temp_dir("operator-resume-");
     let cache = dir.path().join("cache");
     let first = Operator::start(cp, &cache, &dir.path().join("first.log"));
-    let obj: ImageSetConfiguration = serde_json::from_value(json!({
-        "apiVersion": "mirror.openshift.io/v2alpha1", "kind": "ImageSetConfiguration",
-        "metadata": {"name": "big"},
-        "spec": {
-            "destination": format!("docker://{}/r", dst.host),
-            "registries": [{"host": proxy.host, "insecure": true}, {"host": dst.host, "insecure": true}],
-            "mirror": {"additionalImages": [{"name": format!("{}/resume/big:v1", proxy.host)}]},
-        },
-    }))
-    .unwrap();
+    let obj = image_set(
+        "big",
+        format!("docker://{}/r", dst.host),
+        &[&proxy.host, &dst.host],
+        &[format!("{}/resume/big:v1", proxy.host)],
+    );
     let api: Api<ImageSetConfiguration> = Api::namespaced(client.clone(), "resume");
     api.create(&PostParams::default(), &obj).await.unwrap();
     let mut reached = 0;
