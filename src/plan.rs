@@ -7,7 +7,7 @@ use crate::api::mirror::{AdditionalImage, BlockedImage, Delete, Mirror, Operator
 use crate::image::{ImageRef, RefError, Transport};
 
 /// What an image is part of; also the order oc-mirror copies in.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub enum ImageKind {
     /// A release component image.
     ReleaseContent,
@@ -373,23 +373,50 @@ pub fn plan_releases(
 }
 
 /// Disk-to-mirror: the release images an archive holds (named under the disk root by the
-/// mirror-to-disk run), planned to the destination with the same names.
+/// mirror-to-disk run), planned to the destination with the same names. Archives that record
+/// kinds are read by kind; older ones by oc-mirror's release repositories.
 pub fn plan_archived_releases(
     images: &[crate::cache::archive::ArchivedImage],
     dest: &Destination,
     max_nested: u32,
 ) -> Vec<CopyItem> {
+    let release = [ImageKind::Release, ImageKind::ReleaseContent, ImageKind::KubeVirt, ImageKind::Graph];
+    plan_archived(images, dest, max_nested, |img, path, tag| match img.kind {
+        Some(k) => release.contains(&k).then_some(k),
+        None => match path {
+            RELEASE_IMAGES_REPO => Some(ImageKind::Release),
+            RELEASE_REPO if tag.contains("-kube-virt-container") => Some(ImageKind::KubeVirt),
+            RELEASE_REPO => Some(ImageKind::ReleaseContent),
+            p if p == crate::release::graph_image::REPOSITORY => Some(ImageKind::Graph),
+            _ => None,
+        },
+    })
+}
+
+/// Disk-to-mirror: the images an archive recorded as `kinds` (by the mirror-to-disk run that
+/// wrote it), planned to the destination under the same names.
+pub fn plan_archived_kinds(
+    images: &[crate::cache::archive::ArchivedImage],
+    kinds: &[ImageKind],
+    dest: &Destination,
+    max_nested: u32,
+) -> Vec<CopyItem> {
+    plan_archived(images, dest, max_nested, |img, _, _| img.kind.filter(|k| kinds.contains(k)))
+}
+
+/// Archived images that `kind_of(image, path, tag)` keeps, from their disk-root names to the
+/// destination.
+fn plan_archived(
+    images: &[crate::cache::archive::ArchivedImage],
+    dest: &Destination,
+    max_nested: u32,
+    kind_of: impl Fn(&crate::cache::archive::ArchivedImage, &str, &str) -> Option<ImageKind>,
+) -> Vec<CopyItem> {
     let mut items = Vec::new();
     for img in images {
         let Some(rest) = img.name.strip_prefix(&format!("{DISK_ROOT}/")) else { continue };
         let Some((path, tag)) = rest.rsplit_once(':') else { continue };
-        let kind = match path {
-            RELEASE_IMAGES_REPO => ImageKind::Release,
-            RELEASE_REPO if tag.contains("-kube-virt-container") => ImageKind::KubeVirt,
-            RELEASE_REPO => ImageKind::ReleaseContent,
-            p if p == crate::release::graph_image::REPOSITORY => ImageKind::Graph,
-            _ => continue,
-        };
+        let Some(kind) = kind_of(img, path, tag) else { continue };
         items.push(CopyItem {
             kind,
             origin: img.origin.clone(),

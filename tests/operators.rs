@@ -322,3 +322,69 @@ fn a_filtered_catalog_is_mirrored_with_its_images_and_serves_only_the_selection_
     let tags: Value = get(&dst, "mirror/catalogs/test-index/tags/list").json().unwrap();
     assert_eq!(tags["tags"].as_array().unwrap().len(), 1);
 }
+
+/// Mirror-to-disk, then disk-to-mirror with the source registry gone: the rebuilt catalog,
+/// its bundles and their related images reach the disconnected registry by digest, and the
+/// CatalogSource points at the rebuilt catalog there.
+#[test]
+fn a_filtered_catalog_goes_through_archives_to_a_disconnected_registry() {
+    let dir = temp_dir("operators-d2m");
+    let (src, dst) = (Registry::start(RegistryOptions::default()), Registry::start(RegistryOptions::default()));
+    let fbc = dir.path().join("fbc");
+    let data = shared_data().join("fbc/oc-mirror-test-catalogs/test-catalog-latest");
+    for f in walk(&data) {
+        let out = fbc.join(f.strip_prefix(&data).unwrap());
+        std::fs::create_dir_all(out.parent().unwrap()).unwrap();
+        std::fs::copy(&f, out).unwrap();
+    }
+    let cat = build_catalog(&src, &fbc, dir.path(), "none.example.com/nothing:missing");
+    let isc = dir.path().join("isc.yaml");
+    std::fs::write(
+        &isc,
+        format!(
+            "apiVersion: mirror.openshift.io/v2alpha1\nkind: ImageSetConfiguration\nmirror:\n  operators:\n  - catalog: {}\n    packages:\n    - name: foo\n      minVersion: 0.2.0\n      maxVersion: 0.3.0\n",
+            cat.reference
+        ),
+    )
+    .unwrap();
+    let archives = dir.path().join("archives");
+    let out = support::cli::bin()
+        .args([
+            "mirror",
+            "-c",
+            isc.to_str().unwrap(),
+            &format!("file://{}", archives.display()),
+            "--src-tls-verify=false",
+        ])
+        .arg("--cache-dir")
+        .arg(dir.path().join("cache-online"))
+        .output()
+        .unwrap();
+    support::cli::ok(out);
+    drop(src);
+    let out = support::cli::bin()
+        .args(["mirror", "-c", isc.to_str().unwrap(), "--from", &format!("file://{}", archives.display())])
+        .arg(format!("docker://{}/enclave", dst.host))
+        .arg("--cache-dir")
+        .arg(dir.path().join("cache-enclave"))
+        .arg("--dest-tls-verify=false")
+        .output()
+        .unwrap();
+    let text = support::cli::ok(out);
+    for bundle in ["foo-bundle-v0.2.0", "foo-bundle-v0.3.0", "foo-bundle-v0.3.1"] {
+        let (old, new) = cat.map.iter().find(|(o, _)| o.ends_with(&format!(":{bundle}"))).unwrap();
+        let (name, digest) = new.split_once('@').unwrap();
+        let path = name.split_once('/').unwrap().1;
+        assert!(get(&dst, &format!("enclave/{path}/manifests/{digest}")).status().is_success(), "{old}: {text}");
+    }
+    let tags: Value = get(&dst, "enclave/catalogs/test-index/tags/list").json().unwrap();
+    let tag = tags["tags"][0].as_str().unwrap().to_string();
+    assert!(tag.starts_with("v1-"), "{tag}");
+    let res = archives.join("working-dir/cluster-resources");
+    let cs = walk(&res)
+        .into_iter()
+        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with("cs-"))
+        .unwrap_or_else(|| panic!("no CatalogSource in {}: {text}", res.display()));
+    let cs = std::fs::read_to_string(cs).unwrap();
+    assert!(cs.contains(&format!("{}/enclave/catalogs/test-index@sha256:", dst.host)), "{cs}");
+}

@@ -35,6 +35,9 @@ pub struct ArchivedImage {
     pub digest: String,
     /// Manifest media type.
     pub media_type: String,
+    /// What the image is part of (archives written before this field have none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<crate::plan::ImageKind>,
 }
 
 /// A blob in one part.

@@ -365,6 +365,7 @@ async fn write_archives(
             origin: r.item.origin.clone(),
             digest: r.digest.clone().unwrap_or_default(),
             media_type: r.media_type.clone().unwrap_or_default(),
+            kind: Some(r.item.kind),
         })
         .collect();
     // One entry per digest (a blob may be named by several images).

@@ -27,9 +27,7 @@ pub async fn collect(
     args: &crate::cli::MirrorArgs,
 ) -> Result<Vec<String>, CliError> {
     if inv.mode == Mode::DiskToMirror {
-        return Err(CliError::Unsupported(
-            "mirror.operators: disk-to-mirror of operator catalogs is not available in this build".into(),
-        ));
+        return from_archives(inv, planned, args);
     }
     let mut lines = Vec::new();
     let mut selected = Vec::new();
@@ -81,6 +79,35 @@ pub async fn collect(
     if planned.plan.items.is_empty() {
         return Err(plan::PlanError::Empty.into());
     }
+    Ok(lines)
+}
+
+/// Disk-to-mirror: the bundles, related images and (rebuilt) catalogs the archives hold, as
+/// the mirror-to-disk run recorded them.
+fn from_archives(
+    inv: &Invocation,
+    planned: &mut Planned,
+    args: &crate::cli::MirrorArgs,
+) -> Result<Vec<String>, CliError> {
+    use crate::cache::archive;
+    use crate::plan::ImageKind;
+    let from = std::path::PathBuf::from(args.from.as_deref().unwrap_or_default().trim_start_matches("file://"));
+    let parts = archive::list(&from).map_err(|e| CliError::Setup(e.to_string()))?;
+    let Some((_, newest)) = parts.last() else {
+        return Err(CliError::Setup(format!("mirror.operators: no archives in {}", from.display())));
+    };
+    let contents = archive::read_contents(newest).map_err(|e| CliError::Setup(e.to_string()))?;
+    let kinds = [ImageKind::OperatorRelatedImage, ImageKind::OperatorBundle, ImageKind::OperatorCatalog];
+    let items = plan::plan_archived_kinds(&contents.images, &kinds, &inv.destination, args.common.max_nested_paths);
+    let catalogs = items.iter().filter(|i| i.kind == ImageKind::OperatorCatalog).count();
+    if catalogs == 0 {
+        return Err(CliError::Setup(format!(
+            "mirror.operators: the archives in {} hold no operator catalogs (written by an older version, or without operators)",
+            from.display()
+        )));
+    }
+    let lines = vec![format!("{} operator images found in the archives ({catalogs} catalogs)", items.len())];
+    planned.add(items);
     Ok(lines)
 }
 
