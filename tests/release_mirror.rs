@@ -283,10 +283,13 @@ fn shortest_path_across_channels_and_list_releases_follow_the_graph() {
         dir.path(),
         "isc.yaml",
         &format!(
-            "apiVersion: mirror.openshift.io/v2alpha1\nkind: ImageSetConfiguration\nmirror:\n  platform:\n    kubeVirtContainer: true\n    channels:\n    - name: stable-4.13\n      minVersion: {from}\n      maxVersion: {to}\n      shortestPath: true\n"
+            "apiVersion: mirror.openshift.io/v2alpha1\nkind: ImageSetConfiguration\nmirror:\n  platform:\n    kubeVirtContainer: true\n    channels:\n    - name: stable-4.13\n      minVersion: {from}\n      maxVersion: {to}\n      shortestPath: true\n      type: okd\n"
         ),
     );
-    let flags = release_flags(&w);
+    // `type: okd` asks the OKD graph: the OCP one points nowhere.
+    let mut flags: Vec<String> = release_flags(&w).into_iter().filter(|f| !f.starts_with("--update-url=")).collect();
+    flags.push("--update-url=http://127.0.0.1:9/not-this-one".into());
+    flags.push(format!("--okd-update-url={}", w.graph_url));
     let mut args: Vec<&str> = flags.iter().map(String::as_str).collect();
     args.push("--dry-run");
     let out = mirror_to_mirror(&isc, dir.path(), "docker://mirror.example.com:5000", &args).output().unwrap();
