@@ -105,18 +105,6 @@ impl Origin<'_> {
     }
 }
 
-/// The top manifest digest of a registry reference (HEAD for a tag).
-async fn top_digest(client: &Client, r: &ImageRef) -> Result<String, CollectError> {
-    if let Some(d) = &r.digest {
-        return Ok(d.clone());
-    }
-    let tag = r.tag.as_deref().unwrap_or("latest");
-    match client.manifest_head(&r.registry, &r.path, tag).await? {
-        Some((d, _)) => Ok(d),
-        None => Err(RegistryError::NotFound { what: format!("catalog {r}") }.into()),
-    }
-}
-
 fn layout_top(dir: &Path) -> Result<String, CollectError> {
     let path = dir.join("index.json");
     let bytes = std::fs::read(&path).map_err(|e| CollectError::Local(format!("{}: {e}", path.display())))?;
@@ -131,7 +119,7 @@ pub async fn fetch_catalog(client: &Client, cache: &Cache, catalog: &str) -> Res
     let r = ImageRef::parse(catalog).map_err(|e| CollectError::Local(format!("catalog {catalog}: {e}")))?;
     let (from, digest) = match r.transport {
         Transport::Docker => {
-            let d = top_digest(client, &r).await?;
+            let d = fetch::top_digest(client, &r, &format!("catalog {r}")).await?;
             (Origin::Registry { client, registry: &r.registry, repo: &r.path }, d)
         }
         Transport::Oci => {

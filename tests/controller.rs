@@ -14,6 +14,22 @@ use support::cluster;
 /// Operators watch every namespace: tests that run one take turns.
 static OPERATOR: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+/// A source and a destination registry, and what `fill` puts in the source. Registries and
+/// pushes are blocking code: they run off the async runtime.
+fn registries<T: Send + 'static>(
+    fill: impl FnOnce(&support::registry::Registry) -> T + Send + 'static,
+) -> (support::registry::Registry, support::registry::Registry, T) {
+    std::thread::spawn(|| {
+        use support::registry::{Registry, RegistryOptions};
+        let src = Registry::start(RegistryOptions::default());
+        let dst = Registry::start(RegistryOptions::default());
+        let filled = fill(&src);
+        (src, dst, filled)
+    })
+    .join()
+    .unwrap()
+}
+
 /// An image set of `images` copied to `destination`, with `insecure` registries marked so.
 fn image_set(name: &str, destination: String, insecure: &[&str], images: &[String]) -> ImageSetConfiguration {
     let registries: Vec<_> = insecure.iter().map(|h| json!({"host": h, "insecure": true})).collect();
@@ -59,18 +75,12 @@ fn dynamic(client: &kube::Client, group: &str, version: &str, kind: &str) -> Api
 async fn run_mirrors_applies_prunes_and_cleans_up() {
     let _turn = OPERATOR.lock().await;
     use support::content::{Format, Pusher};
-    use support::registry::{Registry, RegistryOptions};
-    // The registries and their content come from blocking code: off the async runtime.
-    let (src, dst, tagged, pinned) = std::thread::spawn(|| {
-        let src = Registry::start(RegistryOptions::default());
-        let dst = Registry::start(RegistryOptions::default());
-        let push = Pusher::new(&src);
+    let (src, dst, (tagged, pinned)) = registries(|src| {
+        let push = Pusher::new(src);
         let tagged = push.image("apps/web", "v1", Format::Oci, ("linux", "amd64"), &[(71, 2048), (72, 4096)]);
         let pinned = push.image("apps/db", "v2", Format::Docker, ("linux", "amd64"), &[(73, 3000)]);
-        (src, dst, tagged, pinned)
-    })
-    .join()
-    .unwrap();
+        (tagged, pinned)
+    });
     let cp = cluster::shared();
     let client = cp.client().await;
     for ns in ["mirror-ops", "tenant-ns"] {
@@ -191,18 +201,12 @@ fn runs_started(admin: &str) -> Option<u64> {
 #[tokio::test]
 async fn two_replicas_only_the_leader_copies() {
     use support::content::{Format, Pusher};
-    use support::registry::{Registry, RegistryOptions};
     let _turn = OPERATOR.lock().await;
-    let (src, dst) = std::thread::spawn(|| {
-        let src = Registry::start(RegistryOptions::default());
-        let dst = Registry::start(RegistryOptions::default());
-        let push = Pusher::new(&src);
+    let (src, dst, ()) = registries(|src| {
+        let push = Pusher::new(src);
         push.image("ha/one", "v1", Format::Oci, ("linux", "amd64"), &[(81, 1024)]);
         push.image("ha/two", "v1", Format::Oci, ("linux", "amd64"), &[(82, 1024)]);
-        (src, dst)
-    })
-    .join()
-    .unwrap();
+    });
     let cp = cluster::shared();
     let client = cp.client().await;
     cluster::ensure_namespace(&client, "ha-ops").await;
@@ -269,17 +273,11 @@ async fn two_replicas_only_the_leader_copies() {
 async fn a_registry_outage_degrades_then_recovers_and_invalid_specs_wait() {
     use support::content::{Format, Pusher};
     use support::proxy::{Fault, FaultAction, Proxy};
-    use support::registry::{Registry, RegistryOptions};
     let _turn = OPERATOR.lock().await;
-    let (src, dst, proxy, image) = std::thread::spawn(|| {
-        let src = Registry::start(RegistryOptions::default());
-        let dst = Registry::start(RegistryOptions::default());
-        let image = Pusher::new(&src).image("outage/app", "v1", Format::Oci, ("linux", "amd64"), &[(91, 2048)]);
-        let proxy = Proxy::start(&src.host);
-        (src, dst, proxy, image)
-    })
-    .join()
-    .unwrap();
+    let (src, dst, (proxy, image)) = registries(|src| {
+        let image = Pusher::new(src).image("outage/app", "v1", Format::Oci, ("linux", "amd64"), &[(91, 2048)]);
+        (Proxy::start(&src.host), image)
+    });
     proxy.add_fault(Fault::new(None, "/v2/", usize::MAX, FaultAction::Status(503)));
     let cp = cluster::shared();
     let client = cp.client().await;
@@ -420,19 +418,13 @@ impl Drop for Operator {
 async fn a_killed_operator_resumes_and_fetches_nothing_twice() {
     use support::content::{Format, Pusher, seeded_bytes};
     use support::proxy::{Fault, FaultAction, Proxy};
-    use support::registry::{Registry, RegistryOptions};
     let _turn = OPERATOR.lock().await;
     const BIG: usize = 8 << 20;
-    let (src, dst, proxy, image) = std::thread::spawn(|| {
-        let src = Registry::start(RegistryOptions::default());
-        let dst = Registry::start(RegistryOptions::default());
+    let (src, dst, (proxy, image)) = registries(|src| {
         let image =
-            Pusher::new(&src).image("resume/big", "v1", Format::Oci, ("linux", "amd64"), &[(95, BIG), (96, 1024)]);
-        let proxy = Proxy::start(&src.host);
-        (src, dst, proxy, image)
-    })
-    .join()
-    .unwrap();
+            Pusher::new(src).image("resume/big", "v1", Format::Oci, ("linux", "amd64"), &[(95, BIG), (96, 1024)]);
+        (Proxy::start(&src.host), image)
+    });
     let layer = support::sha256(&seeded_bytes(95, BIG));
     let stall = FaultAction::Stall { after: Some(3 << 20), duration: Duration::from_secs(120) };
     proxy.add_fault(Fault::new(Some("GET"), &format!("/blobs/{layer}"), 1, stall));

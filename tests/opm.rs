@@ -84,12 +84,7 @@ fn manifest(reg: &Registry, reference: &str) -> Vec<u8> {
     };
     let resp = reg
         .authorize(repo, reg.http().get(format!("{}/v2/{repo}/manifests/{r}", reg.base_url())))
-        .header(
-            "Accept",
-            "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, \
-             application/vnd.docker.distribution.manifest.list.v2+json, \
-             application/vnd.docker.distribution.manifest.v2+json",
-        )
+        .header("Accept", imageset_operator::image::manifest::ACCEPT)
         .send()
         .unwrap();
     assert!(resp.status().is_success(), "{reference}: {}", resp.status());

@@ -215,15 +215,10 @@ fn to_json_stream(path: &Path) -> Result<Vec<u8>> {
     if path.extension().is_some_and(|e| e == "json") {
         return Ok(text.into_bytes());
     }
-    // Catalog documents exceed the parser's default budgets (see src/catalog/parse.rs).
-    let mut budget = serde_saphyr::Budget::default();
-    budget.max_events = 64 << 20;
-    budget.max_nodes = 32 << 20;
-    budget.max_total_scalar_bytes = 1 << 30;
-    let mut options = serde_saphyr::Options::default();
-    options.budget = Some(budget);
-    let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple_with_options(&text, options)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    // Catalog documents exceed the parser's default budgets.
+    let docs: Vec<serde_json::Value> =
+        serde_saphyr::from_multiple_with_options(&text, imageset_operator::catalog::yaml_options())
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     let mut out = Vec::new();
     for d in docs.iter().filter(|d| !d.is_null()) {
         serde_json::to_writer(&mut out, d)?;

@@ -38,6 +38,19 @@ pub async fn manifest(
     Ok(bytes)
 }
 
+/// The top manifest digest of a registry reference: its digest, or a HEAD of its tag
+/// (`latest` when it has none). `what` names it when the registry does not have it.
+pub async fn top_digest(client: &Client, r: &crate::image::ImageRef, what: &str) -> Result<String, RegistryError> {
+    if let Some(d) = &r.digest {
+        return Ok(d.clone());
+    }
+    let tag = r.tag.as_deref().unwrap_or("latest");
+    match client.manifest_head(&r.registry, &r.path, tag).await? {
+        Some((d, _)) => Ok(d),
+        None => Err(RegistryError::NotFound { what: what.to_string() }),
+    }
+}
+
 /// [`blob`] with no tee, one download per digest at a time across every caller of this cache
 /// (callers that read payloads or build images concurrently need not coordinate).
 pub async fn blob_once(

@@ -15,6 +15,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 pub use filter::{FilterError, Selection, select};
+pub use parse::yaml_options;
 
 /// Where a blob's text lives: a file of the catalog and a byte range in it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

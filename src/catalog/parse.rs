@@ -288,7 +288,7 @@ pub(super) fn parse_files(files: &[SourceFile]) -> Result<Vec<Blob>, CatalogErro
 
 /// Catalog documents are large and trusted as much as the image they come from: a channel
 /// with thousands of skips is hundreds of thousands of nodes, above the parser's defaults.
-pub(super) fn yaml_options() -> serde_saphyr::Options {
+pub fn yaml_options() -> serde_saphyr::Options {
     let mut budget = serde_saphyr::Budget::default();
     budget.max_events = 64 << 20;
     budget.max_nodes = 32 << 20;

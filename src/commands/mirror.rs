@@ -159,6 +159,19 @@ impl Planned {
     }
 }
 
+/// Disk-to-mirror: the `--from` directory and the contents of its newest archive (which lists
+/// every image of the run that wrote it). `field` names the part asking, for the error.
+pub fn newest_archive(args: &MirrorArgs, field: &str) -> Result<(PathBuf, crate::cache::archive::Contents), CliError> {
+    use crate::cache::archive;
+    let from = PathBuf::from(args.from.as_deref().unwrap_or_default().trim_start_matches("file://"));
+    let parts = archive::list(&from).map_err(|e| CliError::Setup(e.to_string()))?;
+    let Some((_, newest)) = parts.last() else {
+        return Err(CliError::Setup(format!("{field}: no archives in {}", from.display())));
+    };
+    let contents = archive::read_contents(newest).map_err(|e| CliError::Setup(e.to_string()))?;
+    Ok((from, contents))
+}
+
 /// Plans the image set for the invocation.
 pub fn plan(inv: &Invocation, max_nested: u32) -> Result<Planned, CliError> {
     let text = std::fs::read_to_string(&inv.config).map_err(io_err(&inv.config))?;

@@ -76,9 +76,6 @@ pub async fn collect(
     let (items, needs) = plan::plan_operators(&inputs, &inv.destination, args.common.max_nested_paths)?;
     planned.add(items);
     planned.needs = needs;
-    if planned.plan.items.is_empty() {
-        return Err(plan::PlanError::Empty.into());
-    }
     Ok(lines)
 }
 
@@ -89,14 +86,8 @@ fn from_archives(
     planned: &mut Planned,
     args: &crate::cli::MirrorArgs,
 ) -> Result<Vec<String>, CliError> {
-    use crate::cache::archive;
     use crate::plan::ImageKind;
-    let from = std::path::PathBuf::from(args.from.as_deref().unwrap_or_default().trim_start_matches("file://"));
-    let parts = archive::list(&from).map_err(|e| CliError::Setup(e.to_string()))?;
-    let Some((_, newest)) = parts.last() else {
-        return Err(CliError::Setup(format!("mirror.operators: no archives in {}", from.display())));
-    };
-    let contents = archive::read_contents(newest).map_err(|e| CliError::Setup(e.to_string()))?;
+    let (from, contents) = super::mirror::newest_archive(args, "mirror.operators")?;
     let kinds = [ImageKind::OperatorRelatedImage, ImageKind::OperatorBundle, ImageKind::OperatorCatalog];
     let items = plan::plan_archived_kinds(&contents.images, &kinds, &inv.destination, args.common.max_nested_paths);
     let catalogs = items.iter().filter(|i| i.kind == ImageKind::OperatorCatalog).count();

@@ -88,13 +88,7 @@ pub async fn collect(
 /// Disk-to-mirror: the release images the archives hold, and the signatures the
 /// mirror-to-disk run kept in working-dir/signatures (verified again here).
 fn from_archives(inv: &Invocation, planned: &mut Planned, args: &MirrorArgs) -> Result<Vec<String>, CliError> {
-    use crate::cache::archive;
-    let from = std::path::PathBuf::from(args.from.as_deref().unwrap_or_default().trim_start_matches("file://"));
-    let parts = archive::list(&from).map_err(|e| CliError::Setup(e.to_string()))?;
-    let Some((_, newest)) = parts.last() else {
-        return Err(CliError::Setup(format!("mirror.platform: no archives in {}", from.display())));
-    };
-    let contents = archive::read_contents(newest).map_err(|e| CliError::Setup(e.to_string()))?;
+    let (_, contents) = super::mirror::newest_archive(args, "mirror.platform")?;
     let items = plan::plan_archived_releases(&contents.images, &inv.destination, args.common.max_nested_paths);
     if items.is_empty() {
         planned.failures.push((ImageKind::Release, "mirror.platform: the archives hold no release images".into()));

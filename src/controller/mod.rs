@@ -228,7 +228,7 @@ async fn reconcile(isc: Arc<ImageSetConfiguration>, ctx: Arc<Ctx>) -> Result<Act
         }
     };
     let retrying = last.is_some_and(|(_, _, ok)| !ok);
-    let running = run::start(&ctx.shared, &isc, run::Access { client: access }, retrying);
+    let running = run::start(&ctx.shared, &isc, access, retrying);
     ctx.shared.runs.lock().expect("runs").insert(key.clone(), running);
     ctx.metrics.runs_started.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     if !is_true(&old, READY) || old.observed_generation != generation {

@@ -100,12 +100,6 @@ pub struct Finished {
     pub summary: String,
 }
 
-/// How the run reaches registries: from the image set's Secret and settings.
-pub struct Access {
-    /// Client options (auth, insecure hosts, CAs).
-    pub client: ClientOptions,
-}
-
 /// `namespace/name`.
 pub fn key(isc: &ImageSetConfiguration) -> String {
     format!(
@@ -122,7 +116,8 @@ struct Flags {
 }
 
 /// Starts a run for the image set.
-pub fn start(shared: &Arc<Shared>, isc: &ImageSetConfiguration, access: Access, retrying: bool) -> Running {
+/// `access`: how the run reaches registries (from the image set's Secret and settings).
+pub fn start(shared: &Arc<Shared>, isc: &ImageSetConfiguration, access: ClientOptions, retrying: bool) -> Running {
     let (tx, rx) = watch::channel(None);
     let shared2 = shared.clone();
     let generation = isc.metadata.generation;
@@ -168,7 +163,7 @@ pub fn start(shared: &Arc<Shared>, isc: &ImageSetConfiguration, access: Access, 
 async fn execute(
     shared: &Shared,
     isc: &ImageSetConfiguration,
-    access: Access,
+    mut opts: ClientOptions,
     tx: &watch::Sender<Option<Arc<Engine>>>,
 ) -> Result<Finished, String> {
     let spec = &isc.spec;
@@ -194,7 +189,6 @@ async fn execute(
         cache_dir: shared.root.clone(),
         config: PathBuf::from(&k),
     };
-    let mut opts = access.client;
     opts.backoff.retries = shared.retry_times;
     let client = Arc::new(Client::new(opts).map_err(|e| e.to_string())?);
     let mut planned =

@@ -69,15 +69,7 @@ pub async fn build(client: &Client, cache: &Cache, base: &str, tarball: &[u8]) -
         message: e.to_string(),
     };
     let bad = |m: String| ReleaseError::GraphImage(format!("base image {base}: {m}"));
-    let top = match &r.digest {
-        Some(d) => d.clone(),
-        None => client
-            .manifest_head(&r.registry, &r.path, r.tag.as_deref().unwrap_or("latest"))
-            .await
-            .map_err(reg)?
-            .map(|(d, _)| d)
-            .ok_or_else(|| bad("not found".into()))?,
-    };
+    let top = fetch::top_digest(client, &r, &format!("base image {base}")).await.map_err(reg)?;
     let top_bytes = fetch::manifest(client, cache, &r.registry, &r.path, &top).await.map_err(reg)?;
     let mt = manifest::media_type_of(&top_bytes, None);
     let (index, children) = match manifest::parse(&top_bytes, &mt).map_err(|e| bad(e.to_string()))? {

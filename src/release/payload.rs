@@ -150,18 +150,7 @@ pub async fn read(client: &Client, cache: &Cache, reference: &str) -> Result<Pay
         what: reference.to_string(),
         message: e.to_string(),
     };
-    let digest = match &r.digest {
-        Some(d) => d.clone(),
-        None => {
-            let tag = r.tag.as_deref().unwrap_or("latest");
-            client
-                .manifest_head(&r.registry, &r.path, tag)
-                .await
-                .map_err(reg)?
-                .map(|(d, _)| d)
-                .ok_or_else(|| ReleaseError::Payload { payload: reference.into(), message: "not found".into() })?
-        }
-    };
+    let digest = fetch::top_digest(client, &r, &format!("release payload {reference}")).await.map_err(reg)?;
     let bad = |m: String| ReleaseError::Payload { payload: reference.to_string(), message: m };
     let mut current = digest.clone();
     let mut layers = None;

@@ -159,13 +159,7 @@ pub fn fbc_documents(dir: &Path) -> Vec<Value> {
                 .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
         } else {
             // Real catalogs hold documents with thousands of nodes, above the parser's defaults.
-            let mut budget = serde_saphyr::Budget::default();
-            budget.max_events = 64 << 20;
-            budget.max_nodes = 32 << 20;
-            budget.max_total_scalar_bytes = 1 << 30;
-            let mut options = serde_saphyr::Options::default();
-            options.budget = Some(budget);
-            serde_saphyr::from_multiple_with_options(&text, options)
+            serde_saphyr::from_multiple_with_options(&text, imageset_operator::catalog::yaml_options())
                 .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
         };
         out.extend(docs.into_iter().filter(|d| !d.is_null()));
@@ -418,12 +412,7 @@ pub fn extract_image(reg: &Registry, reference: &str, dest: &Path) -> ImageConfi
     let get = |kind: &str, r: &str| -> Vec<u8> {
         let resp = reg
             .authorize(repo, http.get(format!("{}/v2/{repo}/{kind}/{r}", reg.base_url())))
-            .header(
-                "Accept",
-                "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, \
-                 application/vnd.docker.distribution.manifest.list.v2+json, \
-                 application/vnd.docker.distribution.manifest.v2+json",
-            )
+            .header("Accept", imageset_operator::image::manifest::ACCEPT)
             .send()
             .unwrap_or_else(|e| panic!("GET {repo} {kind} {r}: {e}"));
         assert!(resp.status().is_success(), "GET {repo} {kind} {r}: {}", resp.status());
