@@ -80,6 +80,13 @@ pub struct RunArgs {
     /// Image sets copied at once (the others wait their turn).
     #[arg(long, env = "MAX_CONCURRENT_RUNS", default_value_t = 2)]
     pub max_concurrent_runs: usize,
+    /// Seconds a registry may send nothing before a request is abandoned and retried.
+    #[arg(long, env = "STALL_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    pub stall_timeout: u64,
+    /// Seconds a registry may fail every attempt before a run gives up on it (its images
+    /// fail at once, and the run ends instead of holding a copy slot).
+    #[arg(long, env = "UNREACHABLE_AFTER", default_value_t = 30)]
+    pub unreachable_after: u64,
 }
 
 /// Flags shared with `oc-mirror --v2`.
@@ -126,6 +133,10 @@ pub struct CommonFlags {
     /// (a cut download resumes from the byte it reached).
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
     pub stall_timeout: u64,
+    /// Seconds a registry may fail every attempt (connection errors, timeouts, 5xx) before it
+    /// is given up for the rest of the run, so that its images fail at once.
+    #[arg(long, default_value_t = 30)]
+    pub unreachable_after: u64,
     /// Fold destination paths deeper than this (0: no limit).
     #[arg(long, default_value_t = 0)]
     pub max_nested_paths: u32,

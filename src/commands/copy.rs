@@ -84,6 +84,7 @@ fn client_options(
         auth: credentials(c.authfile.as_deref(), env)?,
         backoff: crate::registry::Backoff { retries: c.retry_times, ..Default::default() },
         stall_timeout: Duration::from_secs(c.stall_timeout),
+        breaker_window: Duration::from_secs(c.unreachable_after),
         ..Default::default()
     })
 }

@@ -59,6 +59,21 @@ pub enum RegistryError {
         /// Why.
         source: ManifestError,
     },
+    /// The registry failed every attempt for a while (its breaker is open): not tried again
+    /// in this run.
+    #[error(
+        "{what}: registry {host} unreachable ({failures} attempts in a row failed over {secs} s); not tried again in this run"
+    )]
+    Unreachable {
+        /// The operation.
+        what: String,
+        /// Registry.
+        host: String,
+        /// Attempts that failed in a row.
+        failures: u32,
+        /// Seconds since the first of them.
+        secs: u64,
+    },
     /// Local files.
     #[error("{what}: {message}")]
     Io {
@@ -92,6 +107,7 @@ impl RegistryError {
             RegistryError::NotFound { .. } => "NotFound",
             RegistryError::DigestMismatch { .. } => "DigestMismatch",
             RegistryError::Manifest { .. } => "UnsupportedManifest",
+            RegistryError::Unreachable { .. } => "RegistryUnreachable",
             RegistryError::Io { .. } => "Io",
         }
     }

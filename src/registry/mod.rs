@@ -47,7 +47,14 @@ pub struct ClientOptions {
     pub backoff: Backoff,
     /// A response that sends nothing for this long is abandoned (and retried).
     pub stall_timeout: Duration,
+    /// A host whose requests have all failed (connection errors, timeouts, 5xx) for this long,
+    /// [`BREAKER_ATTEMPTS`] attempts at least, is given up for the rest of the client's life:
+    /// further requests fail at once instead of each waiting out its retries.
+    pub breaker_window: Duration,
 }
+
+/// Failed attempts in a row before a host's breaker may open (see `breaker_window`).
+pub const BREAKER_ATTEMPTS: u32 = 8;
 
 impl Default for ClientOptions {
     fn default() -> Self {
@@ -59,6 +66,7 @@ impl Default for ClientOptions {
             max_in_flight: 8,
             backoff: Backoff::default(),
             stall_timeout: Duration::from_secs(30),
+            breaker_window: Duration::from_secs(30),
         }
     }
 }
@@ -85,6 +93,44 @@ struct Host {
     tokens: Mutex<HashMap<String, Token>>,
     /// Token fetches for a host run one at a time, so concurrent requests share one token.
     token_flight: tokio::sync::Mutex<()>,
+    breaker: Mutex<Breaker>,
+}
+
+/// Failed attempts on a host since it last answered.
+#[derive(Default)]
+struct Breaker {
+    failures: u32,
+    since: Option<Instant>,
+    open: bool,
+}
+
+impl Host {
+    /// Records an attempt: `Some(true)` the host answered, `Some(false)` it failed in a way
+    /// worth retrying. Returns whether the breaker is now open.
+    fn record(&self, answered: bool, window: Duration) -> bool {
+        let mut b = self.breaker.lock().expect("breaker lock");
+        if answered {
+            *b = Breaker::default();
+            return false;
+        }
+        b.failures += 1;
+        let since = *b.since.get_or_insert_with(Instant::now);
+        if !b.open && b.failures >= BREAKER_ATTEMPTS && since.elapsed() >= window {
+            b.open = true;
+            tracing::warn!(registry = %self.name, failures = b.failures, "registry unreachable; giving up on it for this run");
+        }
+        b.open
+    }
+
+    fn unreachable(&self, what: &str) -> Option<RegistryError> {
+        let b = self.breaker.lock().expect("breaker lock");
+        b.open.then(|| RegistryError::Unreachable {
+            what: what.to_string(),
+            host: self.name.clone(),
+            failures: b.failures,
+            secs: b.since.map(|s| s.elapsed().as_secs()).unwrap_or_default(),
+        })
+    }
 }
 
 /// A response body still being read, holding its registry's request slot.
@@ -200,6 +246,7 @@ impl Client {
                     challenge: Mutex::new(None),
                     tokens: Mutex::new(HashMap::new()),
                     token_flight: tokio::sync::Mutex::new(()),
+                    breaker: Mutex::default(),
                 })
             })
             .clone()
@@ -360,9 +407,19 @@ impl Client {
         build: &Build<'_>,
     ) -> Result<(Response, OwnedSemaphorePermit), RegistryError> {
         let host = self.host(call.registry);
+        if let Some(e) = host.unreachable(call.what) {
+            return Err(e);
+        }
         let permit = host.permits.clone().acquire_owned().await.expect("semaphore never closed");
-        let resp = self.send_once(&host, call.what, call.scopes, call.repo, build).await?;
-        Ok((check(call.what, &host.name, resp).await?, permit))
+        let r = match self.send_once(&host, call.what, call.scopes, call.repo, build).await {
+            Ok(resp) => check(call.what, &host.name, resp).await,
+            Err(e) => Err(e),
+        };
+        let answered = r.as_ref().err().is_none_or(|e| e.retry_hint().is_none());
+        if host.record(answered, self.opts.breaker_window) && !answered {
+            return Err(host.unreachable(call.what).expect("breaker open"));
+        }
+        Ok((r?, permit))
     }
 
     /// HEAD a manifest: `(digest, media type)` or `None` when absent.
