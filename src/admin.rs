@@ -34,6 +34,8 @@ pub struct Metrics {
     pub failures: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
     /// Set once the controller's watches are running.
     pub ready: AtomicBool,
+    /// The shared cache, for its hit and miss counts.
+    pub cache: std::sync::OnceLock<Arc<crate::cache::Cache>>,
 }
 
 impl Metrics {
@@ -60,6 +62,17 @@ impl Metrics {
             ("imageset_operator_runs_queued", "Runs waiting for a copy slot.", &self.runs_queued),
         ] {
             out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} gauge\n{name} {}\n", v.load(Ordering::Relaxed)));
+        }
+        if let Some(c) = self.cache.get() {
+            for (name, help, v) in [
+                ("imageset_operator_cache_hits_total", "Blobs and manifests taken from the cache.", &c.hits),
+                ("imageset_operator_cache_misses_total", "Blobs and manifests fetched into the cache.", &c.misses),
+            ] {
+                out.push_str(&format!(
+                    "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}\n",
+                    v.load(Ordering::Relaxed)
+                ));
+            }
         }
         let name = "imageset_operator_failures_total";
         out.push_str(&format!("# HELP {name} Failed runs and reconciles by reason.\n# TYPE {name} counter\n"));

@@ -172,6 +172,7 @@ impl Engine {
     /// A manifest by digest: from the cache, else from the source registry (verified, cached).
     async fn manifest(&self, src: &ImageRef, source: &Source, digest: &str) -> Result<Vec<u8>, RegistryError> {
         if self.cache.has(digest) {
+            self.cache.count(true);
             return self.cache.read(digest).map_err(|e| local("reading cache", e));
         }
         if let Source::Archive(_) = source {
@@ -368,11 +369,13 @@ impl Engine {
     /// Makes one blob present in the cache (single flight per digest).
     async fn cached(&self, src: &ImageRef, source: &Source, desc: &Descriptor) -> Result<(), RegistryError> {
         if self.cache.has(&desc.digest) {
+            self.cache.count(true);
             return Ok(());
         }
         let lock = self.cache.flight(&desc.digest);
         let _guard = lock.lock().await;
         if self.cache.has(&desc.digest) {
+            self.cache.count(true);
             return Ok(());
         }
         match source {

@@ -23,6 +23,7 @@ pub async fn manifest(
     digest: &str,
 ) -> Result<Vec<u8>, RegistryError> {
     if cache.has(digest) {
+        cache.count(true);
         return cache.read(digest).map_err(|e| io_err("reading cache", e));
     }
     let (bytes, _) = client.manifest_get(registry, repo, digest).await?;
@@ -35,6 +36,7 @@ pub async fn manifest(
         });
     }
     cache.put(digest, &bytes).map_err(|e| io_err("writing cache", e))?;
+    cache.count(false);
     Ok(bytes)
 }
 
@@ -137,6 +139,7 @@ pub async fn blob(
     mut tee: Option<Tee>,
 ) -> Result<(), RegistryError> {
     if cache.has(&desc.digest) {
+        cache.count(true);
         return Ok(());
     }
     let what = format!("fetch {registry}/{repo}@{}", desc.digest);
@@ -209,6 +212,7 @@ pub async fn blob(
             let file = part.file.into_inner().map_err(|e| io_err(&what, e.error()))?;
             let commit = cache.committer(&staging, file, &desc.digest).map_err(|e| io_err(&what, e))?;
             tokio::task::spawn_blocking(commit).await.map_err(|e| io_err(&what, e))?.map_err(|e| io_err(&what, e))?;
+            cache.count(false);
             return Ok(());
         }
         // Wrong bytes are never stored; one fresh download in case a partial was stale.

@@ -78,6 +78,10 @@ pub struct Cache {
     durable: bool,
     /// One download at a time per digest, for every user of this cache.
     flights: std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<tokio::sync::Mutex<()>>>>,
+    /// Blobs and manifests taken from the cache instead of a registry.
+    pub hits: std::sync::atomic::AtomicU64,
+    /// Blobs and manifests fetched from a registry into the cache.
+    pub misses: std::sync::atomic::AtomicU64,
 }
 
 fn hex_of(digest: &str) -> Result<&str, CacheError> {
@@ -103,6 +107,12 @@ pub fn hash_reader(mut r: impl Read) -> std::io::Result<(String, u64)> {
 }
 
 impl Cache {
+    /// Counts an entry taken from the cache (`true`) or fetched into it (`false`).
+    pub fn count(&self, hit: bool) {
+        let c = if hit { &self.hits } else { &self.misses };
+        c.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// Opens (creating) a cache directory and takes its lock.
     pub fn open(root: &Path) -> Result<Cache, CacheError> {
         for d in ["blobs/sha256", "staging", "refs"] {
@@ -116,7 +126,14 @@ impl Cache {
             Err(fs::TryLockError::WouldBlock) => return Err(CacheError::Busy(root.to_path_buf())),
             Err(fs::TryLockError::Error(e)) => return Err(CacheError::Io { path: lock_path, source: e }),
         }
-        Ok(Cache { root: root.to_path_buf(), _lock: lock, durable: true, flights: Default::default() })
+        Ok(Cache {
+            root: root.to_path_buf(),
+            _lock: lock,
+            durable: true,
+            flights: Default::default(),
+            hits: Default::default(),
+            misses: Default::default(),
+        })
     }
 
     /// Skips the fsync before each entry becomes visible: a killed process still never leaves
