@@ -62,6 +62,21 @@ async fn finished(
     panic!("{name}: run not finished within {secs}s: {:?}", api.get(name).await.unwrap().status);
 }
 
+/// `imageset-operator run` under a guard, with its cache in `dir`/cache, its admin endpoint
+/// on `admin`, and `flags` beside; logs to `dir`/operator.log.
+fn operator(cp: &cluster::ControlPlane, dir: &std::path::Path, admin: &str, flags: &[&str]) -> support::Guarded {
+    let mut args = vec!["run".to_string(), format!("--admin-addr={admin}")];
+    args.push(format!("--cache-dir={}", dir.join("cache").display()));
+    args.extend(flags.iter().map(|f| f.to_string()));
+    support::Guarded::spawn_with_env(
+        std::path::Path::new(env!("CARGO_BIN_EXE_imageset-operator")),
+        &args,
+        &[("KUBECONFIG", cp.kubeconfig.display().to_string())],
+        &dir.join("operator.log"),
+        None,
+    )
+}
+
 fn dynamic(client: &kube::Client, group: &str, version: &str, kind: &str) -> Api<kube::api::DynamicObject> {
     let ar = kube::core::ApiResource::from_gvk(&kube::core::GroupVersionKind::gvk(group, version, kind));
     Api::all_with(client.clone(), &ar)
@@ -88,18 +103,7 @@ async fn run_mirrors_applies_prunes_and_cleans_up() {
     }
     let dir = support::temp_dir("operator-run-");
     let admin = format!("127.0.0.1:{}", support::free_port());
-    let _operator = support::Guarded::spawn_with_env(
-        std::path::Path::new(env!("CARGO_BIN_EXE_imageset-operator")),
-        &[
-            "run".into(),
-            format!("--admin-addr={admin}"),
-            format!("--cache-dir={}", dir.path().join("cache").display()),
-            "--namespace=mirror-ops".into(),
-        ],
-        &[("KUBECONFIG", cp.kubeconfig.display().to_string())],
-        &dir.path().join("operator.log"),
-        None,
-    );
+    let _operator = operator(cp, dir.path(), &admin, &["--namespace=mirror-ops"]);
     let spec = |images: Vec<String>| {
         json!({
             "destination": format!("docker://{}/mirror", dst.host),
@@ -284,21 +288,8 @@ async fn a_registry_outage_degrades_then_recovers_and_invalid_specs_wait() {
     cluster::ensure_namespace(&client, "outage").await;
     let dir = support::temp_dir("operator-outage-");
     let admin = format!("127.0.0.1:{}", support::free_port());
-    let _operator = support::Guarded::spawn_with_env(
-        std::path::Path::new(env!("CARGO_BIN_EXE_imageset-operator")),
-        &[
-            "run".into(),
-            format!("--admin-addr={admin}"),
-            format!("--cache-dir={}", dir.path().join("cache").display()),
-            "--namespace=outage".into(),
-            "--leader-election=false".into(),
-            "--retry-interval=2".into(),
-            "--retry-times=1".into(),
-        ],
-        &[("KUBECONFIG", cp.kubeconfig.display().to_string())],
-        &dir.path().join("operator.log"),
-        None,
-    );
+    let flags = ["--namespace=outage", "--leader-election=false", "--retry-interval=2", "--retry-times=1"];
+    let _operator = operator(cp, dir.path(), &admin, &flags);
     let obj = image_set(
         "app",
         format!("docker://{}/m", dst.host),
@@ -476,4 +467,257 @@ async fn a_killed_operator_resumes_and_fetches_nothing_twice() {
     ]));
     assert_eq!(got, image.digest);
     drop(src);
+}
+
+/// The shell-guarded operator's exit once asked to stop (SIGTERM; SIGKILL 2 s later).
+fn stop(g: support::Guarded) -> String {
+    let log = g.log.clone();
+    drop(g);
+    std::fs::read_to_string(log).unwrap()
+}
+
+/// A registry that hangs (accepts, never answers) is given up after `--unreachable-after`,
+/// so its image set's run ends instead of holding the only copy slot and the healthy image
+/// set behind it gets its turn. Credentials from the image sets' Secrets never reach the log,
+/// status or events, even when refused. SIGTERM stops a run under way and the operator exits
+/// at once.
+#[tokio::test]
+async fn a_hanging_registry_holds_no_slot_and_secrets_stay_out_of_sight() {
+    use base64::Engine as _;
+    use support::content::{Format, Pusher};
+    use support::proxy::{Fault, FaultAction, Proxy};
+    use support::registry::{Registry, RegistryOptions};
+    const PASSWORD: &str = "pw-6c1f0e-never-shown";
+    const WRONG: &str = "wrong-9b27d4-never-shown";
+    let _turn = OPERATOR.lock().await;
+    let (src, dst, (private, proxy, images)) = registries(|src| {
+        let private = Registry::start(RegistryOptions {
+            htpasswd: Some(("mirror".into(), PASSWORD.into())),
+            ..Default::default()
+        });
+        let healthy = Pusher::new(&private).image("slot/app", "v1", Format::Oci, ("linux", "amd64"), &[(71, 1024)]);
+        let push = Pusher::new(src);
+        for i in 0..5u64 {
+            push.image(&format!("slot/hang{i}"), "v1", Format::Oci, ("linux", "amd64"), &[(72 + i, 1024)]);
+        }
+        (private, Proxy::start(&src.host), healthy)
+    });
+    let hang = FaultAction::Stall { after: None, duration: Duration::from_secs(600) };
+    proxy.add_fault(Fault::new(None, "/v2/", usize::MAX, hang));
+    let cp = cluster::shared();
+    let client = cp.client().await;
+    cluster::ensure_namespace(&client, "slots").await;
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(client.clone(), "slots");
+    for (name, password) in [("good", PASSWORD), ("bad", WRONG)] {
+        let auth = base64::engine::general_purpose::STANDARD.encode(format!("mirror:{password}"));
+        let config = json!({"auths": {private.host.clone(): {"auth": auth}}}).to_string();
+        let secret: k8s_openapi::api::core::v1::Secret = serde_json::from_value(json!({
+            "metadata": {"name": name}, "type": "kubernetes.io/dockerconfigjson",
+            "stringData": {".dockerconfigjson": config},
+        }))
+        .unwrap();
+        let _ = secrets.delete(name, &DeleteParams::default()).await;
+        secrets.create(&PostParams::default(), &secret).await.unwrap();
+    }
+    let dir = support::temp_dir("operator-slots-");
+    let flags = [
+        // Image sets in "slots" may not apply cluster objects: no finalizer to wait on.
+        "--namespace=slots-operator",
+        "--leader-election=false",
+        "--max-concurrent-runs=1",
+        "--stall-timeout=1",
+        "--unreachable-after=2",
+        "--retry-times=12",
+        "--retry-interval=600",
+        "--log-level=imageset_operator=debug,info",
+    ];
+    let admin = format!("127.0.0.1:{}", support::free_port());
+    let operator = operator(cp, dir.path(), &admin, &flags);
+    let api: Api<ImageSetConfiguration> = Api::namespaced(client.clone(), "slots");
+    // Five images behind the hanging proxy, and one from the private registry with a wrong
+    // password.
+    let mut hanging: Vec<String> = (0..5).map(|i| format!("{}/slot/hang{i}:v1", proxy.host)).collect();
+    hanging.push(format!("{}/slot/app:v1", private.host));
+    let mut dead =
+        image_set("dead", format!("docker://{}/d", dst.host), &[&proxy.host, &private.host, &dst.host], &hanging);
+    dead.spec.auth_secret_ref = Some(serde_json::from_value(json!({"name": "bad"})).unwrap());
+    api.create(&PostParams::default(), &dead).await.unwrap();
+    for _ in 0..300 {
+        let st = api.get("dead").await.unwrap().status.unwrap_or_default();
+        if st.conditions.iter().any(|c| c.type_ == "Progressing" && c.status == "True") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let started = std::time::Instant::now();
+    let mut healthy = image_set(
+        "healthy",
+        format!("docker://{}/h", dst.host),
+        &[&private.host, &dst.host],
+        &[format!("{}/slot/app:v1", private.host)],
+    );
+    healthy.spec.auth_secret_ref = Some(serde_json::from_value(json!({"name": "good"})).unwrap());
+    api.create(&PostParams::default(), &healthy).await.unwrap();
+    let st = finished(&api, "healthy", 120).await;
+    let waited = started.elapsed();
+    let ready = st.conditions.iter().find(|c| c.type_ == "Ready").unwrap();
+    assert_eq!(ready.status, "True", "{}", ready.message);
+    // Without giving up on the registry the dead set would hold the slot for 12 retries of
+    // each hanging request (over two minutes).
+    assert!(waited < Duration::from_secs(60), "the healthy image set waited {waited:?} for a copy slot");
+    let st = finished(&api, "dead", 60).await;
+    assert_eq!(st.counts.as_ref().unwrap().failed, 6, "{:?}", st.failed_images);
+    let unreachable = st.failed_images.iter().filter(|f| f.reason.contains("unreachable")).count();
+    assert!(unreachable >= 1, "{:?}", st.failed_images);
+    let denied = st.failed_images.iter().find(|f| f.source.contains(&private.host)).unwrap();
+    assert!(denied.reason.contains("access denied"), "{denied:?}");
+    let got = support::sha256(&support::skopeo(&[
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{}/h/slot/app:v1", dst.host),
+    ]));
+    assert_eq!(got, images.digest);
+
+    // A run under way when SIGTERM comes is stopped and the operator exits within the 2 s the
+    // guard allows before SIGKILL (whose exit status would show in the log's absence of the
+    // shutdown line).
+    let patch = json!({"spec": {"mirror": {"additionalImages": [{"name": format!("{}/slot/hang0:v1", proxy.host)}]}}});
+    api.patch("dead", &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&patch)).await.unwrap();
+    let mut running = false;
+    for _ in 0..300 {
+        let obj = api.get("dead").await.unwrap();
+        let st = obj.status.unwrap_or_default();
+        if st.observed_generation == obj.metadata.generation
+            && st.conditions.iter().any(|c| c.type_ == "Progressing" && c.status == "True")
+        {
+            running = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(running, "the second run of the dead image set never started");
+    let log = stop(operator);
+    assert!(log.contains("runs under way stopped"), "no graceful stop in the log:\n{log}");
+
+    // No secret anywhere: log, status, events.
+    let encoded: Vec<String> = [PASSWORD, WRONG]
+        .iter()
+        .map(|p| base64::engine::general_purpose::STANDARD.encode(format!("mirror:{p}")))
+        .collect();
+    let status = serde_json::to_string(&api.list(&Default::default()).await.unwrap().items).unwrap();
+    let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client.clone(), "slots");
+    let events = serde_json::to_string(&events.list(&Default::default()).await.unwrap().items).unwrap();
+    assert!(events.contains("ImagesFailed"), "no failure event: {events}");
+    for (what, text) in [("operator log", &log), ("image sets", &status), ("events", &events)] {
+        for secret in [PASSWORD, WRONG, &encoded[0], &encoded[1]] {
+            assert!(!text.contains(secret), "{what} shows a credential");
+        }
+    }
+    api.delete("dead", &DeleteParams::default()).await.unwrap();
+    api.delete("healthy", &DeleteParams::default()).await.unwrap();
+    drop(src);
+}
+
+/// `clusterResources.apply: Hold`: nothing is applied; status lists the pending changes (what
+/// each would create or change, field by field, and whether it reboots nodes) under a digest;
+/// approving that digest applies exactly those changes, and the next change is held again.
+#[tokio::test]
+async fn held_changes_wait_for_approval_of_their_digest() {
+    use support::content::{Format, Pusher};
+    let _turn = OPERATOR.lock().await;
+    let (src, dst, (web, db)) = registries(|src| {
+        let push = Pusher::new(src);
+        let web = push.image("held/web", "v1", Format::Oci, ("linux", "amd64"), &[(61, 1024)]);
+        let db = push.image("other/db", "v1", Format::Oci, ("linux", "amd64"), &[(62, 1024)]);
+        (web, db)
+    });
+    let cp = cluster::shared();
+    let client = cp.client().await;
+    cluster::ensure_namespace(&client, "held-ops").await;
+    let dir = support::temp_dir("operator-held-");
+    let admin = format!("127.0.0.1:{}", support::free_port());
+    let _operator = operator(cp, dir.path(), &admin, &["--namespace=held-ops", "--leader-election=false"]);
+    let by_digest = |name: &str, digest: &str| format!("{}/{name}@{digest}", src.host);
+    let spec = |images: Vec<String>, approved: Option<&str>| {
+        json!({
+            "destination": format!("docker://{}/held", dst.host),
+            "registries": [{"host": src.host, "insecure": true}, {"host": dst.host, "insecure": true}],
+            "clusterResources": {"apply": "Hold", "approvedChangesDigest": approved},
+            "mirror": {"additionalImages": images.into_iter().map(|n| json!({"name": n})).collect::<Vec<_>>()},
+        })
+    };
+    let obj: ImageSetConfiguration = serde_json::from_value(json!({
+        "apiVersion": "mirror.openshift.io/v2alpha1", "kind": "ImageSetConfiguration",
+        "metadata": {"name": "held"}, "spec": spec(vec![by_digest("held/web", &web.digest)], None),
+    }))
+    .unwrap();
+    let api: Api<ImageSetConfiguration> = Api::namespaced(client.clone(), "held-ops");
+    api.create(&PostParams::default(), &obj).await.unwrap();
+    let owned = kube::api::ListParams::default().labels("mirror.openshift.io/owned-by=held-ops.held");
+    let idms = dynamic(&client, "config.openshift.io", "v1", "ImageDigestMirrorSet");
+
+    // Held: one IDMS to create (creating an IDMS reboots no node), nothing applied.
+    let st = finished(&api, "held", 60).await;
+    let p = st.pending_changes.clone().expect("pending changes in status");
+    assert_eq!(p.objects.len(), 1, "{p:?}");
+    assert_eq!((p.objects[0].action.as_str(), p.objects[0].kind.as_str()), ("Create", "ImageDigestMirrorSet"));
+    assert!(!p.reboots_nodes);
+    let ready = st.conditions.iter().find(|c| c.type_ == "Ready").unwrap();
+    assert!(ready.message.contains(&p.digest) && ready.message.contains("held for review"), "{}", ready.message);
+    assert!(idms.list(&owned).await.unwrap().items.is_empty(), "a held IDMS was applied");
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), "held-ops");
+    let reasons: Vec<String> =
+        events.list(&Default::default()).await.unwrap().items.into_iter().filter_map(|e| e.reason).collect();
+    assert!(reasons.iter().any(|r| r == "ChangesHeld"), "{reasons:?}");
+
+    // Approved: applied, nothing pending.
+    let approve = |images: Vec<String>, digest: &str| json!({"spec": spec(images, Some(digest))});
+    let patch = approve(vec![by_digest("held/web", &web.digest)], &p.digest);
+    api.patch("held", &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&patch)).await.unwrap();
+    let st = finished(&api, "held", 60).await;
+    assert_eq!(st.pending_changes, None);
+    let list = idms.list(&owned).await.unwrap();
+    assert_eq!(list.items.len(), 1);
+    let applied = list.items[0].clone();
+
+    // A new image in another namespace changes the IDMS: held, named field by field, and
+    // marked as rebooting nodes; the old approval does not cover it.
+    let both = vec![by_digest("held/web", &web.digest), by_digest("other/db", &db.digest)];
+    let patch = approve(both.clone(), &p.digest);
+    api.patch("held", &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&patch)).await.unwrap();
+    let st = finished(&api, "held", 60).await;
+    let p2 = st.pending_changes.clone().expect("the change is held");
+    assert_ne!(p2.digest, p.digest);
+    assert!(p2.reboots_nodes);
+    assert_eq!(p2.objects[0].action, "Update");
+    assert!(p2.objects[0].fields.iter().any(|f| f.starts_with("spec.imageDigestMirrors[")), "{:?}", p2.objects[0]);
+    let now = idms.list(&owned).await.unwrap().items[0].clone();
+    assert_eq!(now.metadata.resource_version, applied.metadata.resource_version, "a held change was applied");
+    let patch = approve(both, &p2.digest);
+    api.patch("held", &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&patch)).await.unwrap();
+    let st = finished(&api, "held", 60).await;
+    assert_eq!(st.pending_changes, None);
+    let mirrors = serde_json::to_string(&idms.list(&owned).await.unwrap().items[0].data["spec"]).unwrap();
+    assert!(mirrors.contains(&format!("\"{}/other\"", src.host)), "{mirrors}");
+
+    // Later runs took manifests from the cache.
+    let metrics = tokio::task::spawn_blocking(move || {
+        reqwest::blocking::get(format!("http://{admin}/metrics")).unwrap().text().unwrap()
+    })
+    .await
+    .unwrap();
+    let value = |name: &str| -> u64 {
+        metrics.lines().find_map(|l| l.strip_prefix(&format!("{name} "))).and_then(|v| v.parse().ok()).unwrap()
+    };
+    assert!(value("imageset_operator_cache_misses_total") >= 4, "{metrics}");
+    assert!(value("imageset_operator_cache_hits_total") >= 1, "{metrics}");
+    api.delete("held", &DeleteParams::default()).await.unwrap();
+    for _ in 0..300 {
+        if api.get_opt("held").await.unwrap().is_none() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(idms.list(&owned).await.unwrap().items.is_empty(), "IDMS left behind");
 }

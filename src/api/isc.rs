@@ -107,6 +107,10 @@ pub struct ClusterResources {
     /// Delete (default) or Keep the produced objects when the image set is deleted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_delete: Option<DeletionPolicy>,
+    /// With `apply: Hold`: the held changes to apply once, as `status.pendingChanges.digest`
+    /// shows them. Changes with another digest stay held.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approved_changes_digest: Option<String>,
 }
 
 /// Whether generated objects are applied automatically.

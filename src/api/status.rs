@@ -35,6 +35,45 @@ pub struct ImageSetStatus {
     /// When a run last finished with every image present (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_successful_run_time: Option<String>,
+    /// Cluster-object changes held for review (`spec.clusterResources.apply: Hold`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_changes: Option<PendingChanges>,
+}
+
+/// The most held object changes listed in status.
+pub const MAX_LISTED_CHANGES: usize = 50;
+
+/// Cluster-object changes a run produced and the policy holds.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct PendingChanges {
+    /// Digest of these changes: copy it into `spec.clusterResources.approvedChangesDigest` to
+    /// apply them.
+    pub digest: String,
+    /// Whether applying them reboots nodes (an ImageTagMirrorSet created, or any mirror set
+    /// changed or deleted).
+    pub reboots_nodes: bool,
+    /// The changes, at most 50.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub objects: Vec<PendingChange>,
+}
+
+/// One object's held change.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct PendingChange {
+    /// Create, Update or Delete.
+    pub action: String,
+    /// Kind.
+    pub kind: String,
+    /// Namespace (empty for cluster-scoped objects).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+    /// Fields that differ, as paths (`spec.imageDigestMirrors[2].mirrors`), at most 20.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fields: Vec<String>,
 }
 
 /// Image counts by outcome.

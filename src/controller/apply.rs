@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256};
 use crate::api::ImageSetConfiguration;
 use crate::api::names::{FIELD_MANAGER, OWNER_LABEL};
 use crate::registry::{ClientOptions, DockerAuth};
+use crate::render::CatalogTemplate;
 
 /// Every kind an image set may produce: (apiVersion, kind).
 pub const KINDS: &[(&str, &str)] = &[
@@ -51,17 +52,50 @@ fn key_of(v: &Value) -> ObjKey {
     (s("/kind"), s("/metadata/namespace"), s("/metadata/name"))
 }
 
+/// An object as applied: with the owner label.
+fn labelled(o: &Value, owner: &str) -> Value {
+    let mut o = o.clone();
+    o["metadata"]["labels"][OWNER_LABEL] = Value::String(owner.to_string());
+    o
+}
+
+/// The API of an object's kind, in its namespace.
+fn api_of(client: &Client, o: &Value) -> (Api<DynamicObject>, String) {
+    let (kind, ns, name) = key_of(o);
+    let ar = resource(o["apiVersion"].as_str().unwrap_or_default(), &kind);
+    (api_for(client, &ar, (!ns.is_empty()).then_some(ns.as_str())), name)
+}
+
+/// What applying `objects` would do: each object as it would be applied with the live one
+/// (`None` when absent), and the owned objects that would be pruned.
+pub async fn compare(
+    client: &Client,
+    owner: &str,
+    objects: &[Value],
+) -> Result<(Vec<(Value, Option<Value>)>, BTreeSet<ObjKey>), kube::Error> {
+    let mut pairs = Vec::new();
+    for o in objects {
+        let o = labelled(o, owner);
+        let (api, name) = api_of(client, &o);
+        let live = match api.get_opt(&name).await {
+            Ok(l) => l.map(|l| serde_json::to_value(l).unwrap_or_default()),
+            Err(kube::Error::Api(s)) if s.code == 404 => None,
+            Err(e) => return Err(e),
+        };
+        pairs.push((o, live));
+    }
+    let keep = keys(objects);
+    let deletes = owned(client, owner).await?.into_iter().map(|(_, k)| k).filter(|k| !keep.contains(k)).collect();
+    Ok((pairs, deletes))
+}
+
 /// Applies `objects` with the owner label; returns how many changed (resourceVersion moved).
 /// Applying the same content again changes nothing, so nodes are not disrupted by resyncs.
 pub async fn apply(client: &Client, owner: &str, objects: &[Value]) -> Result<usize, kube::Error> {
     let mut changed = 0;
     for o in objects {
-        let mut o = o.clone();
-        o["metadata"]["labels"][OWNER_LABEL] = Value::String(owner.to_string());
-        let (kind, ns, name) = key_of(&o);
-        let api_version = o["apiVersion"].as_str().unwrap_or_default().to_string();
-        let ar = resource(&api_version, &kind);
-        let api = api_for(client, &ar, (!ns.is_empty()).then_some(ns.as_str()));
+        let o = labelled(o, owner);
+        let (api, name) = api_of(client, &o);
         let before = api.get_opt(&name).await?.and_then(|x| x.metadata.resource_version);
         let after = api.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&o)).await?;
         if before != after.metadata.resource_version {
@@ -93,10 +127,9 @@ pub async fn dry_run_config_map(
     Ok(name)
 }
 
-/// Deletes objects with the owner label that are not in `keep`; returns what was deleted.
-/// Kinds the cluster does not serve are skipped.
-pub async fn prune(client: &Client, owner: &str, keep: &BTreeSet<ObjKey>) -> Result<Vec<ObjKey>, kube::Error> {
-    let mut deleted = Vec::new();
+/// Every object carrying the owner label, of the kinds the cluster serves.
+async fn owned(client: &Client, owner: &str) -> Result<Vec<(ApiResource, ObjKey)>, kube::Error> {
+    let mut out = Vec::new();
     let lp = ListParams::default().labels(&format!("{OWNER_LABEL}={owner}"));
     for (api_version, kind) in KINDS {
         let ar = resource(api_version, kind);
@@ -106,20 +139,27 @@ pub async fn prune(client: &Client, owner: &str, keep: &BTreeSet<ObjKey>) -> Res
             Err(e) => return Err(e),
         };
         for obj in list.items {
-            let ns = obj.metadata.namespace.clone().unwrap_or_default();
-            let name = obj.name_any();
-            let k = (kind.to_string(), ns.clone(), name.clone());
-            if keep.contains(&k) {
-                continue;
-            }
-            match api_for(client, &ar, (!ns.is_empty()).then_some(ns.as_str()))
-                .delete(&name, &DeleteParams::default())
-                .await
-            {
-                Ok(_) => deleted.push(k),
-                Err(kube::Error::Api(s)) if s.code == 404 => {}
-                Err(e) => return Err(e),
-            }
+            let k = (kind.to_string(), obj.metadata.namespace.clone().unwrap_or_default(), obj.name_any());
+            out.push((ar.clone(), k));
+        }
+    }
+    Ok(out)
+}
+
+/// Deletes objects with the owner label that are not in `keep`; returns what was deleted.
+/// Kinds the cluster does not serve are skipped.
+pub async fn prune(client: &Client, owner: &str, keep: &BTreeSet<ObjKey>) -> Result<Vec<ObjKey>, kube::Error> {
+    let mut deleted = Vec::new();
+    for (ar, k) in owned(client, owner).await? {
+        if keep.contains(&k) {
+            continue;
+        }
+        let (_, ns, name) = &k;
+        match api_for(client, &ar, (!ns.is_empty()).then_some(ns.as_str())).delete(name, &DeleteParams::default()).await
+        {
+            Ok(_) => deleted.push(k),
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(e) => return Err(e),
         }
     }
     Ok(deleted)
@@ -166,6 +206,42 @@ pub async fn access(client: &Client, isc: &ImageSetConfiguration) -> Result<Clie
     }
     Ok(opts)
 }
+
+/// How the controller names a CatalogSource template: a key of a ConfigMap in the image
+/// set's namespace (the operator's pod has no files of the image set's author).
+pub const TEMPLATE_PREFIX: &str = "configmap:";
+
+/// `configmap:<name>/<key>` as (name, key). Pure.
+pub fn template_ref(value: &str) -> Option<(&str, &str)> {
+    let (name, key) = value.strip_prefix(TEMPLATE_PREFIX)?.split_once('/')?;
+    (!name.is_empty() && !key.is_empty() && !key.contains('/')).then_some((name, key))
+}
+
+/// The CatalogSource templates an image set names, read from ConfigMaps in its namespace and
+/// checked, so that a bad one stops the run before anything is copied.
+pub async fn templates(client: &Client, isc: &ImageSetConfiguration) -> Result<Vec<CatalogTemplate>, String> {
+    let ns = isc.namespace().unwrap_or_default();
+    let cms: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(client.clone(), &ns);
+    let mut out = Vec::new();
+    for (i, op) in isc.spec.mirror.operators.iter().enumerate() {
+        let Some(value) = &op.target_catalog_source_template else { continue };
+        let field = format!("spec.mirror.operators[{i}].targetCatalogSourceTemplate");
+        let (name, key) = template_ref(value).ok_or_else(|| format!("{field}: {TEMPLATE_NOTE}"))?;
+        let cm = cms.get(name).await.map_err(|e| format!("{field}: ConfigMap {ns}/{name}: {}", brief(&e)))?;
+        let text = cm
+            .data
+            .and_then(|d| d.get(key).cloned())
+            .ok_or_else(|| format!("{field}: ConfigMap {ns}/{name} has no key {key:?}"))?;
+        let t = CatalogTemplate { catalog: op.catalog.clone(), path: value.clone(), text };
+        crate::render::check_template(&t).map_err(|e| format!("{field}: {e}"))?;
+        out.push(t);
+    }
+    Ok(out)
+}
+
+/// What a template reference must look like in the cluster.
+pub const TEMPLATE_NOTE: &str =
+    "in the cluster a template is a ConfigMap key in the image set's namespace, written configmap:<name>/<key>";
 
 /// An API error without response bodies (which could echo object content).
 fn brief(e: &kube::Error) -> String {

@@ -1,8 +1,9 @@
-//! The controller: watches image sets and reports what each one asks for. Steps that need
-//! the copy engine report honestly that this build cannot run them yet.
+//! The controller: watches image sets, runs each one in the background through the shared
+//! cache, applies what it produces, and reports progress and outcome in status and events.
 
 mod apply;
 mod delete;
+mod pending;
 mod run;
 mod status;
 
@@ -93,6 +94,16 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
 /// The spec's first problem, naming the field. Pure.
 pub fn check_spec(isc: &ImageSetConfiguration) -> Result<(), String> {
     validate::validate_mirror("spec.mirror", &isc.spec.mirror).map_err(|e| e.to_string())?;
+    for (i, op) in isc.spec.mirror.operators.iter().enumerate() {
+        if let Some(t) = &op.target_catalog_source_template
+            && apply::template_ref(t).is_none()
+        {
+            return Err(format!(
+                "spec.mirror.operators[{i}].targetCatalogSourceTemplate: {t:?}: {}",
+                apply::TEMPLATE_NOTE
+            ));
+        }
+    }
     let d = Destination::parse(&isc.spec.destination).map_err(|e| format!("spec.destination: {e}"))?;
     plan::plan_additional(&isc.spec.mirror, &d, isc.spec.max_nested_paths.unwrap_or(0), false)
         .map_err(|e| format!("spec.mirror.{e}"))?;
@@ -198,22 +209,31 @@ async fn reconcile(isc: Arc<ImageSetConfiguration>, ctx: Arc<Ctx>) -> Result<Act
             Err(e) => Err(format!("run stopped: {e}")),
         };
         let ok = finish(&ctx, &isc, &mut st, result, allowed, &owner).await?;
-        ctx.shared.done.lock().expect("done").insert(key, (generation, std::time::Instant::now(), ok));
+        let last = {
+            let mut done = ctx.shared.done.lock().expect("done");
+            let last = run::LastRun::after(done.get(&key).copied(), generation, ok);
+            done.insert(key, last);
+            last
+        };
         write_status(&ctx, &isc, &old, &st).await?;
-        return Ok(Action::requeue(if ok { resync } else { ctx.retry }));
+        return Ok(Action::requeue(last.due(resync, ctx.retry) - last.at));
     }
     // Not running: start now, or when the last run of this generation is due again.
-    let last = ctx.shared.done.lock().expect("done").get(&key).cloned();
-    if let Some((g, at, ok)) = last
-        && g == generation
+    let last = ctx.shared.done.lock().expect("done").get(&key).copied();
+    if let Some(l) = last
+        && l.generation == generation
     {
-        let due = at + if ok { resync } else { ctx.retry };
+        let due = l.due(resync, ctx.retry);
         let now = std::time::Instant::now();
         if now < due {
             return Ok(Action::requeue(due - now));
         }
     }
-    let access = match apply::access(&ctx.client, &isc).await {
+    let access = match async {
+        Ok::<_, String>((apply::access(&ctx.client, &isc).await?, apply::templates(&ctx.client, &isc).await?))
+    }
+    .await
+    {
         Ok(a) => a,
         Err(msg) => {
             let (c, cs) = conds(&mut st, generation);
@@ -223,11 +243,12 @@ async fn reconcile(isc: Arc<ImageSetConfiguration>, ctx: Arc<Ctx>) -> Result<Act
             write_status(&ctx, &isc, &old, &st).await?;
             ctx.metrics.failed("AccessError");
             event(&ctx, &isc, EventType::Warning, "AccessError", &msg).await;
-            ctx.shared.done.lock().expect("done").insert(key, (generation, std::time::Instant::now(), false));
-            return Ok(Action::requeue(ctx.retry));
+            let l = run::LastRun::after(last, generation, false);
+            ctx.shared.done.lock().expect("done").insert(key, l);
+            return Ok(Action::requeue(l.due(resync, ctx.retry) - l.at));
         }
     };
-    let retrying = last.is_some_and(|(_, _, ok)| !ok);
+    let retrying = last.is_some_and(|l| l.failures > 0);
     let running = run::start(&ctx.shared, &isc, access, retrying);
     ctx.shared.runs.lock().expect("runs").insert(key.clone(), running);
     ctx.metrics.runs_started.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -281,9 +302,35 @@ async fn finish(
             isc.namespace().unwrap_or_default()
         )
     } else if hold {
-        let names: Vec<String> = apply::keys(&f.objects).into_iter().map(|(k, _, n)| format!("{k}/{n}")).collect();
-        format!("; held for review (clusterResources.apply: Hold): {}", names.join(", "))
+        let (pairs, deletes) = apply::compare(&ctx.client, owner, &f.objects).await?;
+        let approved = isc.spec.cluster_resources.as_ref().and_then(|c| c.approved_changes_digest.clone());
+        match pending::pending(&pairs, &deletes) {
+            None => {
+                st.pending_changes = None;
+                "; cluster objects up to date (clusterResources.apply: Hold)".to_string()
+            }
+            Some(p) if approved.as_deref() == Some(p.digest.as_str()) => {
+                st.pending_changes = None;
+                let changed = apply::apply(&ctx.client, owner, &f.objects).await?;
+                let pruned = apply::prune(&ctx.client, owner, &apply::keys(&f.objects)).await?;
+                format!("; approved changes {} applied ({changed} changed, {} pruned)", p.digest, pruned.len())
+            }
+            Some(p) => {
+                let msg = format!(
+                    "; {} cluster object changes held for review{} (clusterResources.apply: Hold): approve them with clusterResources.approvedChangesDigest: {}",
+                    p.objects.len(),
+                    if p.reboots_nodes { ", applying them reboots nodes" } else { "" },
+                    p.digest
+                );
+                if st.pending_changes.as_ref().map(|x| &x.digest) != Some(&p.digest) {
+                    event(ctx, isc, EventType::Normal, "ChangesHeld", msg.trim_start_matches("; ")).await;
+                }
+                st.pending_changes = Some(p);
+                msg
+            }
+        }
     } else {
+        st.pending_changes = None;
         let changed = apply::apply(&ctx.client, owner, &f.objects).await?;
         let pruned = apply::prune(&ctx.client, owner, &apply::keys(&f.objects)).await?;
         format!("; {} cluster objects applied ({changed} changed, {} pruned)", f.objects.len(), pruned.len())
@@ -411,7 +458,7 @@ async fn leadership(client: &Client, args: &RunArgs) -> Result<tokio::sync::watc
 /// `imageset-operator run`: blocks until interrupted.
 pub fn run(args: RunArgs) -> Result<(), CliError> {
     let rt = tokio::runtime::Runtime::new().map_err(|e| CliError::Unsupported(format!("tokio runtime: {e}")))?;
-    rt.block_on(async {
+    let result = rt.block_on(async {
         let metrics = Arc::new(crate::admin::Metrics::default());
         let listener = tokio::net::TcpListener::bind(&args.admin_addr)
             .await
@@ -422,12 +469,16 @@ pub fn run(args: RunArgs) -> Result<(), CliError> {
             Client::try_default().await.map_err(|e| CliError::Unsupported(format!("kubernetes client: {e}")))?;
         let cache = crate::cache::Cache::open(&args.cache_dir.join(crate::commands::copy::CACHE_SUBDIR))
             .map_err(|e| CliError::Setup(format!("--cache-dir: {e}")))?;
+        let cache = Arc::new(cache);
+        let _ = metrics.cache.set(cache.clone());
         let shared = Arc::new(run::Shared {
-            cache: Arc::new(cache),
+            cache,
             root: args.cache_dir.clone(),
             slots: Arc::new(tokio::sync::Semaphore::new(args.max_concurrent_runs.max(1))),
             retry_slots: Arc::new(tokio::sync::Semaphore::new(1)),
             retry_times: args.retry_times,
+            stall_timeout: Duration::from_secs(args.stall_timeout),
+            unreachable_after: Duration::from_secs(args.unreachable_after),
             metrics: metrics.clone(),
             runs: Default::default(),
             done: Default::default(),
@@ -447,13 +498,25 @@ pub fn run(args: RunArgs) -> Result<(), CliError> {
         info!("watching ImageSetConfigurations and DeleteImageSetConfigurations");
         metrics.ready.store(true, std::sync::atomic::Ordering::Relaxed);
         let retry = Duration::from_secs(args.retry_interval);
-        let ctx = Arc::new(Ctx { client, metrics, shared, allowed, retry, recorder });
+        let ctx = Arc::new(Ctx { client, metrics, shared: shared.clone(), allowed, retry, recorder });
+        // On SIGTERM or Ctrl-C, runs under way are stopped first, so that reconciles polling
+        // them return at once and the controllers can finish.
+        let (signal_tx, signal_rx) = tokio::sync::watch::channel(false);
+        let stopping = shared.clone();
+        tokio::spawn(async move {
+            terminated().await;
+            let _ = signal_tx.send(true);
+            stop_runs(&stopping).await;
+        });
+        let signalled = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
         let isc = Controller::new(api, watcher::Config::default())
-            .shutdown_on_signal()
+            .graceful_shutdown_on(signalled(signal_rx.clone()))
             .run(reconcile, error_policy, ctx.clone())
             .for_each(|_| futures::future::ready(()));
         let disc = Controller::new(discs, watcher::Config::default())
-            .shutdown_on_signal()
+            .graceful_shutdown_on(signalled(signal_rx))
             .run(
                 |d, ctx: Arc<Ctx>| delete::reconcile(d, ctx.client.clone()),
                 |_, err: &ReconcileError, ctx: Arc<Ctx>| {
@@ -464,7 +527,7 @@ pub fn run(args: RunArgs) -> Result<(), CliError> {
                 ctx,
             )
             .for_each(|_| futures::future::ready(()));
-        match lease {
+        let ended = match lease {
             Some(mut leader) => {
                 let lost = async move {
                     while leader.changed().await.is_ok() {
@@ -482,8 +545,45 @@ pub fn run(args: RunArgs) -> Result<(), CliError> {
                 futures::join!(isc, disc);
                 Ok(())
             }
+        };
+        stop_runs(&shared).await;
+        ended
+    });
+    // Runs were stopped above; anything still on a blocking thread is not waited for.
+    rt.shutdown_timeout(Duration::from_secs(2));
+    result
+}
+
+/// Resolves on SIGTERM (how Kubernetes stops a pod) or Ctrl-C.
+async fn terminated() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            warn!(error = %e, "SIGTERM handler not installed; stopping on Ctrl-C only");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
         }
-    })
+    };
+    tokio::select! {
+        _ = term.recv() => info!("SIGTERM: shutting down"),
+        _ = tokio::signal::ctrl_c() => info!("interrupted: shutting down"),
+    }
+}
+
+/// Stops every run under way and waits (briefly) for each to let go of the cache: what was
+/// downloaded stays in the cache's staging area, and the next leader resumes from it.
+async fn stop_runs(shared: &run::Shared) {
+    let runs: Vec<run::Running> = shared.runs.lock().expect("runs").drain().map(|(_, r)| r).collect();
+    if runs.is_empty() {
+        return;
+    }
+    for r in &runs {
+        r.stop();
+    }
+    let n = runs.len();
+    let waits = runs.into_iter().map(|r| tokio::time::timeout(Duration::from_secs(10), r.handle));
+    let stopped = futures::future::join_all(waits).await.iter().filter(|w| w.is_ok()).count();
+    info!(stopped, of = n, "shutting down: runs under way stopped; the next start resumes them from the cache");
 }
 
 #[cfg(test)]
@@ -497,5 +597,45 @@ mod tests {
         assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
         assert_eq!(parse_duration("6"), None);
         assert_eq!(parse_duration("6x"), None);
+    }
+
+    #[test]
+    fn failed_runs_back_off_per_image_set() {
+        let (resync, retry) = (Duration::from_secs(3600), Duration::from_secs(60));
+        let mut last = None;
+        let mut waits = Vec::new();
+        for _ in 0..8 {
+            let l = run::LastRun::after(last, Some(1), false);
+            waits.push((l.due(resync, retry) - l.at).as_secs());
+            last = Some(l);
+        }
+        assert_eq!(waits, [60, 120, 240, 480, 960, 1800, 1800, 1800]);
+        let ok = run::LastRun::after(last, Some(1), true);
+        assert_eq!((ok.failures, (ok.due(resync, retry) - ok.at).as_secs()), (0, 3600));
+        // A new generation starts counting again.
+        let other = run::LastRun::after(last, Some(2), false);
+        assert_eq!(other.failures, 1);
+        // A long retry interval is never shortened by the cap.
+        let l = run::LastRun { generation: None, at: std::time::Instant::now(), failures: 3 };
+        assert_eq!(l.due(resync, Duration::from_secs(7200)) - l.at, Duration::from_secs(7200));
+    }
+
+    #[test]
+    fn templates_are_config_map_keys_in_the_cluster() {
+        assert_eq!(apply::template_ref("configmap:cs-template/template.yaml"), Some(("cs-template", "template.yaml")));
+        for bad in
+            ["/tmp/template.yaml", "configmap:", "configmap:x", "configmap:/k", "configmap:x/", "configmap:x/a/b"]
+        {
+            assert_eq!(apply::template_ref(bad), None, "{bad}");
+        }
+        let isc: ImageSetConfiguration = serde_json::from_value(serde_json::json!({
+            "apiVersion": "mirror.openshift.io/v2alpha1", "kind": "ImageSetConfiguration", "metadata": {"name": "t"},
+            "spec": {"destination": "docker://r.example.com", "mirror": {"operators": [
+                {"catalog": "registry.redhat.io/redhat/redhat-operator-index:v4.18", "targetCatalogSourceTemplate": "/tmp/t.yaml"}]}},
+        }))
+        .unwrap();
+        let e = check_spec(&isc).unwrap_err();
+        assert!(e.starts_with("spec.mirror.operators[0].targetCatalogSourceTemplate: \"/tmp/t.yaml\""), "{e}");
+        assert!(e.contains("configmap:<name>/<key>"), "{e}");
     }
 }

@@ -18,6 +18,7 @@ use crate::commands::{copy, mirror};
 use crate::copy::{Engine, Outcome};
 use crate::plan::Destination;
 use crate::registry::{Client, ClientOptions};
+use crate::render::CatalogTemplate;
 
 /// What every run shares: the cache, the bound on concurrent copies, the runs under way.
 pub struct Shared {
@@ -32,6 +33,10 @@ pub struct Shared {
     pub retry_slots: Arc<Semaphore>,
     /// Attempts per registry request after the first.
     pub retry_times: u32,
+    /// How long a registry may send nothing before a request is abandoned.
+    pub stall_timeout: std::time::Duration,
+    /// How long a registry may fail every attempt before a run gives up on it.
+    pub unreachable_after: std::time::Duration,
     /// Counters for `/metrics`.
     pub metrics: Arc<crate::admin::Metrics>,
     /// Runs by `namespace/name`.
@@ -40,8 +45,37 @@ pub struct Shared {
     pub done: Mutex<HashMap<String, LastRun>>,
 }
 
-/// When an image set's last run ended: (generation, when, complete).
-pub type LastRun = (Option<i64>, std::time::Instant, bool);
+/// How an image set's last run ended.
+#[derive(Clone, Copy, Debug)]
+pub struct LastRun {
+    /// The generation it ran for.
+    pub generation: Option<i64>,
+    /// When it ended.
+    pub at: std::time::Instant,
+    /// Runs in a row of this generation that ended incomplete (0: the last one was complete).
+    pub failures: u32,
+}
+
+impl LastRun {
+    /// The run after `last` (of the same generation) ended now, complete or not.
+    pub fn after(last: Option<LastRun>, generation: Option<i64>, ok: bool) -> LastRun {
+        let before = last.filter(|l| l.generation == generation).map_or(0, |l| l.failures);
+        LastRun { generation, at: std::time::Instant::now(), failures: if ok { 0 } else { before + 1 } }
+    }
+
+    /// When the next run is due: `resync` after a complete run; after failures, `retry`
+    /// doubled for each further failure in a row, up to 32 times `retry` or 30 minutes,
+    /// whichever is longer.
+    pub fn due(&self, resync: std::time::Duration, retry: std::time::Duration) -> std::time::Instant {
+        let wait = if self.failures == 0 {
+            resync
+        } else {
+            let cap = retry.saturating_mul(32).min(std::time::Duration::from_secs(1800)).max(retry);
+            retry.saturating_mul(1 << (self.failures - 1).min(16)).min(cap)
+        };
+        self.at + wait
+    }
+}
 
 /// A run under way.
 pub struct Running {
@@ -117,7 +151,12 @@ struct Flags {
 
 /// Starts a run for the image set.
 /// `access`: how the run reaches registries (from the image set's Secret and settings).
-pub fn start(shared: &Arc<Shared>, isc: &ImageSetConfiguration, access: ClientOptions, retrying: bool) -> Running {
+pub fn start(
+    shared: &Arc<Shared>,
+    isc: &ImageSetConfiguration,
+    (access, templates): (ClientOptions, Vec<CatalogTemplate>),
+    retrying: bool,
+) -> Running {
     let (tx, rx) = watch::channel(None);
     let shared2 = shared.clone();
     let generation = isc.metadata.generation;
@@ -139,7 +178,7 @@ pub fn start(shared: &Arc<Shared>, isc: &ImageSetConfiguration, access: ClientOp
                 let _permit = pool.clone().acquire_owned().await.map_err(|e| e.to_string())?;
                 m.runs_queued.fetch_sub(1, Relaxed);
                 queued = false;
-                let r = execute(&shared2, &isc, access, &tx).await;
+                let r = execute(&shared2, &isc, access, templates, &tx).await;
                 if let Some(e) = tx.borrow().as_ref() {
                     m.bytes_copied.fetch_add(e.progress.bytes.load(Relaxed), Relaxed);
                 }
@@ -164,6 +203,7 @@ async fn execute(
     shared: &Shared,
     isc: &ImageSetConfiguration,
     mut opts: ClientOptions,
+    templates: Vec<CatalogTemplate>,
     tx: &watch::Sender<Option<Arc<Engine>>>,
 ) -> Result<Finished, String> {
     let spec = &isc.spec;
@@ -190,10 +230,13 @@ async fn execute(
         config: PathBuf::from(&k),
     };
     opts.backoff.retries = shared.retry_times;
+    opts.stall_timeout = shared.stall_timeout;
+    opts.breaker_window = shared.unreachable_after;
     let client = Arc::new(Client::new(opts).map_err(|e| e.to_string())?);
     let mut planned =
         mirror::plan_mirror(&spec.mirror, &inv, args.common.max_nested_paths).map_err(|e| e.to_string())?;
     planned.archive_size = spec.archive_size;
+    planned.templates = templates;
     // Objects of different image sets must not collide (IDMS/ITMS are cluster-wide).
     planned.naming_prefix = k.replace('/', "-");
     mirror::collect(&inv, &args, &client, &shared.cache, &mut planned).await.map_err(|e| e.to_string())?;
