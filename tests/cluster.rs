@@ -261,6 +261,34 @@ async fn run_reports_plan_and_invalid_specs_in_status() {
     assert!(degraded.message.contains("spec.mirror.blockedImages[0].name"), "{}", degraded.message);
     api.delete("good", &DeleteParams::default()).await.unwrap();
 
+    // CatalogSource templates come from ConfigMap keys in the image set's namespace, and are
+    // checked before anything is collected.
+    let cms: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(api.clone().into_client(), "controller");
+    let cm: k8s_openapi::api::core::v1::ConfigMap = serde_json::from_value(json!({
+        "metadata": {"name": "cs-template"},
+        "data": {"template.yaml": "apiVersion: v1\nkind: Pod\nmetadata:\n  name: x\n"},
+    }))
+    .unwrap();
+    cms.create(&PostParams::default(), &cm).await.unwrap();
+    let mut tmpl = isc(
+        "tmpl",
+        json!({"operators": [{"catalog": "registry.redhat.io/redhat/redhat-operator-index:v4.18",
+                              "targetCatalogSourceTemplate": "configmap:cs-template/template.yaml"}]}),
+    );
+    tmpl.spec.dry_run = true;
+    api.create(&PostParams::default(), &tmpl).await.unwrap();
+    let st = status_of("tmpl").await;
+    let degraded = st.conditions.iter().find(|c| c.type_ == "Degraded").unwrap();
+    assert_eq!((degraded.status.as_str(), degraded.reason.as_str()), ("True", "AccessError"), "{}", degraded.message);
+    assert!(
+        degraded.message.starts_with("spec.mirror.operators[0].targetCatalogSourceTemplate: ")
+            && degraded.message.contains("CatalogSource"),
+        "{}",
+        degraded.message
+    );
+    api.delete("tmpl", &DeleteParams::default()).await.unwrap();
+    cms.delete("cs-template", &DeleteParams::default()).await.unwrap();
+
     // A delete waits for approval of the exact plan shown in status.
     let dapi: Api<DeleteImageSetConfiguration> = Api::namespaced(api.clone().into_client(), "controller");
     let disc: DeleteImageSetConfiguration = serde_json::from_value(json!({
