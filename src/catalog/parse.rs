@@ -308,11 +308,76 @@ fn parse_yaml_doc(files: &[SourceFile], j: &Job) -> Result<Blob, CatalogError> {
         path: format!("{}:{}", f.path, line_of(&f.bytes, j.start + e.valid_up_to())),
         message: "not UTF-8".into(),
     })?;
-    let meta: Meta = serde_saphyr::from_str_with_options(text, yaml_options()).map_err(|e| CatalogError::Parse {
+    let elided = elide_unread(text);
+    let parsed = match serde_saphyr::from_str_with_options::<Meta>(&elided, yaml_options()) {
+        Ok(m) => Ok(m),
+        // Elision never changes the document's structure; should a parse still fail, the error
+        // comes from the text as written.
+        Err(_) if matches!(elided, std::borrow::Cow::Owned(_)) => serde_saphyr::from_str_with_options(text, yaml_options()),
+        Err(e) => Err(e),
+    };
+    let meta = parsed.map_err(|e| CatalogError::Parse {
         path: format!("{}:{}", f.path, line_of(&f.bytes, j.start)),
         message: e.to_string().lines().next().unwrap_or_default().to_string(),
     })?;
     Ok(Blob { meta, span: Span { file: j.file, start: j.start, end: j.end } })
+}
+
+/// Lines at least this long are looked at by [`elide_unread`].
+const LONG_LINE: usize = 256;
+
+/// The document with the base64 values selection never reads (`data:` of bundle objects,
+/// `base64data:` of icons, nearly all of a catalog's bytes) replaced by `x`, so the YAML
+/// scanner does not walk them. Only a one-token value on a `data:`/`base64data:` line is
+/// replaced: a plain scalar stays a plain scalar, and inside a quoted or block scalar the
+/// text changes but not the structure. Pure.
+pub(super) fn elide_unread(text: &str) -> std::borrow::Cow<'_, str> {
+    let bytes = text.as_bytes();
+    let mut out: Option<String> = None;
+    let mut copied = 0;
+    let mut pos = 0;
+    while pos < bytes.len() {
+        let end = memchr_newline(&bytes[pos..]).map_or(bytes.len(), |i| pos + i);
+        if end - pos >= LONG_LINE
+            && let Some(value_at) = unread_value(&bytes[pos..end])
+        {
+            let o = out.get_or_insert_with(|| String::with_capacity(text.len() / 8));
+            o.push_str(&text[copied..pos + value_at]);
+            o.push('x');
+            copied = end;
+        }
+        pos = end + 1;
+    }
+    match out {
+        None => std::borrow::Cow::Borrowed(text),
+        Some(mut o) => {
+            o.push_str(&text[copied..]);
+            std::borrow::Cow::Owned(o)
+        }
+    }
+}
+
+fn memchr_newline(b: &[u8]) -> Option<usize> {
+    memchr::memchr(b'\n', b)
+}
+
+/// Where the value of a `data: <base64>` or `base64data: <base64>` line starts: a value that
+/// starts as a plain scalar and holds no blank or flow indicator is one token to the end of
+/// the line, whatever context it is in.
+fn unread_value(line: &[u8]) -> Option<usize> {
+    let indent = line.iter().take_while(|c| **c == b' ').count();
+    let mut at = indent;
+    if line[at..].starts_with(b"- ") {
+        at += 2;
+    }
+    let rest = &line[at..];
+    let key = [&b"data: "[..], &b"base64data: "[..]].into_iter().find(|k| rest.starts_with(k))?;
+    let value_at = at + key.len();
+    let value = line[value_at..].strip_suffix(b"\r").unwrap_or(&line[value_at..]);
+    let first = *value.first()?;
+    let plain = first.is_ascii_alphanumeric() || first == b'+' || first == b'/';
+    let one_token = memchr::memchr3(b' ', b'\t', b',', value).is_none() && memchr::memchr2(b']', b'}', value).is_none();
+    (plain && one_token).then_some(value_at)
 }
 
 fn parse_json_stream(f: &SourceFile, file: u32) -> Result<Vec<Blob>, CatalogError> {
@@ -334,4 +399,108 @@ fn parse_json_stream(f: &SourceFile, file: u32) -> Result<Vec<Blob>, CatalogErro
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What selection reads from a blob, to compare two parses.
+    fn fingerprint(m: &Meta) -> String {
+        let entries: Vec<String> = m
+            .entries
+            .iter()
+            .map(|e| format!("{}<{:?}|{:?}|{:?}", e.name, e.replaces, e.skips, e.skip_range))
+            .collect();
+        let related: Vec<String> = m.related_images.iter().map(|r| format!("{}={}", r.name, r.image)).collect();
+        let props: Vec<String> = m
+            .properties
+            .iter()
+            .map(|p| {
+                let v = &p.value;
+                format!("{}:{:?}{:?}{:?}{:?}{:?}", p.kind, v.package_name, v.version, v.version_range, v.group, v.kind)
+            })
+            .collect();
+        format!(
+            "{}|{}|{}|{:?}|{}|{entries:?}|{related:?}|{props:?}",
+            m.schema, m.name, m.package, m.default_channel, m.image
+        )
+    }
+
+    fn parse(text: &str) -> Meta {
+        serde_saphyr::from_str_with_options(text, yaml_options()).unwrap()
+    }
+
+    #[test]
+    fn unread_values_are_elided_without_changing_what_is_read() {
+        let long = "QUJD".repeat(200);
+        let doc = format!(
+            "schema: olm.bundle\nname: b.v1\npackage: b\nimage: r/b@sha256:1\nproperties:\n- type: olm.package\n  value:\n    packageName: b\n    version: 1.0.0\n- type: olm.bundle.object\n  value:\n    data: {long}\n- type: olm.bundle.object\n  value:\n    data: {long}==\n"
+        );
+        let elided = elide_unread(&doc);
+        assert!(matches!(elided, std::borrow::Cow::Owned(_)));
+        assert!(elided.len() < 300, "{elided}");
+        assert_eq!(elided.matches("data: x\n").count(), 2);
+        assert_eq!(fingerprint(&parse(&elided)), fingerprint(&parse(&doc)));
+        // Short documents and values that are more than one token are left alone.
+        assert!(matches!(elide_unread("schema: olm.package\nname: p\n"), std::borrow::Cow::Borrowed(_)));
+        for kept in [
+            format!("description: |\n  data: {long} and more\n"),
+            format!("value: {{data: {long}, other: y}}\n"),
+            format!("data: \"{long}\"\n"),
+            format!("data: [{long}]\n"),
+        ] {
+            assert!(matches!(elide_unread(&kept), std::borrow::Cow::Borrowed(_)), "{kept}");
+        }
+        // Inside a block or a quoted scalar the text changes, the structure does not.
+        for inside in [
+            format!("name: nm\ndescription: |\n  data: {long}\n  tail\nimage: i\n"),
+            format!("name: nm\ndescription: \"first\n  data: {long}\n  last\"\nimage: i\n"),
+            format!("name: nm\nicon:\n  base64data: {long}\n  mediatype: image/png\nimage: i\n"),
+        ] {
+            let e = elide_unread(&inside);
+            assert!(matches!(e, std::borrow::Cow::Owned(_)), "{inside}");
+            assert_eq!((parse(&e).name, parse(&e).image), ("nm".to_string(), "i".to_string()));
+        }
+    }
+
+    /// Every YAML document of every real catalog reads the same with and without elision.
+    #[test]
+    fn real_catalogs_read_the_same_elided() {
+        let base = std::env::var_os("IMAGESET_SHARED_DATA")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data"))
+            .join("fbc");
+        let mut stack = vec![base];
+        let (mut docs, mut changed) = (0, 0);
+        while let Some(dir) = stack.pop() {
+            for e in std::fs::read_dir(&dir).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    stack.push(p);
+                    continue;
+                }
+                if !matches!(p.extension().and_then(|x| x.to_str()), Some("yaml" | "yml")) {
+                    continue;
+                }
+                let bytes = std::fs::read(&p).unwrap();
+                let Ok(text) = std::str::from_utf8(&bytes) else { continue };
+                for (s, e) in yaml_documents(&bytes) {
+                    let doc = &text[s..e];
+                    let Ok(original) = serde_saphyr::from_str_with_options::<Meta>(doc, yaml_options()) else {
+                        continue;
+                    };
+                    let elided = elide_unread(doc);
+                    if matches!(elided, std::borrow::Cow::Owned(_)) {
+                        changed += 1;
+                        let again: Meta = serde_saphyr::from_str_with_options(&elided, yaml_options())
+                            .unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+                        assert_eq!(fingerprint(&again), fingerprint(&original), "{}", p.display());
+                    }
+                    docs += 1;
+                }
+            }
+        }
+        assert!(docs > 500 && changed > 50, "{docs} documents, {changed} elided");
+    }
 }
