@@ -9,8 +9,9 @@
 //! one stream). Every measurement is a fresh process under GNU time, so peak RSS is that
 //! measurement's alone; our process is this binary re-executed with `--child`.
 //!
-//! It reports and never fails on a missed target: ours at least 3x faster than the C parse,
-//! faster than `opm render`, and peak RSS under 3x the catalog's size.
+//! It reports and never fails on a missed target: ours (either form) at least 3x faster than
+//! libyaml parsing the YAML form, faster than `opm render`, and peak RSS under 3x the
+//! catalog's size.
 //!
 //! Options (argument or environment): `--runs N` (BENCH_RUNS, median shown, default 3),
 //! `--catalogs a,b` (BENCH_CATALOGS, substrings of tarball names), `--forms yaml,json`
