@@ -10,10 +10,8 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 use support::content::Format;
-use support::opm::{
-    CONFIGS_LABEL, CatalogFixture, ImageConfig, OpmServer, PackageInfo, extract_image, fbc_documents, image_refs,
-    layer, push_image,
-};
+use support::image::{ImageConfig, extract_image, layer, push_image};
+use support::opm::{CONFIGS_LABEL, CatalogFixture, OpmServer, PackageInfo, fbc_documents, image_refs};
 use support::registry::{Registry, RegistryOptions};
 use support::{sha256, shared_data, temp_dir};
 

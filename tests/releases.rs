@@ -172,7 +172,7 @@ fn world_serves_graphs_payloads_and_signatures() {
         let by_tag = raw(&format!("{}/openshift-release-dev/ocp-release:{}", reg.host, p.tag));
         assert_eq!(sha256(&by_tag), p.digest);
         let root = work.path().join(&p.tag);
-        let config = support::opm::extract_image(&reg, &p.reference, &root);
+        let config = support::image::extract_image(&reg, &p.reference, &root);
         assert_eq!(config.labels["io.openshift.release"], *v);
         let refs: Value =
             serde_json::from_slice(&std::fs::read(root.join("release-manifests/image-references")).unwrap()).unwrap();
@@ -350,7 +350,7 @@ fn world_serves_graphs_payloads_and_signatures() {
         .map(|m| m["platform"]["architecture"].as_str().unwrap())
         .collect();
     assert_eq!(archs, BTreeSet::from(["amd64", "arm64"]));
-    let base = support::opm::extract_image(&reg, &world.base_image, &work.path().join("ubi"));
+    let base = support::image::extract_image(&reg, &world.base_image, &work.path().join("ubi"));
     assert!(base.labels.is_empty() && Path::new(&work.path().join("ubi/bin/bash")).exists());
     assert!(work.path().join("ubi/var/lib").is_dir());
 }

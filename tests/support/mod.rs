@@ -8,6 +8,7 @@ pub mod cli;
 pub mod cluster;
 pub mod content;
 pub mod gpg;
+pub mod image;
 pub mod opm;
 pub mod proxy;
 pub mod registry;

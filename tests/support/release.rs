@@ -35,7 +35,7 @@ use serde_json::{Value, json};
 
 use super::content::Format;
 use super::gpg::GpgKey;
-use super::opm::{layer, push_image};
+use super::image::{layer, push_image};
 use super::registry::Registry;
 use super::{sha256, shared_data, temp_dir};
 
