@@ -70,17 +70,22 @@ pub async fn blob_once(
     blob(client, cache, registry, repo, desc, None).await
 }
 
-/// Write buffer: coalesces the HTTP stack's small chunks into fewer syscalls.
+/// Bytes queued before they are written to the staging file in one vectored write.
 const WRITE_BUF: usize = 256 * 1024;
 
 fn io_err(what: &str, e: impl std::fmt::Display) -> RegistryError {
     RegistryError::Io { what: what.to_string(), message: e.to_string() }
 }
 
+/// A download under way: the staging file, the hash so far, and the chunks received but not
+/// yet written. Chunks are kept as the HTTP stack hands them over (reference-counted, never
+/// copied in user space) and written together with `writev`.
 struct Partial {
-    file: std::io::BufWriter<File>,
+    file: File,
     hasher: Sha256,
     len: u64,
+    queued: Vec<bytes::Bytes>,
+    queued_len: usize,
 }
 
 impl Partial {
@@ -102,22 +107,40 @@ impl Partial {
             len += k as u64;
         }
         file.seek(SeekFrom::End(0))?;
-        Ok(Partial { file: std::io::BufWriter::with_capacity(WRITE_BUF, file), hasher, len })
+        Ok(Partial { file, hasher, len, queued: Vec::new(), queued_len: 0 })
     }
 
     fn restart(&mut self) -> std::io::Result<()> {
-        self.file.flush()?;
-        self.file.get_mut().set_len(0)?;
-        self.file.get_mut().seek(SeekFrom::Start(0))?;
+        self.queued.clear();
+        self.queued_len = 0;
+        self.file.set_len(0)?;
+        self.file.seek(SeekFrom::Start(0))?;
         self.hasher = Sha256::new();
         self.len = 0;
         Ok(())
     }
 
-    fn push(&mut self, chunk: &[u8]) -> std::io::Result<()> {
-        self.hasher.update(chunk);
-        self.file.write_all(chunk)?;
+    fn push(&mut self, chunk: bytes::Bytes) -> std::io::Result<()> {
+        self.hasher.update(&chunk);
         self.len += chunk.len() as u64;
+        self.queued_len += chunk.len();
+        self.queued.push(chunk);
+        if self.queued_len >= WRITE_BUF { self.flush() } else { Ok(()) }
+    }
+
+    /// Writes the queued chunks.
+    fn flush(&mut self) -> std::io::Result<()> {
+        let mut slices: Vec<std::io::IoSlice<'_>> = self.queued.iter().map(|b| std::io::IoSlice::new(b)).collect();
+        let mut rest = &mut slices[..];
+        while !rest.is_empty() {
+            let n = self.file.write_vectored(rest)?;
+            if n == 0 {
+                return Err(std::io::ErrorKind::WriteZero.into());
+            }
+            std::io::IoSlice::advance_slices(&mut rest, n);
+        }
+        self.queued.clear();
+        self.queued_len = 0;
         Ok(())
     }
 }
@@ -151,7 +174,6 @@ pub async fn blob(
     let backoff = client.backoff().clone();
     let mut cuts = 0u32;
     let mut fresh_retry = true;
-    let mut pending = bytes::BytesMut::with_capacity(if tee.is_some() { WRITE_BUF } else { 0 });
     loop {
         if part.len < desc.size {
             let s = client.blob_get(registry, repo, &desc.digest, part.len).await?;
@@ -170,15 +192,13 @@ pub async fn blob(
                             part.restart().map_err(|e| io_err(&what, e))?;
                             break;
                         }
-                        part.push(&c).map_err(|e| io_err(&what, e))?;
-                        if let Some(t) = &tee {
-                            // Coalesced, so the upload writes large chunks, not the socket's.
-                            pending.extend_from_slice(&c);
-                            if pending.len() >= WRITE_BUF && t.send(Ok(pending.split().freeze())).await.is_err() {
-                                tee = None; // the upload gave up; keep filling the cache
-                            }
-                        }
                         client.counters.bytes_in.fetch_add(c.len() as u64, Ordering::Relaxed);
+                        if let Some(t) = &tee
+                            && t.send(Ok(c.clone())).await.is_err()
+                        {
+                            tee = None; // the upload gave up; keep filling the cache
+                        }
+                        part.push(c).map_err(|e| io_err(&what, e))?;
                     }
                     Err(e) => {
                         cut = Some(RegistryError::transport(&what, e).to_string());
@@ -187,14 +207,11 @@ pub async fn blob(
                 }
             }
             drop(body);
-            part.file.flush().map_err(|e| io_err(&what, e))?;
-            if let Some(t) = tee.take() {
-                let last = if part.len < desc.size {
-                    Err(std::io::Error::other("source download cut"))
-                } else {
-                    Ok(pending.split().freeze())
-                };
-                let _ = t.send(last).await;
+            part.flush().map_err(|e| io_err(&what, e))?;
+            if let Some(t) = tee.take()
+                && part.len < desc.size
+            {
+                let _ = t.send(Err(std::io::Error::other("source download cut"))).await;
             }
             if let Some(reason) = cut.or_else(|| (part.len < desc.size).then(|| "connection closed early".to_string()))
             {
@@ -209,7 +226,7 @@ pub async fn blob(
         }
         let actual = format!("sha256:{}", hex::encode(part.hasher.clone().finalize()));
         if actual == desc.digest {
-            let file = part.file.into_inner().map_err(|e| io_err(&what, e.error()))?;
+            let file = part.file;
             let commit = cache.committer(&staging, file, &desc.digest).map_err(|e| io_err(&what, e))?;
             tokio::task::spawn_blocking(commit).await.map_err(|e| io_err(&what, e))?.map_err(|e| io_err(&what, e))?;
             cache.count(false);

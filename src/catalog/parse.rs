@@ -313,7 +313,9 @@ fn parse_yaml_doc(files: &[SourceFile], j: &Job) -> Result<Blob, CatalogError> {
         Ok(m) => Ok(m),
         // Elision never changes the document's structure; should a parse still fail, the error
         // comes from the text as written.
-        Err(_) if matches!(elided, std::borrow::Cow::Owned(_)) => serde_saphyr::from_str_with_options(text, yaml_options()),
+        Err(_) if matches!(elided, std::borrow::Cow::Owned(_)) => {
+            serde_saphyr::from_str_with_options(text, yaml_options())
+        }
         Err(e) => Err(e),
     };
     let meta = parsed.map_err(|e| CatalogError::Parse {
@@ -407,11 +409,8 @@ mod tests {
 
     /// What selection reads from a blob, to compare two parses.
     fn fingerprint(m: &Meta) -> String {
-        let entries: Vec<String> = m
-            .entries
-            .iter()
-            .map(|e| format!("{}<{:?}|{:?}|{:?}", e.name, e.replaces, e.skips, e.skip_range))
-            .collect();
+        let entries: Vec<String> =
+            m.entries.iter().map(|e| format!("{}<{:?}|{:?}|{:?}", e.name, e.replaces, e.skips, e.skip_range)).collect();
         let related: Vec<String> = m.related_images.iter().map(|r| format!("{}={}", r.name, r.image)).collect();
         let props: Vec<String> = m
             .properties
