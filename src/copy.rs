@@ -354,7 +354,7 @@ impl Engine {
         if self.cache.has(&desc.digest) {
             return Ok(false);
         }
-        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
         let chunks = futures::stream::unfold(rx, |mut rx| async { rx.recv().await.map(|c| (c, rx)) });
         let upload = self.client.blob_upload_stream(&dst.registry, &dst.path, &desc.digest, desc.size, chunks, session);
         let download = fetch::blob(&self.client, &self.cache, &src.registry, &src.path, desc, Some(tx));

@@ -171,6 +171,7 @@ pub async fn blob(
     if part.len > 0 {
         tee = None; // a resumed download has no first bytes to stream on
     }
+    let mut pending = bytes::BytesMut::with_capacity(if tee.is_some() { WRITE_BUF } else { 0 });
     let backoff = client.backoff().clone();
     let mut cuts = 0u32;
     let mut fresh_retry = true;
@@ -193,10 +194,13 @@ pub async fn blob(
                             break;
                         }
                         client.counters.bytes_in.fetch_add(c.len() as u64, Ordering::Relaxed);
-                        if let Some(t) = &tee
-                            && t.send(Ok(c.clone())).await.is_err()
-                        {
-                            tee = None; // the upload gave up; keep filling the cache
+                        if let Some(t) = &tee {
+                            // Coalesced, so the upload writes large chunks, not the socket's
+                            // (handing each small chunk on costs a wakeup and a send apiece).
+                            pending.extend_from_slice(&c);
+                            if pending.len() >= WRITE_BUF && t.send(Ok(pending.split().freeze())).await.is_err() {
+                                tee = None; // the upload gave up; keep filling the cache
+                            }
                         }
                         part.push(c).map_err(|e| io_err(&what, e))?;
                     }
@@ -208,10 +212,13 @@ pub async fn blob(
             }
             drop(body);
             part.flush().map_err(|e| io_err(&what, e))?;
-            if let Some(t) = tee.take()
-                && part.len < desc.size
-            {
-                let _ = t.send(Err(std::io::Error::other("source download cut"))).await;
+            if let Some(t) = tee.take() {
+                let last = if part.len < desc.size {
+                    Err(std::io::Error::other("source download cut"))
+                } else {
+                    Ok(pending.split().freeze())
+                };
+                let _ = t.send(last).await;
             }
             if let Some(reason) = cut.or_else(|| (part.len < desc.size).then(|| "connection closed early".to_string()))
             {
