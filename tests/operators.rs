@@ -388,3 +388,36 @@ fn a_filtered_catalog_goes_through_archives_to_a_disconnected_registry() {
     let cs = std::fs::read_to_string(cs).unwrap();
     assert!(cs.contains(&format!("{}/enclave/catalogs/test-index@sha256:", dst.host)), "{cs}");
 }
+
+/// Filtered catalogs with `includeDependencies` load in real opm: added bundles come with the
+/// channel entries that keep every channel valid, in oc-mirror's test catalog, opm's own
+/// fixture and the community catalog snapshot.
+#[test]
+fn filtered_catalogs_with_dependencies_pass_opm_validate() {
+    use imageset_operator::catalog::Catalog;
+    use support::fbc::select_valid;
+    let data = shared_data().join("fbc");
+    let fixture = Catalog::load_dir(&data.join("operator-registry-diff-expected/latest")).unwrap();
+    assert_eq!(select_valid(&fixture, "includeDependencies: true").dependencies.len(), 2);
+    let latest = Catalog::load_dir(&data.join("oc-mirror-test-catalogs/test-catalog-latest")).unwrap();
+    for y in [
+        "packages:\n- name: foo\n",
+        "packages:\n- name: foo\n  minVersion: 0.2.0\n  maxVersion: 0.3.0\n",
+        // bar's heads are kept: bar.v0.1.0 joins alpha with the chain down from bar.v1.0.0.
+        "packages:\n- name: foo\n  maxVersion: 0.2.0\n- name: bar\n",
+    ] {
+        let sel = select_valid(&latest, &format!("includeDependencies: true\n{y}"));
+        assert!(sel.dependencies.contains(&("bar".into(), "bar.v0.1.0".into())), "{y}");
+    }
+    let dir = temp_dir("community");
+    let gz = std::fs::read(data.join("bench/community-operators-prod-catalogs-v4.18.tar.gz")).unwrap();
+    tar::Archive::new(flate2::read::GzDecoder::new(&gz[..])).unpack(dir.path()).unwrap();
+    let community = Catalog::load_dir(&dir.path().join("configs")).unwrap();
+    let sel = select_valid(
+        &community,
+        "includeDependencies: true\npackages:\n- name: rabbitmq-messaging-topology-operator\n  minVersion: 1.18.2\n",
+    );
+    let cluster = ("rabbitmq-cluster-operator".to_string(), "rabbitmq-cluster-operator.v2.22.3".to_string());
+    assert_eq!(sel.dependencies.iter().collect::<Vec<_>>(), vec![&cluster]);
+    select_valid(&community, "includeDependencies: true");
+}

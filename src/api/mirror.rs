@@ -151,6 +151,14 @@ pub struct Operator {
     /// Accepted for compatibility; oc-mirror v2 ignores it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub skip_dependencies: bool,
+    /// Not in oc-mirror: also take from this catalog what the selected bundles require, and
+    /// what that requires in turn. For `olm.package.required`, the highest version in the
+    /// range from the package's default channel (else any channel); for `olm.gvk.required`, the
+    /// head of the default channel of a package providing the API (else the highest version
+    /// providing it). Added bundles come with the channel entries that keep the rebuilt catalog
+    /// valid. A requirement the catalog cannot meet is a warning. Off by default.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub include_dependencies: bool,
     /// CatalogSource template (a file path for the CLI, a ConfigMap key for the controller).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target_catalog_source_template: Option<String>,

@@ -129,6 +129,7 @@ impl Checker {
             target_tag: _,
             full,
             skip_dependencies: _,
+            include_dependencies: _,
             target_catalog_source_template: _,
             platforms,
             packages,

@@ -20,6 +20,8 @@ pub struct Selection {
     pub packages: BTreeMap<String, PackageSelection>,
     /// Things worth telling the user (out-of-range bundles kept to keep a chain whole, dropped channels).
     pub warnings: Vec<String>,
+    /// Bundles (package, name) added because selected bundles require them.
+    pub dependencies: BTreeSet<(String, String)>,
 }
 
 /// What is kept of a package.
@@ -218,6 +220,9 @@ pub fn select(cat: &Catalog, op: &Operator, field: &str) -> Result<Selection, Fi
             cat.bundles.iter().filter(|b| b.package == *pkg).map(|b| b.name.as_str()).collect();
         ps.bundles.retain(|b| present.contains(b.as_str()));
         sel.packages.insert(pkg.to_string(), ps);
+    }
+    if op.include_dependencies {
+        super::deps::include(cat, &mut sel);
     }
     Ok(sel)
 }

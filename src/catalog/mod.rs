@@ -5,6 +5,8 @@
 //! channel edges, versions, images). Filtered blobs are re-read from those bytes when written,
 //! so memory stays close to the catalog's size.
 
+pub mod channel;
+mod deps;
 pub mod filter;
 pub mod image;
 mod parse;
@@ -387,5 +389,7 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, Vec<u8>)>) -> Result<(),
     Ok(())
 }
 
+#[cfg(test)]
+mod deps_tests;
 #[cfg(test)]
 mod tests;

@@ -7,27 +7,27 @@ use std::path::PathBuf;
 use super::*;
 use crate::api::mirror::Operator;
 
-fn data(rel: &str) -> PathBuf {
+pub(super) fn data(rel: &str) -> PathBuf {
     let base = std::env::var_os("IMAGESET_SHARED_DATA")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data"));
     base.join("fbc").join(rel)
 }
 
-fn latest() -> Catalog {
+pub(super) fn latest() -> Catalog {
     Catalog::load_dir(&data("oc-mirror-test-catalogs/test-catalog-latest")).unwrap()
 }
 
-fn op(yaml: &str) -> Operator {
+pub(super) fn op(yaml: &str) -> Operator {
     serde_saphyr::from_str(&format!("catalog: example.com/catalog:v1\n{yaml}")).unwrap()
 }
 
-fn kept(cat: &Catalog, yaml: &str) -> BTreeSet<String> {
+pub(super) fn kept(cat: &Catalog, yaml: &str) -> BTreeSet<String> {
     let sel = select(cat, &op(yaml), "mirror.operators[0]").unwrap();
     sel.bundles(cat).iter().map(|b| b.name.clone()).collect()
 }
 
-fn set(names: &[&str]) -> BTreeSet<String> {
+pub(super) fn set(names: &[&str]) -> BTreeSet<String> {
     names.iter().map(|s| s.to_string()).collect()
 }
 

@@ -61,8 +61,12 @@ pub async fn collect(
                 (b.package.clone(), b.name.clone(), b.image.clone(), related)
             })
             .collect();
+        let deps = match s.selection.dependencies.len() {
+            0 => String::new(),
+            n => format!(" ({n} as dependencies)"),
+        };
         lines.push(format!(
-            "catalog {}: {} packages, {} bundles selected{}",
+            "catalog {}: {} packages, {} bundles selected{deps}{}",
             op.catalog,
             s.selection.packages.len(),
             bundles.len(),

@@ -7,6 +7,7 @@
 pub mod cli;
 pub mod cluster;
 pub mod content;
+pub mod fbc;
 pub mod gpg;
 pub mod image;
 pub mod opm;
