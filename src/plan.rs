@@ -194,6 +194,8 @@ pub struct CatalogInput<'a> {
 /// What a bundle needs: the items that must be present before it is worth copying.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BundleNeeds {
+    /// Index of its catalog entry in `mirror.operators`.
+    pub catalog: usize,
     /// Package (operator) name.
     pub package: String,
     /// Bundle name.
@@ -259,8 +261,13 @@ pub fn plan_operators(
             })
         };
         for (package, bundle, image, related) in &c.bundles {
-            let mut need =
-                BundleNeeds { package: package.clone(), bundle: bundle.clone(), image: String::new(), related: vec![] };
+            let mut need = BundleNeeds {
+                catalog: c.index,
+                package: package.clone(),
+                bundle: bundle.clone(),
+                image: String::new(),
+                related: vec![],
+            };
             if !image.is_empty() {
                 let item = generic(image, ImageKind::OperatorBundle)?;
                 need.image = item.origin.clone();
@@ -277,23 +284,35 @@ pub fn plan_operators(
             }
             needs.push(need);
         }
-        let r = ImageRef::parse(&c.op.catalog)
-            .map_err(|source| PlanError::Reference { field: format!("{field}.catalog"), source })?;
-        let (path, tag) = catalog_destination(c.op, c.rebuilt.as_deref())
-            .map_err(|source| PlanError::Reference { field: format!("{field}.catalog"), source })?;
-        let source = match &c.rebuilt {
-            Some(d) => format!("docker://{DISK_ROOT}/{path}@{d}"),
-            None => r.to_string(),
-        };
-        items.push(CopyItem {
-            kind: ImageKind::OperatorCatalog,
-            origin: r.to_string(),
-            source,
-            destination: destination_for(dest.root(), &path, &tag, max_nested),
-            platforms: Vec::new(),
-        });
+        items.push(catalog_item(c.index, c.op, c.rebuilt.as_deref(), dest, max_nested)?);
     }
     Ok((items, needs))
+}
+
+/// The copy of a catalog entry's catalog: the rebuilt image from the cache (by digest), or the
+/// original when the catalog is taken whole.
+pub fn catalog_item(
+    index: usize,
+    op: &Operator,
+    rebuilt: Option<&str>,
+    dest: &Destination,
+    max_nested: u32,
+) -> Result<CopyItem, PlanError> {
+    let max_nested = if matches!(dest, Destination::Disk) { 0 } else { max_nested };
+    let field = format!("operators[{index}].catalog");
+    let r = ImageRef::parse(&op.catalog).map_err(|source| PlanError::Reference { field: field.clone(), source })?;
+    let (path, tag) = catalog_destination(op, rebuilt).map_err(|source| PlanError::Reference { field, source })?;
+    let source = match rebuilt {
+        Some(d) => format!("docker://{DISK_ROOT}/{path}@{d}"),
+        None => r.to_string(),
+    };
+    Ok(CopyItem {
+        kind: ImageKind::OperatorCatalog,
+        origin: r.to_string(),
+        source,
+        destination: destination_for(dest.root(), &path, &tag, max_nested),
+        platforms: Vec::new(),
+    })
 }
 
 /// The release repositories below the destination root (oc-mirror's names).

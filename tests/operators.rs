@@ -1,7 +1,8 @@
 //! Operator catalogs end to end: a catalog image built from a real file-based catalog (its
 //! images rewritten to synthetic ones in a loopback registry, its opm cache pre-built by real
 //! opm, as catalog images ship) is mirrored through the CLI; the rebuilt catalog is served by
-//! real opm and answers with exactly the selection.
+//! real opm and answers with exactly the selection, less any bundle whose images could not be
+//! mirrored.
 
 mod support;
 
@@ -226,14 +227,15 @@ fn a_filtered_catalog_is_mirrored_with_its_images_and_serves_only_the_selection_
             std::fs::copy(&f, out).unwrap();
         }
     }
-    // The head of ecr-secret-operator (v0.5.0) has a related image missing upstream.
+    // The head of ecr-secret-operator (v0.5.0) has a related image missing upstream; from 0.4.0
+    // the channel alpha is v0.5.0 -> v0.4.1 -> v0.4.0 (v0.5.0 also skips v0.4.0).
     let broken = "quay.io/rh-mobb/ecr-secret-operator:v0.5.0".to_string();
     let cat = build_catalog(&src, &fbc, dir.path(), &broken);
     let isc = dir.path().join("isc.yaml");
     std::fs::write(
         &isc,
         format!(
-            "apiVersion: mirror.openshift.io/v2alpha1\nkind: ImageSetConfiguration\nmirror:\n  operators:\n  - catalog: {}\n    packages:\n    - name: foo\n      minVersion: 0.2.0\n      maxVersion: 0.3.0\n    - name: baz\n    - name: ecr-secret-operator\n",
+            "apiVersion: mirror.openshift.io/v2alpha1\nkind: ImageSetConfiguration\nmirror:\n  operators:\n  - catalog: {}\n    packages:\n    - name: foo\n      minVersion: 0.2.0\n      maxVersion: 0.3.0\n    - name: baz\n    - name: ecr-secret-operator\n      minVersion: 0.4.0\n",
             cat.reference
         ),
     )
@@ -245,6 +247,7 @@ fn a_filtered_catalog_is_mirrored_with_its_images_and_serves_only_the_selection_
     let logs = dir.path().join("ws/working-dir/logs");
     let log = std::fs::read_to_string(walk(&logs).pop().unwrap()).unwrap();
     assert!(log.contains("bundle ecr-secret-operator.v0.5.0 of operator ecr-secret-operator skipped"), "{log}");
+    assert!(stdout.contains("rebuilt without ecr-secret-operator.v0.5.0 (not mirrored)"), "{stdout}");
 
     // Selected: foo 0.2.0, 0.3.0 (in range) and 0.3.1 (the chain needs it); baz's head.
     let selected = ["foo-bundle-v0.2.0", "foo-bundle-v0.3.0", "foo-bundle-v0.3.1", "baz-bundle-v1.1.0"];
@@ -262,9 +265,11 @@ fn a_filtered_catalog_is_mirrored_with_its_images_and_serves_only_the_selection_
         }
     }
     assert!(!present(&broken));
-    // ecr-secret-operator: its head bundle is skipped (a related image failed), older bundles not selected.
+    // ecr-secret-operator: its head bundle is skipped (a related image failed), 0.4.1 and 0.4.0
+    // are mirrored, 0.3.2 is not selected.
     for (old, _) in cat.map.iter().filter(|(o, _)| o.contains("/ecr-secret-operator@sha256:")) {
-        assert!(!present(old), "{old} must not be mirrored");
+        let want = ["sha256:53e73c53", "sha256:90342c48"].iter().any(|d| old.contains(d));
+        assert_eq!(present(old), want, "{old} mirrored: expected {want}");
     }
     assert!(present(
         "quay.io/brancz/kube-rbac-proxy:v0.21.0@sha256:059a43ab03f230eedb7dde2eb0d910a41e9d7ee04efff0f5cdc7ee614111397a"
@@ -275,7 +280,8 @@ fn a_filtered_catalog_is_mirrored_with_its_images_and_serves_only_the_selection_
         assert!(present(old), "related image {old} missing");
     }
 
-    // The rebuilt catalog: tagged per filter, served by real opm with only the selection.
+    // The rebuilt catalog: tagged per filter, served by real opm with only the selection, less
+    // the skipped bundle: its channel's head is now its predecessor.
     let tags: Value = get(&dst, "mirror/catalogs/test-index/tags/list").json().unwrap();
     let tag = tags["tags"].as_array().unwrap()[0].as_str().unwrap().to_string();
     assert!(tag.starts_with("v1-") && tag.len() == 15, "{tag}");
@@ -293,7 +299,8 @@ fn a_filtered_catalog_is_mirrored_with_its_images_and_serves_only_the_selection_
         .collect();
     let want: BTreeSet<(String, String)> = [
         ("baz", "baz.v1.1.0"),
-        ("ecr-secret-operator", "ecr-secret-operator.v0.5.0"),
+        ("ecr-secret-operator", "ecr-secret-operator.v0.4.0"),
+        ("ecr-secret-operator", "ecr-secret-operator.v0.4.1"),
         ("foo", "foo.v0.2.0"),
         ("foo", "foo.v0.3.0"),
         ("foo", "foo.v0.3.1"),
@@ -304,6 +311,9 @@ fn a_filtered_catalog_is_mirrored_with_its_images_and_serves_only_the_selection_
     assert_eq!(bundles, want);
     let foo_pkg = grpc(port, "api.Registry/GetPackage", Some(r#"{"name":"foo"}"#));
     assert_eq!(foo_pkg[0]["channels"][0]["csvName"], "foo.v0.3.1", "{foo_pkg:?}");
+    let ecr = grpc(port, "api.Registry/GetPackage", Some(r#"{"name":"ecr-secret-operator"}"#));
+    assert_eq!(ecr[0]["channels"][0]["csvName"], "ecr-secret-operator.v0.4.1", "{ecr:?}");
+    assert_eq!(ecr[0]["defaultChannelName"], "alpha", "{ecr:?}");
     let served_images: BTreeSet<String> = grpc(port, "api.Registry/ListBundles", None)
         .iter()
         .map(|b| b["bundlePath"].as_str().unwrap().to_string())
@@ -313,8 +323,15 @@ fn a_filtered_catalog_is_mirrored_with_its_images_and_serves_only_the_selection_
         "bundle paths as written upstream: {served_images:?}"
     );
 
-    // A re-run copies nothing new: the rebuilt catalog has the same digest.
+    // The CatalogSource points at the catalog that was pushed (rebuilt without the skipped
+    // bundle) by digest.
     let before = sha256(&get(&dst, &format!("mirror/catalogs/test-index/manifests/{tag}")).bytes().unwrap());
+    let res = dir.path().join("ws/working-dir/cluster-resources");
+    let cs = walk(&res).into_iter().find(|p| p.file_name().unwrap().to_string_lossy().starts_with("cs-")).unwrap();
+    let cs = std::fs::read_to_string(cs).unwrap();
+    assert!(cs.contains(&format!("{}/mirror/catalogs/test-index@{before}", dst.host)), "{cs}");
+
+    // A re-run copies nothing new: the rebuilt catalog has the same digest.
     let again = mirror_to_mirror(isc.to_str().unwrap(), dir.path(), &dest, &[]).output().unwrap();
     assert_eq!(again.status.code(), Some(4));
     let after = sha256(&get(&dst, &format!("mirror/catalogs/test-index/manifests/{tag}")).bytes().unwrap());
@@ -409,10 +426,7 @@ fn filtered_catalogs_with_dependencies_pass_opm_validate() {
         let sel = select_valid(&latest, &format!("includeDependencies: true\n{y}"));
         assert!(sel.dependencies.contains(&("bar".into(), "bar.v0.1.0".into())), "{y}");
     }
-    let dir = temp_dir("community");
-    let gz = std::fs::read(data.join("bench/community-operators-prod-catalogs-v4.18.tar.gz")).unwrap();
-    tar::Archive::new(flate2::read::GzDecoder::new(&gz[..])).unpack(dir.path()).unwrap();
-    let community = Catalog::load_dir(&dir.path().join("configs")).unwrap();
+    let community = support::fbc::community_catalog();
     let sel = select_valid(
         &community,
         "includeDependencies: true\npackages:\n- name: rabbitmq-messaging-topology-operator\n  minVersion: 1.18.2\n",
@@ -420,4 +434,33 @@ fn filtered_catalogs_with_dependencies_pass_opm_validate() {
     let cluster = ("rabbitmq-cluster-operator".to_string(), "rabbitmq-cluster-operator.v2.22.3".to_string());
     assert_eq!(sel.dependencies.iter().collect::<Vec<_>>(), vec![&cluster]);
     select_valid(&community, "includeDependencies: true");
+}
+
+/// Catalogs rebuilt without bundles that could not be mirrored load in real opm: every
+/// package of the community snapshot taken in full, then the head and a middle entry of every
+/// channel taken out.
+#[test]
+fn catalogs_without_unmirrored_bundles_pass_opm_validate() {
+    use imageset_operator::catalog::{prune, write};
+    let c = support::fbc::community_catalog();
+    let packages: String = c.packages.iter().map(|p| format!("- name: {}\n", p.name)).collect();
+    let sel = support::fbc::select_valid(&c, &format!("full: true\npackages:\n{packages}"));
+    let mut gone = BTreeSet::new();
+    for ch in &c.channels {
+        let refs: Vec<_> = ch.entries.iter().collect();
+        let head = imageset_operator::catalog::channel::head(&refs).unwrap();
+        gone.insert((ch.package.clone(), head.name.clone()));
+        gone.insert((ch.package.clone(), ch.entries[ch.entries.len() / 2].name.clone()));
+    }
+    let pruned = prune::without(&c, &sel, &gone);
+    let left: BTreeSet<(String, String)> =
+        pruned.bundles(&c).iter().map(|b| (b.package.clone(), b.name.clone())).collect();
+    assert!(left.is_disjoint(&gone));
+    assert!(
+        left.len() > 100 && pruned.packages.len() > 10,
+        "{} bundles in {} packages",
+        left.len(),
+        pruned.packages.len()
+    );
+    support::fbc::opm_validate(&write::filtered_files(&c, &pruned).unwrap()).unwrap();
 }

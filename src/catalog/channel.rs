@@ -6,6 +6,8 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
+use semver::Version;
+
 use super::Entry;
 
 /// Whether opm would load a channel made of these entries; the error says why not.
@@ -32,6 +34,14 @@ pub fn check(entries: &[&Entry]) -> Result<(), String> {
     Ok(())
 }
 
+/// The head of a set of entries, when it has exactly one.
+pub fn head<'e>(entries: &[&'e Entry]) -> Option<&'e Entry> {
+    match heads(entries).as_slice() {
+        [h] => Some(h),
+        _ => None,
+    }
+}
+
 /// Entries that no other entry of the set replaces or skips, in the set's order.
 fn heads<'e>(entries: &[&'e Entry]) -> Vec<&'e Entry> {
     let incoming: HashSet<&str> =
@@ -55,6 +65,46 @@ fn reached<'e>(head: &'e Entry, entries: &[&'e Entry]) -> HashSet<&'e str> {
         cur = next;
     }
     out
+}
+
+/// What is left of a channel once some of its entries are gone: the remaining head with the
+/// highest version, and the entries still reachable from it through replaces and skips in a
+/// way opm accepts (anything else would be a second head or a stranded entry). `version`
+/// gives an entry's bundle version (None sorts lowest; ties go to the greater name).
+pub fn prune<'e>(entries: &[&'e Entry], version: &dyn Fn(&str) -> Option<Version>) -> Vec<&'e Entry> {
+    let Some(head) = heads(entries).into_iter().max_by(|a, b| {
+        let (va, vb) = (version(&a.name), version(&b.name));
+        let by_version = match (&va, &vb) {
+            (Some(x), Some(y)) => x.cmp_precedence(y),
+            _ => va.is_some().cmp(&vb.is_some()),
+        };
+        by_version.then_with(|| a.name.cmp(&b.name))
+    }) else {
+        // Every entry has an incoming edge: a cycle, which no channel opm served can have.
+        return entries.to_vec();
+    };
+    let mut keep: Vec<&Entry> = entries.to_vec();
+    loop {
+        let by_name: HashMap<&str, &Entry> = keep.iter().map(|e| (e.name.as_str(), *e)).collect();
+        let mut seen: HashSet<&str> = HashSet::from([head.name.as_str()]);
+        let mut queue = VecDeque::from([head]);
+        while let Some(e) = queue.pop_front() {
+            for t in e.replaces.iter().chain(e.skips.iter()) {
+                if let Some(next) = by_name.get(t.as_str())
+                    && seen.insert(&next.name)
+                {
+                    queue.push_back(next);
+                }
+            }
+        }
+        let reachable: Vec<&Entry> = keep.iter().filter(|e| seen.contains(e.name.as_str())).copied().collect();
+        let allowed = reached(head, &reachable);
+        let next: Vec<&Entry> = reachable.into_iter().filter(|e| allowed.contains(e.name.as_str())).collect();
+        if next.len() == keep.len() {
+            return keep;
+        }
+        keep = next;
+    }
 }
 
 /// The entries to keep so that `kept` (a valid part of the channel) also holds `add`: the

@@ -10,6 +10,7 @@ mod deps;
 pub mod filter;
 pub mod image;
 mod parse;
+pub mod prune;
 pub mod version;
 pub mod write;
 

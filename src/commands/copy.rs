@@ -112,16 +112,23 @@ pub fn open_cache(inv: &Invocation, args: &MirrorArgs) -> Result<Arc<Cache>, Cli
 }
 
 /// Copies in three phases so that a bundle whose related images failed is skipped (and its
-/// operator named) and catalogs go last, once what they refer to is present.
-async fn run_phases(engine: &Engine, planned: &Planned, source: &Source, target: Target) -> Vec<ItemResult> {
+/// operator named), a catalog listing a bundle that was not copied is rebuilt without it
+/// (`dest` and `max_nested` name the new copy), and catalogs go last, once what they refer to
+/// is present. Returns the results and summary lines.
+async fn run_phases(
+    engine: &Engine,
+    planned: &mut Planned,
+    cache: &Cache,
+    dest: &Destination,
+    max_nested: u32,
+    source: &Source,
+    target: Target,
+) -> (Vec<ItemResult>, Vec<String>) {
     let items = &planned.plan.items;
     let first: Vec<_> = items.iter().filter(|i| i.kind < ImageKind::OperatorBundle).cloned().collect();
     let mut results = engine.run(&first, source, target).await;
-    let failed: BTreeSet<&str> = results
-        .iter()
-        .filter(|r| matches!(r.outcome, Outcome::Failed { .. }))
-        .map(|r| r.item.origin.as_str())
-        .collect();
+    let failed: BTreeSet<String> =
+        results.iter().filter(|r| matches!(r.outcome, Outcome::Failed { .. })).map(|r| r.item.origin.clone()).collect();
     let mut skip: BTreeMap<String, String> = BTreeMap::new();
     for n in &planned.needs {
         if let Some(bad) = n.related.iter().find(|r| failed.contains(r.as_str())) {
@@ -150,9 +157,31 @@ async fn run_phases(engine: &Engine, planned: &Planned, source: &Source, target:
         .collect();
     results.extend(engine.run(&bundles, source, target).await);
     results.append(&mut skipped);
-    let rest: Vec<_> = items.iter().filter(|i| i.kind > ImageKind::OperatorBundle).cloned().collect();
+    // Bundles not at the destination (skipped, or their own copy failed) leave their catalogs.
+    let not_copied: BTreeSet<&str> = results
+        .iter()
+        .filter(|r| r.item.kind == ImageKind::OperatorBundle && matches!(r.outcome, Outcome::Failed { .. }))
+        .map(|r| r.item.origin.as_str())
+        .collect();
+    let mut gone: BTreeMap<usize, BTreeSet<(String, String)>> = BTreeMap::new();
+    for n in &planned.needs {
+        if (!n.image.is_empty() && not_copied.contains(n.image.as_str()))
+            || n.related.iter().any(|r| failed.contains(r))
+        {
+            gone.entry(n.catalog).or_default().insert((n.package.clone(), n.bundle.clone()));
+        }
+    }
+    let (lines, unbuilt) = super::operators::rebuild_without(planned, &gone, cache, dest, max_nested);
+    results.extend(unbuilt.into_iter().map(|(item, message)| ItemResult {
+        item,
+        outcome: Outcome::Failed { reason: "CatalogRebuildFailed", message },
+        digest: None,
+        media_type: None,
+        contents: Vec::new(),
+    }));
+    let rest: Vec<_> = planned.plan.items.iter().filter(|i| i.kind > ImageKind::OperatorBundle).cloned().collect();
     results.extend(engine.run(&rest, source, target).await);
-    results
+    (results, lines)
 }
 
 /// Copies the plan for the invocation; returns summary lines, or the copy error after
@@ -160,7 +189,7 @@ async fn run_phases(engine: &Engine, planned: &Planned, source: &Source, target:
 pub async fn run(
     inv: &Invocation,
     args: &MirrorArgs,
-    planned: &Planned,
+    planned: &mut Planned,
     client: Arc<Client>,
     cache: Arc<Cache>,
 ) -> Result<Vec<String>, CliError> {
@@ -194,7 +223,7 @@ pub struct RunOutcome {
 pub async fn execute(
     inv: &Invocation,
     args: &MirrorArgs,
-    planned: &Planned,
+    planned: &mut Planned,
     client: Arc<Client>,
     cache: Arc<Cache>,
     engine_out: Option<&tokio::sync::watch::Sender<Option<Arc<Engine>>>>,
@@ -225,10 +254,11 @@ pub async fn execute(
         let _ = tx.send(Some(engine.clone()));
     }
     let ticker = tokio::spawn(progress(engine.clone()));
-    let results = run_phases(&engine, planned, &source, target).await;
+    let max_nested = args.common.max_nested_paths;
+    let (results, mut lines) =
+        run_phases(&engine, planned, &cache, &inv.destination, max_nested, &source, target).await;
     ticker.abort();
 
-    let mut lines = Vec::new();
     let needed: BTreeSet<String> = results.iter().flat_map(|r| r.contents.iter().map(|d| d.digest.clone())).collect();
     let refs_name =
         format!("cli-{}", &crate::image::manifest::sha256_digest(inv.config.to_string_lossy().as_bytes())[7..23]);

@@ -138,6 +138,9 @@ pub struct Planned {
     pub blocked_images: Vec<BlockedImage>,
     /// What each selected bundle needs (filled by collection).
     pub needs: Vec<BundleNeeds>,
+    /// Rebuilt catalogs (filled by collection), to rebuild again without bundles the copy
+    /// could not mirror.
+    pub rebuilt: Vec<super::operators::Rebuilt>,
     /// Platform releases still to collect.
     pub platform: Option<Platform>,
     /// Verified release signatures by payload digest (for the signature ConfigMap).
@@ -210,6 +213,7 @@ pub fn plan_mirror(mirror: &Mirror, inv: &Invocation, max_nested: u32) -> Result
         operators: mirror.operators.clone(),
         blocked_images: mirror.blocked_images.clone(),
         needs: Vec::new(),
+        rebuilt: Vec::new(),
         platform,
         signatures: BTreeMap::new(),
         failures: Vec::new(),
@@ -261,7 +265,7 @@ pub fn run(args: &MirrorArgs, env: &Env) -> Result<Vec<String>, CliError> {
             for l in summary.drain(..) {
                 println!("{l}");
             }
-            super::copy::run(&inv, args, &planned, client, cache).await.map(Some)
+            super::copy::run(&inv, args, &mut planned, client, cache).await.map(Some)
         })?;
         if let Some(lines) = copied {
             summary.extend(lines);

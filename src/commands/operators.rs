@@ -1,6 +1,9 @@
 //! Operator catalogs for `mirror`: fetch each catalog, select its bundles, rebuild the
-//! filtered catalog into the cache, and add bundles, related images and catalogs to the plan.
+//! filtered catalog into the cache, and add bundles, related images and catalogs to the plan;
+//! after the bundle phase, rebuild again the catalogs that list bundles the copy could not
+//! mirror.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use super::CliError;
@@ -8,7 +11,7 @@ use super::mirror::{Invocation, Mode, Planned};
 use crate::cache::Cache;
 use crate::catalog::{self, Catalog, image, write};
 use crate::collect::{self, FetchedCatalog};
-use crate::plan::{self, CatalogInput};
+use crate::plan::{self, CatalogInput, CopyItem, Destination};
 use crate::registry::Client;
 
 /// One catalog, fetched and selected.
@@ -16,6 +19,20 @@ struct Selected {
     index: usize,
     fetched: FetchedCatalog,
     selection: catalog::Selection,
+}
+
+/// A filtered catalog rebuilt into the cache, kept so that it can be rebuilt again without
+/// bundles the copy could not mirror.
+#[derive(Debug)]
+pub struct Rebuilt {
+    /// Index of its entry in `mirror.operators`.
+    pub index: usize,
+    /// The catalog as fetched.
+    pub fetched: FetchedCatalog,
+    /// What is selected from it.
+    pub selection: catalog::Selection,
+    /// Digest of the rebuilt image in the cache.
+    pub digest: String,
 }
 
 /// Collects every catalog of the image set into the plan; returns summary lines.
@@ -78,9 +95,69 @@ pub async fn collect(
         inputs.push(CatalogInput { index: s.index, op, bundles, rebuilt });
     }
     let (items, needs) = plan::plan_operators(&inputs, &inv.destination, args.common.max_nested_paths)?;
+    let digests: Vec<Option<String>> = inputs.into_iter().map(|i| i.rebuilt).collect();
     planned.add(items);
     planned.needs = needs;
+    for (s, digest) in selected.into_iter().zip(digests) {
+        if let Some(digest) = digest {
+            let Selected { index, fetched, selection } = s;
+            planned.rebuilt.push(Rebuilt { index, fetched, selection, digest });
+        }
+    }
     Ok(lines)
+}
+
+/// After the bundle phase: rebuilds each catalog that lists bundles the copy could not mirror
+/// (by catalog entry: package, bundle) without them, every channel kept valid, and points the
+/// catalog's copy in the plan at the new image. Returns summary lines, and the catalog copies
+/// that could not be rebuilt (taken out of the plan, with why) so that a catalog listing
+/// missing bundles is never copied.
+pub fn rebuild_without(
+    planned: &mut Planned,
+    gone: &BTreeMap<usize, BTreeSet<(String, String)>>,
+    cache: &Cache,
+    dest: &Destination,
+    max_nested: u32,
+) -> (Vec<String>, Vec<(CopyItem, String)>) {
+    let mut lines = Vec::new();
+    let mut failed = Vec::new();
+    for (&index, bundles) in gone {
+        let op = &planned.operators[index];
+        let list = bundles.iter().map(|(_, b)| b.as_str()).collect::<Vec<_>>().join(", ");
+        let Some(r) = planned.rebuilt.iter_mut().find(|r| r.index == index) else {
+            let w = format!("taken whole, it still lists {list}, which could not be mirrored");
+            tracing::warn!(catalog = %op.catalog, "{w}");
+            lines.push(format!("warning: catalog {}: {w}", op.catalog));
+            continue;
+        };
+        // Planning made this very item from the same entry, so it cannot fail now.
+        let Ok(old) = plan::catalog_item(index, op, Some(&r.digest), dest, max_nested) else { continue };
+        let selection = catalog::prune::without(&r.fetched.catalog, &r.selection, bundles);
+        for w in &selection.warnings {
+            tracing::warn!(catalog = %op.catalog, "{w}");
+            lines.push(format!("warning: catalog {}: {w}", op.catalog));
+        }
+        let new = rebuild(cache, &r.fetched, &selection).and_then(|d| {
+            let item = plan::catalog_item(index, op, Some(&d), dest, max_nested).map_err(|e| e.to_string())?;
+            Ok((d, item))
+        });
+        match new {
+            Ok((digest, item)) => {
+                lines.push(format!("catalog {}: rebuilt without {list} (not mirrored), as {digest}", op.catalog));
+                for i in planned.plan.items.iter_mut().filter(|i| **i == old) {
+                    *i = item.clone();
+                }
+                r.selection = selection;
+                r.digest = digest;
+            }
+            Err(e) => {
+                let why = format!("rebuilding catalog {} without {list}: {e}", op.catalog);
+                planned.plan.items.retain(|i| *i != old);
+                failed.push((old, why));
+            }
+        }
+    }
+    (lines, failed)
 }
 
 /// Disk-to-mirror: the bundles, related images and (rebuilt) catalogs the archives hold, as

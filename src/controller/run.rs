@@ -252,7 +252,7 @@ async fn execute(
             ..Default::default()
         });
     }
-    let out = copy::execute(&inv, &args, &planned, client, shared.cache.clone(), Some(tx))
+    let out = copy::execute(&inv, &args, &mut planned, client, shared.cache.clone(), Some(tx))
         .await
         .map_err(|e| e.to_string())?;
     Ok(finish(plan_digest, &planned, out))

@@ -7,7 +7,7 @@ use std::process::Command;
 use imageset_operator::api::mirror::Operator;
 use imageset_operator::catalog::{self, Catalog, write};
 
-use super::{require, temp_dir};
+use super::{require, shared_data, temp_dir};
 
 /// A catalog entry from YAML (the `catalog:` field is filled in).
 pub fn operator(yaml: &str) -> Operator {
@@ -33,4 +33,12 @@ pub fn select_valid(cat: &Catalog, yaml: &str) -> catalog::Selection {
     let files = write::filtered_files(cat, &sel).unwrap();
     opm_validate(&files).unwrap_or_else(|e| panic!("opm validate ({yaml}): {e}"));
     sel
+}
+
+/// The community catalog snapshot (v4.18, 35 packages) from the shared data, unpacked.
+pub fn community_catalog() -> Catalog {
+    let dir = temp_dir("community-");
+    let gz = std::fs::read(shared_data().join("fbc/bench/community-operators-prod-catalogs-v4.18.tar.gz")).unwrap();
+    tar::Archive::new(flate2::read::GzDecoder::new(&gz[..])).unpack(dir.path()).unwrap();
+    Catalog::load_dir(&dir.path().join("configs")).unwrap()
 }
