@@ -190,6 +190,30 @@ pub async fn fetch_catalog(client: &Client, cache: &Cache, catalog: &str) -> Res
     Ok(FetchedCatalog { digest, index, images, catalog: cat })
 }
 
+/// Imports the whole image of an `oci://` catalog (every platform, every blob) into the cache,
+/// where the copy engine serves it like a rebuilt catalog; returns its top digest. A catalog
+/// taken whole from a layout is copied as it is, digests unchanged.
+pub async fn import_layout(cache: &Cache, catalog: &str) -> Result<String, CollectError> {
+    let r = ImageRef::parse(catalog).map_err(|e| CollectError::Local(format!("catalog {catalog}: {e}")))?;
+    let dir = PathBuf::from(&r.path);
+    let top = layout_top(&dir)?;
+    let from = Origin::Layout(dir);
+    let mut todo = vec![top.clone()];
+    while let Some(d) = todo.pop() {
+        let bytes = from.manifest(cache, &d).await?;
+        let mt = manifest::media_type_of(&bytes, None);
+        match manifest::parse(&bytes, &mt).map_err(|e| CollectError::Local(format!("catalog {catalog}: {e}")))? {
+            Parsed::Index { children } => todo.extend(children.into_iter().map(|(c, _)| c.digest)),
+            Parsed::Image { blobs } => {
+                for b in &blobs {
+                    from.cache_blob(cache, b).await?;
+                }
+            }
+        }
+    }
+    Ok(top)
+}
+
 fn is_amd64(config: &[u8]) -> bool {
     serde_json::from_slice::<serde_json::Value>(config)
         .ok()

@@ -189,6 +189,8 @@ pub struct CatalogInput<'a> {
     pub bundles: Vec<(String, String, String, Vec<String>)>,
     /// Digest of the rebuilt (filtered) catalog in the cache; None when the catalog is taken whole.
     pub rebuilt: Option<String>,
+    /// Digest of a catalog taken whole from an `oci://` layout, imported into the cache.
+    pub imported: Option<String>,
 }
 
 /// What a bundle needs: the items that must be present before it is worth copying.
@@ -284,7 +286,14 @@ pub fn plan_operators(
             }
             needs.push(need);
         }
-        items.push(catalog_item(c.index, c.op, c.rebuilt.as_deref(), dest, max_nested)?);
+        let mut item = catalog_item(c.index, c.op, c.rebuilt.as_deref(), dest, max_nested)?;
+        if let (Some(d), None) = (&c.imported, &c.rebuilt) {
+            // Served from the cache, like a rebuilt catalog: a layout is no registry.
+            let field = format!("operators[{}].catalog", c.index);
+            let (path, _) = catalog_destination(c.op, None).map_err(|source| PlanError::Reference { field, source })?;
+            item.source = format!("docker://{DISK_ROOT}/{path}@{d}");
+        }
+        items.push(item);
     }
     Ok((items, needs))
 }

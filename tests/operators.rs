@@ -343,6 +343,70 @@ fn a_filtered_catalog_is_mirrored_with_its_images_and_serves_only_the_selection_
 /// Mirror-to-disk, then disk-to-mirror with the source registry gone: the rebuilt catalog,
 /// its bundles and their related images reach the disconnected registry by digest, and the
 /// CatalogSource points at the rebuilt catalog there.
+/// A catalog in an `oci://` layout on disk: filtered, it is rebuilt like a registry's; taken
+/// whole (`full: true` without packages), it is copied as it is, digest unchanged, with every
+/// bundle. No registry holds the catalog image.
+#[test]
+fn catalogs_from_oci_layouts_are_mirrored_filtered_and_whole() {
+    let dir = temp_dir("operators-oci");
+    let (src, dst) = (Registry::start(RegistryOptions::default()), Registry::start(RegistryOptions::default()));
+    let fbc = shared_data().join("fbc/oc-mirror-test-catalogs/test-catalog-latest");
+    let cat = build_catalog(&src, &fbc, dir.path(), "");
+    let layout = dir.path().join("layouts/test-index");
+    std::fs::create_dir_all(layout.parent().unwrap()).unwrap();
+    support::skopeo(&[
+        "copy",
+        "--src-tls-verify=false",
+        &format!("docker://{}", cat.reference),
+        &format!("oci:{}", layout.display()),
+    ]);
+    let index: Value = serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let top = index["manifests"][0]["digest"].as_str().unwrap().to_string();
+    // One layout filtered, a copy of it taken whole (an image set names a catalog once).
+    let whole_layout = dir.path().join("layouts/test-index-all");
+    let o = Command::new("cp").arg("-r").arg(&layout).arg(&whole_layout).output().unwrap();
+    assert!(o.status.success());
+    let isc = dir.path().join("isc.yaml");
+    std::fs::write(
+        &isc,
+        format!(
+            "apiVersion: mirror.openshift.io/v2alpha1\nkind: ImageSetConfiguration\nmirror:\n  operators:\n  - catalog: oci://{0}\n    packages:\n    - name: baz\n  - catalog: oci://{1}\n    full: true\n",
+            layout.display(),
+            whole_layout.display()
+        ),
+    )
+    .unwrap();
+    let dest = format!("docker://{}/mirror", dst.host);
+    let out = mirror_to_mirror(isc.to_str().unwrap(), dir.path(), &dest, &[]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{stdout} {}", String::from_utf8_lossy(&out.stderr));
+    let tags = |repo: &str| -> Vec<String> {
+        let v: Value = get(&dst, &format!("mirror/{repo}/tags/list")).json().unwrap();
+        v["tags"].as_array().unwrap().iter().map(|t| t.as_str().unwrap().into()).collect()
+    };
+    assert_eq!(tags("test-index-all"), ["latest"]);
+    let filtered = tags("test-index");
+    assert!(filtered.len() == 1 && filtered[0].starts_with("latest-"), "{filtered:?}");
+    // Whole: the layout's image, byte for byte.
+    let whole = get(&dst, "mirror/test-index-all/manifests/latest");
+    assert_eq!(whole.headers()["docker-content-digest"].to_str().unwrap(), top);
+    // Filtered: only baz's head, and the whole catalog brought every bundle.
+    let root = dir.path().join("filtered");
+    std::fs::create_dir_all(&root).unwrap();
+    unpack(&dst, "mirror/test-index", &filtered[0], &root);
+    let packages: BTreeSet<String> = walk(&root.join("configs"))
+        .iter()
+        .map(|p| p.strip_prefix(root.join("configs")).unwrap().iter().next().unwrap().to_string_lossy().to_string())
+        .collect();
+    assert_eq!(packages, BTreeSet::from(["baz".to_string()]));
+    for (old, new) in &cat.map {
+        let (name, digest) = new.split_once('@').unwrap();
+        let path = name.split_once('/').unwrap().1;
+        let present = get(&dst, &format!("mirror/{path}/manifests/{digest}")).status().is_success();
+        assert!(present, "{old} (a bundle or related image of the whole catalog) not mirrored");
+    }
+}
+
 #[test]
 fn a_filtered_catalog_goes_through_archives_to_a_disconnected_registry() {
     let dir = temp_dir("operators-d2m");

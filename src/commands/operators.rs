@@ -62,6 +62,14 @@ pub async fn collect(
     let mut inputs = Vec::new();
     for s in &selected {
         let op = &planned.operators[s.index];
+        let oci = op.catalog.starts_with("oci://");
+        let imported = if s.selection.whole && oci {
+            Some(collect::import_layout(cache, &op.catalog).await.map_err(|e| {
+                CliError::Setup(format!("mirror.operators[{}]: importing catalog {}: {e}", s.index, op.catalog))
+            })?)
+        } else {
+            None
+        };
         let rebuilt = if s.selection.whole {
             None
         } else {
@@ -92,7 +100,7 @@ pub async fn collect(
                 None => ", taken whole".to_string(),
             }
         ));
-        inputs.push(CatalogInput { index: s.index, op, bundles, rebuilt });
+        inputs.push(CatalogInput { index: s.index, op, bundles, rebuilt, imported });
     }
     let (items, needs) = plan::plan_operators(&inputs, &inv.destination, args.common.max_nested_paths)?;
     let digests: Vec<Option<String>> = inputs.into_iter().map(|i| i.rebuilt).collect();
