@@ -1,11 +1,14 @@
 //! The content-addressed cache (a directory; a PVC in the cluster). Blobs and manifests live
-//! under `blobs/sha256/<hex>` and only get there verified (temporary file, fsync, rename), so
-//! a crash never leaves a corrupt entry visible. Downloads in progress sit in `staging/` and
+//! under `blobs/sha256/<hex>` and only get there verified (temporary file, rename), so a crash
+//! never leaves a corrupt entry visible: a killed process leaves its writes in the page cache,
+//! and what a machine crash may have torn is checked when the cache is next opened (see
+//! [`durable`]). Downloads in progress sit in `staging/` and
 //! are resumed from where they stopped. `refs/<name>.json` records what each image set
 //! needs, so garbage collection keeps only referenced entries. One process owns a cache at a
 //! time (an exclusive lock on `.lock`).
 
 pub mod archive;
+pub mod durable;
 pub mod fetch;
 
 use std::collections::BTreeSet;
@@ -75,7 +78,10 @@ pub struct GcReport {
 pub struct Cache {
     root: PathBuf,
     _lock: File,
+    /// Sync each entry before its rename (where the kernel gives no boot id to journal by).
     durable: bool,
+    /// The unsynced-writes marker; `None` for scratch caches and where there is no boot id.
+    journal: Option<durable::Journal>,
     /// One download at a time per digest, for every user of this cache.
     flights: std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<tokio::sync::Mutex<()>>>>,
     /// Blobs and manifests taken from the cache instead of a registry.
@@ -126,21 +132,59 @@ impl Cache {
             Err(fs::TryLockError::WouldBlock) => return Err(CacheError::Busy(root.to_path_buf())),
             Err(fs::TryLockError::Error(e)) => return Err(CacheError::Io { path: lock_path, source: e }),
         }
-        Ok(Cache {
+        let mut cache = Cache {
             root: root.to_path_buf(),
             _lock: lock,
             durable: true,
+            journal: None,
             flights: Default::default(),
             hits: Default::default(),
             misses: Default::default(),
-        })
+        };
+        if let Some(boot) = durable::boot_id() {
+            let check = |digest: &str, p: &Path| {
+                File::open(p).ok().and_then(|f| hash_reader(f).ok()).is_some_and(|(d, _)| d == digest)
+            };
+            let (journal, found) = durable::Journal::open(root, boot, || cache.entries(), check)?;
+            if found.checked > 0 {
+                tracing::warn!(
+                    cache = %root.display(),
+                    checked = found.checked,
+                    removed = found.removed.len(),
+                    "entries written before the machine restarted were checked; torn ones removed (fetched again when needed)"
+                );
+            }
+            cache.journal = Some(journal);
+            cache.durable = false;
+        }
+        Ok(cache)
     }
 
-    /// Skips the fsync before each entry becomes visible: a killed process still never leaves
-    /// a torn entry (the page cache survives it), but a machine crash might. For scratch caches
-    /// (CI, benchmarks) where speed matters more; `verify` finds what a crash tore.
+    /// Syncs the cache's file system so that entries written so far need no check after a
+    /// machine crash (the journal's marker moves on). Blocking; slow when much is unwritten.
+    pub fn sync(&self) -> Result<(), CacheError> {
+        match &self.journal {
+            Some(j) => j.sync(),
+            None => Ok(()),
+        }
+    }
+
+    /// [`Cache::sync`] on a thread of its own; a failure is logged.
+    pub fn sync_in_background(self: &std::sync::Arc<Self>) {
+        let me = self.clone();
+        std::thread::spawn(move || {
+            if let Err(e) = me.sync() {
+                tracing::warn!(error = %e, "cache sync failed");
+            }
+        });
+    }
+
+    /// No durability work at all (no marker, no fsync): a killed process still never leaves
+    /// a torn entry (the page cache survives it), but a machine crash might, unchecked. For
+    /// scratch caches; `verify` finds what a crash tore.
     pub fn without_fsync(mut self) -> Self {
         self.durable = false;
+        self.journal = None;
         self
     }
 
@@ -216,21 +260,25 @@ impl Cache {
         Ok(n)
     }
 
-    /// Makes a verified temporary file visible: fsync, then rename.
+    /// Makes a verified temporary file visible (see [`Cache::committer`]).
     pub fn commit(&self, tmp: &Path, file: File, digest: &str) -> Result<(), CacheError> {
         self.committer(tmp, file, digest)?()
     }
 
     /// The same as `commit`, as an owned closure to run where blocking is allowed (an fsync
-    /// of a large blob must not stall an async worker). The file is synced before the rename,
-    /// so a visible entry is never a torn one; the directory is not (an entry lost with the
-    /// machine is simply fetched again).
+    /// of a large blob must not stall an async worker). With a journal the marker is on disk
+    /// before the rename (a machine crash is then caught at the next open); without one the
+    /// file is synced before the rename. Either way a visible entry is never a torn one; an
+    /// entry lost with the machine is simply fetched again.
     pub fn committer(
         &self,
         tmp: &Path,
         file: File,
         digest: &str,
     ) -> Result<impl FnOnce() -> Result<(), CacheError> + Send + 'static, CacheError> {
+        if let Some(j) = &self.journal {
+            j.before_write()?;
+        }
         let (tmp, dst, durable) = (tmp.to_path_buf(), self.path(digest)?, self.durable);
         Ok(move || {
             if durable {

@@ -108,7 +108,10 @@ pub fn open_client(inv: &Invocation, args: &MirrorArgs, env: &Env, planned: &Pla
 /// The cache for a run (created if missing).
 pub fn open_cache(inv: &Invocation, args: &MirrorArgs) -> Result<Arc<Cache>, CliError> {
     let cache = Cache::open(&inv.cache_dir.join(CACHE_SUBDIR)).map_err(|e| CliError::Setup(e.to_string()))?;
-    Ok(Arc::new(if args.common.no_cache_fsync { cache.without_fsync() } else { cache }))
+    let cache = Arc::new(if args.common.no_cache_fsync { cache.without_fsync() } else { cache });
+    // What earlier runs left in the page cache reaches the disk while this one works.
+    cache.sync_in_background();
+    Ok(cache)
 }
 
 /// Copies in three phases so that a bundle whose related images failed is skipped (and its

@@ -1,0 +1,217 @@
+//! Durability without an fsync per entry. Entries are made visible by a rename once their
+//! bytes match their digest; a process that dies (kill -9, OOM) never leaves a torn entry,
+//! since its writes are in the page cache either way. Only a machine that stops before the
+//! page cache reaches the disk can tear an entry, so before the first entry of a process is
+//! made visible, a marker `unsynced` (this boot's id and the time) is written and synced.
+//! When the cache is opened after another boot with the marker still there, every entry
+//! renamed into place since that time (by ctime, which a rename sets) is checked against its
+//! digest and removed if torn. A sync of the file system (`syncfs`) moves the marker's time
+//! forward, or removes it when nothing was written meanwhile.
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::{CacheError, io};
+
+/// The marker's name under the cache root.
+pub const MARKER: &str = "unsynced";
+
+/// What the marker records.
+#[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq, Eq)]
+struct Marker {
+    boot_id: String,
+    /// Unix seconds: entries renamed into place at or after this may not be on disk.
+    since: i64,
+}
+
+/// This boot's id, or `None` where the kernel does not say (then every entry is synced).
+pub fn boot_id() -> Option<String> {
+    fs::read_to_string("/proc/sys/kernel/random/boot_id").ok().map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+}
+
+/// The marker's state for one open cache.
+#[derive(Debug)]
+pub struct Journal {
+    root: PathBuf,
+    boot: String,
+    /// Whether the marker is on disk (guarded: writers create it at most once).
+    marked: Mutex<bool>,
+    /// Entries made visible by this process.
+    writes: AtomicU64,
+}
+
+/// What opening found.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Recovery {
+    /// Entries checked because another boot left them unsynced.
+    pub checked: usize,
+    /// Torn entries removed.
+    pub removed: Vec<String>,
+}
+
+fn write_synced(path: &Path, body: &[u8]) -> Result<(), CacheError> {
+    let tmp = path.with_extension("tmp");
+    let mut f = File::create(&tmp).map_err(io(&tmp))?;
+    f.write_all(body).map_err(io(&tmp))?;
+    f.sync_all().map_err(io(&tmp))?;
+    fs::rename(&tmp, path).map_err(io(path))?;
+    sync_dir(path.parent().unwrap_or(Path::new(".")))
+}
+
+fn sync_dir(dir: &Path) -> Result<(), CacheError> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
+}
+
+impl Journal {
+    /// Opens the journal of the cache at `root` on this boot, checking what an earlier boot
+    /// left unsynced. `entries` lists the cache's entries (digest, path); `check` tells whether
+    /// an entry's bytes match its digest.
+    pub fn open(
+        root: &Path,
+        boot: String,
+        entries: impl FnOnce() -> Result<Vec<(String, PathBuf)>, CacheError>,
+        check: impl Fn(&str, &Path) -> bool,
+    ) -> Result<(Journal, Recovery), CacheError> {
+        let path = root.join(MARKER);
+        let found: Option<Marker> = fs::read(&path).ok().and_then(|b| serde_json::from_slice(&b).ok());
+        let mut recovery = Recovery::default();
+        let mut marked = false;
+        match found {
+            Some(m) if m.boot_id == boot => marked = true,
+            Some(m) => {
+                for (digest, p) in entries()? {
+                    let Ok(meta) = fs::metadata(&p) else { continue };
+                    if meta.ctime() < m.since {
+                        continue;
+                    }
+                    recovery.checked += 1;
+                    if !check(&digest, &p) {
+                        fs::remove_file(&p).map_err(io(&p))?;
+                        recovery.removed.push(digest);
+                    }
+                }
+                fs::remove_file(&path).map_err(io(&path))?;
+                sync_dir(root)?;
+            }
+            None if path.exists() => {
+                // Unreadable: nothing says when the writes began, so check everything.
+                let m = Marker { boot_id: String::new(), since: 0 };
+                write_synced(&path, &serde_json::to_vec(&m).expect("a marker serializes"))?;
+                return Journal::open(root, boot, entries, check);
+            }
+            None => {}
+        }
+        let j = Journal { root: root.to_path_buf(), boot, marked: Mutex::new(marked), writes: AtomicU64::new(0) };
+        Ok((j, recovery))
+    }
+
+    /// Called before an entry is made visible: the marker is on disk first.
+    pub fn before_write(&self) -> Result<(), CacheError> {
+        let mut marked = self.marked.lock().expect("journal lock");
+        if !*marked {
+            let m = Marker { boot_id: self.boot.clone(), since: now() - 1 };
+            write_synced(&self.root.join(MARKER), &serde_json::to_vec(&m).expect("a marker serializes"))?;
+            *marked = true;
+        }
+        self.writes.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Syncs the file system holding the cache; afterwards only entries written meanwhile are
+    /// left to the marker (or none, and it goes).
+    pub fn sync(&self) -> Result<(), CacheError> {
+        let (before, started) = (self.writes.load(Ordering::Relaxed), now() - 1);
+        let dir = File::open(&self.root).map_err(io(&self.root))?;
+        rustix::fs::syncfs(&dir).map_err(|e| CacheError::Io { path: self.root.clone(), source: e.into() })?;
+        let mut marked = self.marked.lock().expect("journal lock");
+        if !*marked {
+            return Ok(());
+        }
+        let path = self.root.join(MARKER);
+        if self.writes.load(Ordering::Relaxed) == before {
+            fs::remove_file(&path).map_err(io(&path))?;
+            sync_dir(&self.root)?;
+            *marked = false;
+        } else {
+            let m = Marker { boot_id: self.boot.clone(), since: started };
+            write_synced(&path, &serde_json::to_vec(&m).expect("a marker serializes"))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::Cache;
+    use super::*;
+
+    fn digest(b: &[u8]) -> String {
+        use sha2::Digest as _;
+        format!("sha256:{}", hex::encode(sha2::Sha256::digest(b)))
+    }
+
+    fn marker(root: &Path) -> Option<Marker> {
+        fs::read(root.join(MARKER)).ok().map(|b| serde_json::from_slice(&b).unwrap())
+    }
+
+    #[test]
+    fn a_machine_crash_is_caught_at_the_next_open_and_syncs_clear_the_marker() {
+        let Some(boot) = boot_id() else { panic!("this test needs /proc/sys/kernel/random/boot_id") };
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let (a, b) = (b"first entry".to_vec(), b"second entry".to_vec());
+        {
+            let cache = Cache::open(root).unwrap();
+            assert_eq!(marker(root), None, "nothing written, nothing marked");
+            cache.put(&digest(&a), &a).unwrap();
+            let m = marker(root).expect("the marker precedes the first entry");
+            assert_eq!(m.boot_id, boot);
+            // A sync with nothing written since removes it; the next write brings it back.
+            cache.sync().unwrap();
+            assert_eq!(marker(root), None);
+            cache.put(&digest(&b), &b).unwrap();
+            assert!(marker(root).is_some());
+        }
+        // Same boot: nothing is checked and the marker stays (its writes may still be unsynced).
+        {
+            let _cache = Cache::open(root).unwrap();
+            assert!(marker(root).is_some());
+        }
+        // "Another boot", and the second entry torn by it: the open removes it, keeps the
+        // first (written before the marker's time) and drops the marker.
+        let since = marker(root).unwrap().since;
+        let other = Marker { boot_id: "another-boot".into(), since };
+        fs::write(root.join(MARKER), serde_json::to_vec(&other).unwrap()).unwrap();
+        let torn = root.join("blobs/sha256").join(digest(&b).trim_start_matches("sha256:"));
+        fs::write(&torn, b"second ent\0\0").unwrap();
+        let cache = Cache::open(root).unwrap();
+        assert!(!cache.has(&digest(&b)), "a torn entry survived the check");
+        assert!(cache.has(&digest(&a)));
+        assert_eq!(marker(root), None);
+        assert!(cache.verify().unwrap().corrupt.is_empty());
+        // A marker nobody can read: everything is checked.
+        fs::write(root.join(MARKER), b"{").unwrap();
+        drop(cache);
+        let good = root.join("blobs/sha256").join(digest(&a).trim_start_matches("sha256:"));
+        fs::write(&good, b"first entrX").unwrap();
+        let cache = Cache::open(root).unwrap();
+        assert!(!cache.has(&digest(&a)));
+        assert_eq!(marker(root), None);
+    }
+
+    #[test]
+    fn scratch_caches_keep_no_marker() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path()).unwrap().without_fsync();
+        cache.put(&digest(b"x"), b"x").unwrap();
+        assert_eq!(marker(dir.path()), None);
+    }
+}
