@@ -5,8 +5,8 @@
 //! made visible, a marker `unsynced` (this boot's id and the time) is written and synced.
 //! When the cache is opened after another boot with the marker still there, every entry
 //! renamed into place since that time (by ctime, which a rename sets) is checked against its
-//! digest and removed if torn. A sync of the file system (`syncfs`) moves the marker's time
-//! forward, or removes it when nothing was written meanwhile.
+//! digest and removed if torn. A sync (an fsync of each entry written since the marker's time)
+//! moves the marker's time forward, or removes it when nothing was written meanwhile.
 
 use std::fs::{self, File};
 use std::io::Write;
@@ -125,16 +125,31 @@ impl Journal {
         Ok(())
     }
 
-    /// Syncs the file system holding the cache; afterwards only entries written meanwhile are
-    /// left to the marker (or none, and it goes).
-    pub fn sync(&self) -> Result<(), CacheError> {
-        let (before, started) = (self.writes.load(Ordering::Relaxed), now() - 1);
-        let dir = File::open(&self.root).map_err(io(&self.root))?;
-        rustix::fs::syncfs(&dir).map_err(|e| CacheError::Io { path: self.root.clone(), source: e.into() })?;
-        let mut marked = self.marked.lock().expect("journal lock");
+    /// When the oldest write the marker covers was made (unix seconds), if it is on disk.
+    pub fn since(&self) -> Option<i64> {
+        let marked = self.marked.lock().expect("journal lock");
         if !*marked {
-            return Ok(());
+            return None;
         }
+        let m: Option<Marker> = fs::read(self.root.join(MARKER)).ok().and_then(|b| serde_json::from_slice(&b).ok());
+        m.map(|m| m.since)
+    }
+
+    /// Syncs every entry renamed into place since the marker's time (cheap for those the
+    /// kernel has already written back) and their directory; afterwards only entries written
+    /// meanwhile are left to the marker (or none, and it goes). Each fsync touches one file:
+    /// nothing else on the file system is waited for.
+    pub fn sync(&self, entries: impl FnOnce() -> Result<Vec<(String, PathBuf)>, CacheError>) -> Result<(), CacheError> {
+        let Some(since) = self.since() else { return Ok(()) };
+        let (before, started) = (self.writes.load(Ordering::Relaxed), now() - 1);
+        for (_, p) in entries()? {
+            let Ok(meta) = fs::metadata(&p) else { continue };
+            if meta.ctime() >= since {
+                File::open(&p).and_then(|f| f.sync_all()).map_err(io(&p))?;
+            }
+        }
+        sync_dir(&self.root.join("blobs/sha256"))?;
+        let mut marked = self.marked.lock().expect("journal lock");
         let path = self.root.join(MARKER);
         if self.writes.load(Ordering::Relaxed) == before {
             fs::remove_file(&path).map_err(io(&path))?;

@@ -160,17 +160,24 @@ impl Cache {
         Ok(cache)
     }
 
-    /// Syncs the cache's file system so that entries written so far need no check after a
-    /// machine crash (the journal's marker moves on). Blocking; slow when much is unwritten.
+    /// Syncs the entries written since the journal's marker so that they need no check after
+    /// a machine crash (the marker moves on). Blocking; slow when much is not written back yet.
     pub fn sync(&self) -> Result<(), CacheError> {
         match &self.journal {
-            Some(j) => j.sync(),
+            Some(j) => j.sync(|| self.entries()),
             None => Ok(()),
         }
     }
 
-    /// [`Cache::sync`] on a thread of its own; a failure is logged.
-    pub fn sync_in_background(self: &std::sync::Arc<Self>) {
+    /// [`Cache::sync`] on a thread of its own once what the marker covers is at least
+    /// `settled` old (by then the kernel has written it back, so the fsyncs are quick and a
+    /// process exiting meanwhile is not held up); a failure is logged.
+    pub fn sync_in_background(self: &std::sync::Arc<Self>, settled: std::time::Duration) {
+        let Some(since) = self.journal.as_ref().and_then(|j| j.since()) else { return };
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        if now.saturating_sub(since.max(0) as u64) < settled.as_secs() {
+            return;
+        }
         let me = self.clone();
         std::thread::spawn(move || {
             if let Err(e) = me.sync() {

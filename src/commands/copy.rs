@@ -109,8 +109,9 @@ pub fn open_client(inv: &Invocation, args: &MirrorArgs, env: &Env, planned: &Pla
 pub fn open_cache(inv: &Invocation, args: &MirrorArgs) -> Result<Arc<Cache>, CliError> {
     let cache = Cache::open(&inv.cache_dir.join(CACHE_SUBDIR)).map_err(|e| CliError::Setup(e.to_string()))?;
     let cache = Arc::new(if args.common.no_cache_fsync { cache.without_fsync() } else { cache });
-    // What earlier runs left in the page cache reaches the disk while this one works.
-    cache.sync_in_background();
+    // What earlier runs wrote (long written back by the kernel) is confirmed on disk while
+    // this run works, so the journal's marker moves on.
+    cache.sync_in_background(std::time::Duration::from_secs(120));
     Ok(cache)
 }
 

@@ -179,8 +179,8 @@ pub fn start(
                 m.runs_queued.fetch_sub(1, Relaxed);
                 queued = false;
                 let r = execute(&shared2, &isc, access, templates, &tx).await;
-                // What the run wrote reaches the disk in the background.
-                shared2.cache.sync_in_background();
+                // What this and earlier runs wrote is confirmed on disk in the background.
+                shared2.cache.sync_in_background(std::time::Duration::ZERO);
                 if let Some(e) = tx.borrow().as_ref() {
                     m.bytes_copied.fetch_add(e.progress.bytes.load(Relaxed), Relaxed);
                 }
