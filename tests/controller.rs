@@ -14,6 +14,22 @@ use support::cluster;
 /// Operators watch every namespace: tests that run one take turns.
 static OPERATOR: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+/// Takes the operator turn and removes image sets an earlier failed test may have left
+/// behind (finalizers cleared), so that they cannot run under this test's operator.
+async fn turn(client: &kube::Client) -> tokio::sync::MutexGuard<'static, ()> {
+    let guard = OPERATOR.lock().await;
+    let all: Api<ImageSetConfiguration> = Api::all(client.clone());
+    for isc in all.list(&Default::default()).await.unwrap().items {
+        let ns = isc.metadata.namespace.clone().unwrap_or_default();
+        let name = isc.metadata.name.clone().unwrap_or_default();
+        let api: Api<ImageSetConfiguration> = Api::namespaced(client.clone(), &ns);
+        let clear = json!({"metadata": {"finalizers": null}});
+        let _ = api.patch(&name, &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&clear)).await;
+        let _ = api.delete(&name, &DeleteParams::default()).await;
+    }
+    guard
+}
+
 /// A source and a destination registry, and what `fill` puts in the source. Registries and
 /// pushes are blocking code: they run off the async runtime.
 fn registries<T: Send + 'static>(
@@ -88,7 +104,6 @@ fn dynamic(client: &kube::Client, group: &str, version: &str, kind: &str) -> Api
 /// deleting the image set removes what it produced.
 #[tokio::test]
 async fn run_mirrors_applies_prunes_and_cleans_up() {
-    let _turn = OPERATOR.lock().await;
     use support::content::{Format, Pusher};
     let (src, dst, (tagged, pinned)) = registries(|src| {
         let push = Pusher::new(src);
@@ -98,6 +113,7 @@ async fn run_mirrors_applies_prunes_and_cleans_up() {
     });
     let cp = cluster::shared();
     let client = cp.client().await;
+    let _turn = turn(&client).await;
     for ns in ["mirror-ops", "tenant-ns"] {
         cluster::ensure_namespace(&client, ns).await;
     }
@@ -205,7 +221,6 @@ fn runs_started(admin: &str) -> Option<u64> {
 #[tokio::test]
 async fn two_replicas_only_the_leader_copies() {
     use support::content::{Format, Pusher};
-    let _turn = OPERATOR.lock().await;
     let (src, dst, ()) = registries(|src| {
         let push = Pusher::new(src);
         push.image("ha/one", "v1", Format::Oci, ("linux", "amd64"), &[(81, 1024)]);
@@ -213,6 +228,7 @@ async fn two_replicas_only_the_leader_copies() {
     });
     let cp = cluster::shared();
     let client = cp.client().await;
+    let _turn = turn(&client).await;
     cluster::ensure_namespace(&client, "ha-ops").await;
     let dir = support::temp_dir("operator-ha-");
     let start = |n: usize| {
@@ -277,7 +293,6 @@ async fn two_replicas_only_the_leader_copies() {
 async fn a_registry_outage_degrades_then_recovers_and_invalid_specs_wait() {
     use support::content::{Format, Pusher};
     use support::proxy::{Fault, FaultAction, Proxy};
-    let _turn = OPERATOR.lock().await;
     let (src, dst, (proxy, image)) = registries(|src| {
         let image = Pusher::new(src).image("outage/app", "v1", Format::Oci, ("linux", "amd64"), &[(91, 2048)]);
         (Proxy::start(&src.host), image)
@@ -285,6 +300,7 @@ async fn a_registry_outage_degrades_then_recovers_and_invalid_specs_wait() {
     proxy.add_fault(Fault::new(None, "/v2/", usize::MAX, FaultAction::Status(503)));
     let cp = cluster::shared();
     let client = cp.client().await;
+    let _turn = turn(&client).await;
     cluster::ensure_namespace(&client, "outage").await;
     let dir = support::temp_dir("operator-outage-");
     let admin = format!("127.0.0.1:{}", support::free_port());
@@ -409,7 +425,6 @@ impl Drop for Operator {
 async fn a_killed_operator_resumes_and_fetches_nothing_twice() {
     use support::content::{Format, Pusher, seeded_bytes};
     use support::proxy::{Fault, FaultAction, Proxy};
-    let _turn = OPERATOR.lock().await;
     const BIG: usize = 8 << 20;
     let (src, dst, (proxy, image)) = registries(|src| {
         let image =
@@ -421,6 +436,7 @@ async fn a_killed_operator_resumes_and_fetches_nothing_twice() {
     proxy.add_fault(Fault::new(Some("GET"), &format!("/blobs/{layer}"), 1, stall));
     let cp = cluster::shared();
     let client = cp.client().await;
+    let _turn = turn(&client).await;
     cluster::ensure_namespace(&client, "resume").await;
     let dir = support::temp_dir("operator-resume-");
     let cache = dir.path().join("cache");
@@ -489,7 +505,6 @@ async fn a_hanging_registry_holds_no_slot_and_secrets_stay_out_of_sight() {
     use support::registry::{Registry, RegistryOptions};
     const PASSWORD: &str = "pw-6c1f0e-never-shown";
     const WRONG: &str = "wrong-9b27d4-never-shown";
-    let _turn = OPERATOR.lock().await;
     let (src, dst, (private, proxy, images)) = registries(|src| {
         let private = Registry::start(RegistryOptions {
             htpasswd: Some(("mirror".into(), PASSWORD.into())),
@@ -506,6 +521,7 @@ async fn a_hanging_registry_holds_no_slot_and_secrets_stay_out_of_sight() {
     proxy.add_fault(Fault::new(None, "/v2/", usize::MAX, hang));
     let cp = cluster::shared();
     let client = cp.client().await;
+    let _turn = turn(&client).await;
     cluster::ensure_namespace(&client, "slots").await;
     let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(client.clone(), "slots");
     for (name, password) in [("good", PASSWORD), ("bad", WRONG)] {
@@ -625,7 +641,6 @@ async fn a_hanging_registry_holds_no_slot_and_secrets_stay_out_of_sight() {
 #[tokio::test]
 async fn held_changes_wait_for_approval_of_their_digest() {
     use support::content::{Format, Pusher};
-    let _turn = OPERATOR.lock().await;
     let (src, dst, (web, db)) = registries(|src| {
         let push = Pusher::new(src);
         let web = push.image("held/web", "v1", Format::Oci, ("linux", "amd64"), &[(61, 1024)]);
@@ -634,6 +649,7 @@ async fn held_changes_wait_for_approval_of_their_digest() {
     });
     let cp = cluster::shared();
     let client = cp.client().await;
+    let _turn = turn(&client).await;
     cluster::ensure_namespace(&client, "held-ops").await;
     let dir = support::temp_dir("operator-held-");
     let admin = format!("127.0.0.1:{}", support::free_port());

@@ -503,11 +503,12 @@ pub fn run(args: RunArgs) -> Result<(), CliError> {
         // them return at once and the controllers can finish.
         let (signal_tx, signal_rx) = tokio::sync::watch::channel(false);
         let stopping = shared.clone();
-        tokio::spawn(async move {
+        let signal = tokio::spawn(async move {
             terminated().await;
             let _ = signal_tx.send(true);
             stop_runs(&stopping).await;
         });
+        let signalled_rx = signal_rx.clone();
         let signalled = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|s| *s).await;
         };
@@ -546,6 +547,11 @@ pub fn run(args: RunArgs) -> Result<(), CliError> {
                 Ok(())
             }
         };
+        // After a signal the controllers may end before the runs they stopped have let go:
+        // wait for that, then stop whatever is left (a lost lease ends here without one).
+        if *signalled_rx.borrow() {
+            let _ = tokio::time::timeout(Duration::from_secs(15), signal).await;
+        }
         stop_runs(&shared).await;
         ended
     });
