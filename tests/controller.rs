@@ -11,13 +11,14 @@ use kube::api::{Api, DeleteParams, PostParams};
 use serde_json::json;
 use support::cluster;
 
-/// Operators watch every namespace: tests that run one take turns.
+/// Operators watch every namespace: tests that run one take turns, from their first step (a
+/// test setting up registries meanwhile would starve a running operator on two cores and
+/// delay its lease renewals).
 static OPERATOR: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// Takes the operator turn and removes image sets an earlier failed test may have left
-/// behind (finalizers cleared), so that they cannot run under this test's operator.
-async fn turn(client: &kube::Client) -> tokio::sync::MutexGuard<'static, ()> {
-    let guard = OPERATOR.lock().await;
+/// Removes image sets an earlier failed test may have left behind (finalizers cleared), so
+/// that they cannot run under this test's operator. Called holding [`OPERATOR`].
+async fn clear_left_behind(client: &kube::Client) {
     let all: Api<ImageSetConfiguration> = Api::all(client.clone());
     for isc in all.list(&Default::default()).await.unwrap().items {
         let ns = isc.metadata.namespace.clone().unwrap_or_default();
@@ -27,7 +28,6 @@ async fn turn(client: &kube::Client) -> tokio::sync::MutexGuard<'static, ()> {
         let _ = api.patch(&name, &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&clear)).await;
         let _ = api.delete(&name, &DeleteParams::default()).await;
     }
-    guard
 }
 
 /// A source and a destination registry, and what `fill` puts in the source. Registries and
@@ -104,6 +104,7 @@ fn dynamic(client: &kube::Client, group: &str, version: &str, kind: &str) -> Api
 /// deleting the image set removes what it produced.
 #[tokio::test]
 async fn run_mirrors_applies_prunes_and_cleans_up() {
+    let _turn = OPERATOR.lock().await;
     use support::content::{Format, Pusher};
     let (src, dst, (tagged, pinned)) = registries(|src| {
         let push = Pusher::new(src);
@@ -113,7 +114,7 @@ async fn run_mirrors_applies_prunes_and_cleans_up() {
     });
     let cp = cluster::shared();
     let client = cp.client().await;
-    let _turn = turn(&client).await;
+    clear_left_behind(&client).await;
     for ns in ["mirror-ops", "tenant-ns"] {
         cluster::ensure_namespace(&client, ns).await;
     }
@@ -220,6 +221,7 @@ fn runs_started(admin: &str) -> Option<u64> {
 /// other takes over.
 #[tokio::test]
 async fn two_replicas_only_the_leader_copies() {
+    let _turn = OPERATOR.lock().await;
     use support::content::{Format, Pusher};
     let (src, dst, ()) = registries(|src| {
         let push = Pusher::new(src);
@@ -228,7 +230,7 @@ async fn two_replicas_only_the_leader_copies() {
     });
     let cp = cluster::shared();
     let client = cp.client().await;
-    let _turn = turn(&client).await;
+    clear_left_behind(&client).await;
     cluster::ensure_namespace(&client, "ha-ops").await;
     let dir = support::temp_dir("operator-ha-");
     let start = |n: usize| {
@@ -291,6 +293,7 @@ async fn two_replicas_only_the_leader_copies() {
 /// spec is reported once and not retried.
 #[tokio::test]
 async fn a_registry_outage_degrades_then_recovers_and_invalid_specs_wait() {
+    let _turn = OPERATOR.lock().await;
     use support::content::{Format, Pusher};
     use support::proxy::{Fault, FaultAction, Proxy};
     let (src, dst, (proxy, image)) = registries(|src| {
@@ -300,7 +303,7 @@ async fn a_registry_outage_degrades_then_recovers_and_invalid_specs_wait() {
     proxy.add_fault(Fault::new(None, "/v2/", usize::MAX, FaultAction::Status(503)));
     let cp = cluster::shared();
     let client = cp.client().await;
-    let _turn = turn(&client).await;
+    clear_left_behind(&client).await;
     cluster::ensure_namespace(&client, "outage").await;
     let dir = support::temp_dir("operator-outage-");
     let admin = format!("127.0.0.1:{}", support::free_port());
@@ -423,6 +426,7 @@ impl Drop for Operator {
 /// was half downloaded is not fetched again from the start (only its tail, by Range).
 #[tokio::test]
 async fn a_killed_operator_resumes_and_fetches_nothing_twice() {
+    let _turn = OPERATOR.lock().await;
     use support::content::{Format, Pusher, seeded_bytes};
     use support::proxy::{Fault, FaultAction, Proxy};
     const BIG: usize = 8 << 20;
@@ -436,7 +440,7 @@ async fn a_killed_operator_resumes_and_fetches_nothing_twice() {
     proxy.add_fault(Fault::new(Some("GET"), &format!("/blobs/{layer}"), 1, stall));
     let cp = cluster::shared();
     let client = cp.client().await;
-    let _turn = turn(&client).await;
+    clear_left_behind(&client).await;
     cluster::ensure_namespace(&client, "resume").await;
     let dir = support::temp_dir("operator-resume-");
     let cache = dir.path().join("cache");
@@ -499,6 +503,7 @@ fn stop(g: support::Guarded) -> String {
 /// at once.
 #[tokio::test]
 async fn a_hanging_registry_holds_no_slot_and_secrets_stay_out_of_sight() {
+    let _turn = OPERATOR.lock().await;
     use base64::Engine as _;
     use support::content::{Format, Pusher};
     use support::proxy::{Fault, FaultAction, Proxy};
@@ -521,7 +526,7 @@ async fn a_hanging_registry_holds_no_slot_and_secrets_stay_out_of_sight() {
     proxy.add_fault(Fault::new(None, "/v2/", usize::MAX, hang));
     let cp = cluster::shared();
     let client = cp.client().await;
-    let _turn = turn(&client).await;
+    clear_left_behind(&client).await;
     cluster::ensure_namespace(&client, "slots").await;
     let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(client.clone(), "slots");
     for (name, password) in [("good", PASSWORD), ("bad", WRONG)] {
@@ -640,6 +645,7 @@ async fn a_hanging_registry_holds_no_slot_and_secrets_stay_out_of_sight() {
 /// approving that digest applies exactly those changes, and the next change is held again.
 #[tokio::test]
 async fn held_changes_wait_for_approval_of_their_digest() {
+    let _turn = OPERATOR.lock().await;
     use support::content::{Format, Pusher};
     let (src, dst, (web, db)) = registries(|src| {
         let push = Pusher::new(src);
@@ -649,7 +655,7 @@ async fn held_changes_wait_for_approval_of_their_digest() {
     });
     let cp = cluster::shared();
     let client = cp.client().await;
-    let _turn = turn(&client).await;
+    clear_left_behind(&client).await;
     cluster::ensure_namespace(&client, "held-ops").await;
     let dir = support::temp_dir("operator-held-");
     let admin = format!("127.0.0.1:{}", support::free_port());
