@@ -242,10 +242,7 @@ async fn two_replicas_only_the_leader_copies() {
                 format!("--admin-addr={admin}"),
                 format!("--cache-dir={}", dir.path().join(format!("cache-{n}")).display()),
                 "--namespace=ha-ops".into(),
-                // Long enough that a renewal delayed on a busy machine (etcd's fsyncs queue behind
-                // a full page cache) does not hand the lease to the standby, which would run the
-                // set again.
-                "--lease-duration=8".into(),
+                "--lease-duration=3".into(),
             ],
             &[("KUBECONFIG", cp.kubeconfig.display().to_string()), ("POD_NAME", format!("replica-{n}"))],
             &dir.path().join(format!("operator-{n}.log")),

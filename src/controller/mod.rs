@@ -442,7 +442,9 @@ async fn leadership(client: &Client, args: &RunArgs) -> Result<tokio::sync::watc
         .with_identity(&identity)
         .with_duration(duration)
         .with_grace((duration / 3).max(1))
-        .with_field_manager(FIELD_MANAGER)
+        // A field manager per replica: the Lease is taken with server-side apply, and a
+        // manager shared by the replicas would let a standby take it without a conflict.
+        .with_field_manager(format!("{FIELD_MANAGER}-{identity}"))
         .build()
         .await
         .map_err(|e| CliError::Setup(format!("leader election (Lease {}/imageset-operator): {e}", args.namespace)))?;
