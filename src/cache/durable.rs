@@ -9,13 +9,12 @@
 //! moves the marker's time forward, or removes it when nothing was written meanwhile.
 
 use std::fs::{self, File};
-use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::{CacheError, io};
+use super::{CacheError, io, replace_file};
 
 /// The marker's name under the cache root.
 pub const MARKER: &str = "unsynced";
@@ -42,8 +41,9 @@ fn now() -> i64 {
 pub struct Journal {
     root: PathBuf,
     boot: String,
-    /// Whether the marker is on disk (guarded: writers create it at most once).
-    marked: Mutex<bool>,
+    /// The time the marker on disk holds, `None` when there is none (guarded: writers create
+    /// it at most once).
+    since: Mutex<Option<i64>>,
     /// Entries made visible by this process.
     writes: AtomicU64,
 }
@@ -57,13 +57,10 @@ pub struct Recovery {
     pub removed: Vec<String>,
 }
 
-fn write_synced(path: &Path, body: &[u8]) -> Result<(), CacheError> {
-    let tmp = path.with_extension("tmp");
-    let mut f = File::create(&tmp).map_err(io(&tmp))?;
-    f.write_all(body).map_err(io(&tmp))?;
-    f.sync_all().map_err(io(&tmp))?;
-    fs::rename(&tmp, path).map_err(io(path))?;
-    sync_dir(path.parent().unwrap_or(Path::new(".")))
+/// Writes the marker durably: its file and the directory entry.
+fn write_marker(root: &Path, m: &Marker) -> Result<(), CacheError> {
+    replace_file(&root.join(MARKER), &serde_json::to_vec(m).expect("a marker serializes"))?;
+    sync_dir(root)
 }
 
 fn sync_dir(dir: &Path) -> Result<(), CacheError> {
@@ -81,11 +78,18 @@ impl Journal {
         check: impl Fn(&str, &Path) -> bool,
     ) -> Result<(Journal, Recovery), CacheError> {
         let path = root.join(MARKER);
-        let found: Option<Marker> = fs::read(&path).ok().and_then(|b| serde_json::from_slice(&b).ok());
+        let found = match fs::read(&path) {
+            Ok(b) => Some(serde_json::from_slice(&b).unwrap_or(Marker {
+                // Unreadable: nothing says when the writes began, so check everything.
+                boot_id: String::new(),
+                since: 0,
+            })),
+            Err(_) => None,
+        };
         let mut recovery = Recovery::default();
-        let mut marked = false;
+        let mut since = None;
         match found {
-            Some(m) if m.boot_id == boot => marked = true,
+            Some(m) if m.boot_id == boot => since = Some(m.since),
             Some(m) => {
                 for (digest, p) in entries()? {
                     let Ok(meta) = fs::metadata(&p) else { continue };
@@ -101,38 +105,28 @@ impl Journal {
                 fs::remove_file(&path).map_err(io(&path))?;
                 sync_dir(root)?;
             }
-            None if path.exists() => {
-                // Unreadable: nothing says when the writes began, so check everything.
-                let m = Marker { boot_id: String::new(), since: 0 };
-                write_synced(&path, &serde_json::to_vec(&m).expect("a marker serializes"))?;
-                return Journal::open(root, boot, entries, check);
-            }
             None => {}
         }
-        let j = Journal { root: root.to_path_buf(), boot, marked: Mutex::new(marked), writes: AtomicU64::new(0) };
+        let j = Journal { root: root.to_path_buf(), boot, since: Mutex::new(since), writes: AtomicU64::new(0) };
         Ok((j, recovery))
     }
 
     /// Called before an entry is made visible: the marker is on disk first.
     pub fn before_write(&self) -> Result<(), CacheError> {
-        let mut marked = self.marked.lock().expect("journal lock");
-        if !*marked {
+        let mut since = self.since.lock().expect("journal lock");
+        if since.is_none() {
             let m = Marker { boot_id: self.boot.clone(), since: now() - 1 };
-            write_synced(&self.root.join(MARKER), &serde_json::to_vec(&m).expect("a marker serializes"))?;
-            *marked = true;
+            write_marker(&self.root, &m)?;
+            *since = Some(m.since);
         }
         self.writes.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
-    /// When the oldest write the marker covers was made (unix seconds), if it is on disk.
-    pub fn since(&self) -> Option<i64> {
-        let marked = self.marked.lock().expect("journal lock");
-        if !*marked {
-            return None;
-        }
-        let m: Option<Marker> = fs::read(self.root.join(MARKER)).ok().and_then(|b| serde_json::from_slice(&b).ok());
-        m.map(|m| m.since)
+    /// Whether there is a marker and the writes it covers are at least `age` old.
+    pub fn settled(&self, age: std::time::Duration) -> bool {
+        let since = *self.since.lock().expect("journal lock");
+        since.is_some_and(|t| now().saturating_sub(t) >= age.as_secs() as i64)
     }
 
     /// Syncs every entry renamed into place since the marker's time (cheap for those the
@@ -140,7 +134,7 @@ impl Journal {
     /// meanwhile are left to the marker (or none, and it goes). Each fsync touches one file:
     /// nothing else on the file system is waited for.
     pub fn sync(&self, entries: impl FnOnce() -> Result<Vec<(String, PathBuf)>, CacheError>) -> Result<(), CacheError> {
-        let Some(since) = self.since() else { return Ok(()) };
+        let Some(since) = *self.since.lock().expect("journal lock") else { return Ok(()) };
         let (before, started) = (self.writes.load(Ordering::Relaxed), now() - 1);
         for (_, p) in entries()? {
             let Ok(meta) = fs::metadata(&p) else { continue };
@@ -149,15 +143,15 @@ impl Journal {
             }
         }
         sync_dir(&self.root.join("blobs/sha256"))?;
-        let mut marked = self.marked.lock().expect("journal lock");
-        let path = self.root.join(MARKER);
+        let mut marked = self.since.lock().expect("journal lock");
         if self.writes.load(Ordering::Relaxed) == before {
+            let path = self.root.join(MARKER);
             fs::remove_file(&path).map_err(io(&path))?;
             sync_dir(&self.root)?;
-            *marked = false;
+            *marked = None;
         } else {
-            let m = Marker { boot_id: self.boot.clone(), since: started };
-            write_synced(&path, &serde_json::to_vec(&m).expect("a marker serializes"))?;
+            write_marker(&self.root, &Marker { boot_id: self.boot.clone(), since: started })?;
+            *marked = Some(started);
         }
         Ok(())
     }

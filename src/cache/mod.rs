@@ -90,6 +90,17 @@ pub struct Cache {
     pub misses: std::sync::atomic::AtomicU64,
 }
 
+/// Replaces `path` with `body` whole: written beside it (`<name>.tmp`), synced, renamed over it.
+fn replace_file(path: &Path, body: &[u8]) -> Result<(), CacheError> {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".tmp");
+    let tmp = path.with_file_name(name);
+    let mut f = File::create(&tmp).map_err(io(&tmp))?;
+    f.write_all(body).map_err(io(&tmp))?;
+    f.sync_all().map_err(io(&tmp))?;
+    fs::rename(&tmp, path).map_err(io(path))
+}
+
 fn hex_of(digest: &str) -> Result<&str, CacheError> {
     match digest.strip_prefix("sha256:") {
         Some(h) if h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) => Ok(h),
@@ -173,9 +184,7 @@ impl Cache {
     /// `settled` old (by then the kernel has written it back, so the fsyncs are quick and a
     /// process exiting meanwhile is not held up); a failure is logged.
     pub fn sync_in_background(self: &std::sync::Arc<Self>, settled: std::time::Duration) {
-        let Some(since) = self.journal.as_ref().and_then(|j| j.since()) else { return };
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        if now.saturating_sub(since.max(0) as u64) < settled.as_secs() {
+        if !self.journal.as_ref().is_some_and(|j| j.settled(settled)) {
             return;
         }
         let me = self.clone();
@@ -301,12 +310,7 @@ impl Cache {
         let safe: String =
             name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '.' { c } else { '_' }).collect();
         let path = self.root.join("refs").join(format!("{safe}.json"));
-        let tmp = path.with_extension("json.tmp");
-        let body = serde_json::to_vec(digests).expect("a set of strings serialises");
-        let mut f = File::create(&tmp).map_err(io(&tmp))?;
-        f.write_all(&body).map_err(io(&tmp))?;
-        f.sync_all().map_err(io(&tmp))?;
-        fs::rename(&tmp, &path).map_err(io(&path))
+        replace_file(&path, &serde_json::to_vec(digests).expect("a set of strings serialises"))
     }
 
     /// Remembers which manifest each image reference resolved to (merged into `names.json`),
@@ -314,12 +318,8 @@ impl Cache {
     pub fn record_names(&self, names: &[(String, String)]) -> Result<(), CacheError> {
         let mut all = self.names()?;
         all.extend(names.iter().cloned());
-        let path = self.root.join("names.json");
-        let tmp = self.root.join("names.json.tmp");
-        let mut f = File::create(&tmp).map_err(io(&tmp))?;
-        f.write_all(&serde_json::to_vec_pretty(&all).expect("a map of strings serialises")).map_err(io(&tmp))?;
-        f.sync_all().map_err(io(&tmp))?;
-        fs::rename(&tmp, &path).map_err(io(&path))
+        let body = serde_json::to_vec_pretty(&all).expect("a map of strings serialises");
+        replace_file(&self.root.join("names.json"), &body)
     }
 
     /// Image reference -> manifest digest, as recorded by earlier runs.
