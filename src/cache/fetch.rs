@@ -2,14 +2,12 @@
 //! as it arrives, resumed with a `Range` request from the byte where a cut connection or a
 //! crashed run stopped, and only made visible once its digest matches.
 
-use std::fs::File;
-use std::io::{Read, Seek, SeekFrom, Write};
 use std::sync::atomic::Ordering;
 
 use futures::StreamExt as _;
-use sha2::{Digest as _, Sha256};
 
 use super::Cache;
+use super::staging::Staging;
 use crate::image::manifest::Descriptor;
 use crate::registry::{Client, RegistryError};
 
@@ -70,79 +68,8 @@ pub async fn blob_once(
     blob(client, cache, registry, repo, desc, None).await
 }
 
-/// Bytes queued before they are written to the staging file in one vectored write.
-const WRITE_BUF: usize = 256 * 1024;
-
 fn io_err(what: &str, e: impl std::fmt::Display) -> RegistryError {
     RegistryError::Io { what: what.to_string(), message: e.to_string() }
-}
-
-/// A download under way: the staging file, the hash so far, and the chunks received but not
-/// yet written. Chunks are kept as the HTTP stack hands them over (reference-counted, never
-/// copied in user space) and written together with `writev`.
-struct Partial {
-    file: File,
-    hasher: Sha256,
-    len: u64,
-    queued: Vec<bytes::Bytes>,
-    queued_len: usize,
-}
-
-impl Partial {
-    /// Opens the staging file, hashing what an earlier attempt (or run) left there.
-    fn open(path: &std::path::Path, size: u64) -> std::io::Result<Partial> {
-        let mut file = File::options().create(true).truncate(false).read(true).write(true).open(path)?;
-        let mut hasher = Sha256::new();
-        let mut len = 0u64;
-        if file.metadata()?.len() > size {
-            file.set_len(0)?;
-        }
-        let mut buf = vec![0u8; 1 << 20];
-        loop {
-            let k = file.read(&mut buf)?;
-            if k == 0 {
-                break;
-            }
-            hasher.update(&buf[..k]);
-            len += k as u64;
-        }
-        file.seek(SeekFrom::End(0))?;
-        Ok(Partial { file, hasher, len, queued: Vec::new(), queued_len: 0 })
-    }
-
-    fn restart(&mut self) -> std::io::Result<()> {
-        self.queued.clear();
-        self.queued_len = 0;
-        self.file.set_len(0)?;
-        self.file.seek(SeekFrom::Start(0))?;
-        self.hasher = Sha256::new();
-        self.len = 0;
-        Ok(())
-    }
-
-    fn push(&mut self, chunk: bytes::Bytes) -> std::io::Result<()> {
-        self.hasher.update(&chunk);
-        self.len += chunk.len() as u64;
-        self.queued_len += chunk.len();
-        self.queued.push(chunk);
-        if self.queued_len >= WRITE_BUF { self.flush() } else { Ok(()) }
-    }
-
-    /// Writes the queued chunks.
-    fn flush(&mut self) -> std::io::Result<()> {
-        let mut slices: Vec<std::io::IoSlice<'_>> = self.queued.iter().map(|b| std::io::IoSlice::new(b)).collect();
-        let mut rest = &mut slices[..];
-        while !rest.is_empty() {
-            let n = self.file.write_vectored(rest)?;
-            if n == 0 {
-                return Err(std::io::ErrorKind::WriteZero.into());
-            }
-            std::io::IoSlice::advance_slices(&mut rest, n);
-        }
-        self.queued.clear();
-        self.queued_len = 0;
-        Ok(())
-    }
 }
 
 /// Where a download also sends its bytes (an upload streaming them on): chunks as they arrive,
@@ -167,42 +94,43 @@ pub async fn blob(
     }
     let what = format!("fetch {registry}/{repo}@{}", desc.digest);
     let staging = cache.staging(&desc.digest).map_err(|e| io_err(&what, e))?;
-    let mut part = Partial::open(&staging, desc.size).map_err(|e| io_err(&what, e))?;
-    if part.len > 0 {
+    let mut part = Staging::open(&staging, desc.size).map_err(|e| io_err(&what, e))?;
+    if !part.is_empty() {
         tee = None; // a resumed download has no first bytes to stream on
     }
-    let mut pending = bytes::BytesMut::with_capacity(if tee.is_some() { WRITE_BUF } else { 0 });
+    let mut full = Vec::new();
     let backoff = client.backoff().clone();
     let mut cuts = 0u32;
     let mut fresh_retry = true;
     loop {
-        if part.len < desc.size {
-            let s = client.blob_get(registry, repo, &desc.digest, part.len).await?;
+        if part.len() < desc.size {
+            let s = client.blob_get(registry, repo, &desc.digest, part.len()).await?;
             let status = s.response.status().as_u16();
-            if status != 206 && part.len > 0 {
+            if status != 206 && !part.is_empty() {
                 // The registry ignored the Range header: start over.
-                part.restart().map_err(|e| io_err(&what, e))?;
+                part.restart().await.map_err(|e| io_err(&what, e))?;
             }
             let mut body = s.response.bytes_stream();
             let mut cut = None;
             while let Some(chunk) = body.next().await {
                 match chunk {
                     Ok(c) => {
-                        if part.len + c.len() as u64 > desc.size {
+                        if part.len() + c.len() as u64 > desc.size {
                             cut = Some(format!("more than the {} bytes the manifest declares", desc.size));
-                            part.restart().map_err(|e| io_err(&what, e))?;
+                            part.restart().await.map_err(|e| io_err(&what, e))?;
                             break;
                         }
                         client.counters.bytes_in.fetch_add(c.len() as u64, Ordering::Relaxed);
-                        if let Some(t) = &tee {
-                            // Coalesced, so the upload writes large chunks, not the socket's
-                            // (handing each small chunk on costs a wakeup and a send apiece).
-                            pending.extend_from_slice(&c);
-                            if pending.len() >= WRITE_BUF && t.send(Ok(pending.split().freeze())).await.is_err() {
+                        part.push(&c, &mut full).await.map_err(|e| io_err(&what, e))?;
+                        for b in full.drain(..) {
+                            // Whole buffers, so the upload writes large chunks, not the
+                            // socket's (each send costs a wakeup).
+                            if let Some(t) = &tee
+                                && t.send(Ok(b)).await.is_err()
+                            {
                                 tee = None; // the upload gave up; keep filling the cache
                             }
                         }
-                        part.push(c).map_err(|e| io_err(&what, e))?;
                     }
                     Err(e) => {
                         cut = Some(RegistryError::transport(&what, e).to_string());
@@ -211,36 +139,34 @@ pub async fn blob(
                 }
             }
             drop(body);
-            part.flush().map_err(|e| io_err(&what, e))?;
+            let rest = part.flush().await.map_err(|e| io_err(&what, e))?;
             if let Some(t) = tee.take() {
-                let last = if part.len < desc.size {
-                    Err(std::io::Error::other("source download cut"))
-                } else {
-                    Ok(pending.split().freeze())
-                };
+                let last =
+                    if part.len() < desc.size { Err(std::io::Error::other("source download cut")) } else { Ok(rest) };
                 let _ = t.send(last).await;
             }
-            if let Some(reason) = cut.or_else(|| (part.len < desc.size).then(|| "connection closed early".to_string()))
+            if let Some(reason) =
+                cut.or_else(|| (part.len() < desc.size).then(|| "connection closed early".to_string()))
             {
                 if cuts >= backoff.retries {
                     return Err(RegistryError::Transport { what, message: reason });
                 }
-                tracing::info!(blob = %desc.digest, at = part.len, size = desc.size, %reason, "download cut; resuming");
+                tracing::info!(blob = %desc.digest, at = part.len(), size = desc.size, %reason, "download cut; resuming");
                 tokio::time::sleep(backoff.delay(cuts, None)).await;
                 cuts += 1;
                 continue;
             }
         }
-        let actual = format!("sha256:{}", hex::encode(part.hasher.clone().finalize()));
+        let actual = part.digest();
         if actual == desc.digest {
-            let file = part.file;
+            let file = part.into_file();
             let commit = cache.committer(&staging, file, &desc.digest).map_err(|e| io_err(&what, e))?;
             tokio::task::spawn_blocking(commit).await.map_err(|e| io_err(&what, e))?.map_err(|e| io_err(&what, e))?;
             cache.count(false);
             return Ok(());
         }
         // Wrong bytes are never stored; one fresh download in case a partial was stale.
-        part.restart().map_err(|e| io_err(&what, e))?;
+        part.restart().await.map_err(|e| io_err(&what, e))?;
         if !fresh_retry {
             let _ = std::fs::remove_file(&staging);
             return Err(RegistryError::DigestMismatch { what, expected: desc.digest.clone(), actual });

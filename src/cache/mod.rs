@@ -10,6 +10,7 @@
 pub mod archive;
 pub mod durable;
 pub mod fetch;
+pub mod staging;
 
 use std::collections::BTreeSet;
 use std::fs::{self, File};
