@@ -116,8 +116,9 @@ pub struct CommonFlags {
     /// PEM CA bundle trusted for registries beside the system roots (repeatable).
     #[arg(long, value_name = "PEM")]
     pub registry_ca: Vec<PathBuf>,
-    /// Images copied at once (1 to 10; oc-mirror's default is 4, ours 8: the copy bench is
-    /// fastest there, and a registry still sees at most 8 requests at once).
+    /// Blobs moved at once (1 to 10, at most 8 at once per registry; oc-mirror's default is
+    /// 4, ours 8: the copy bench is fastest there). Four times as many images are under way,
+    /// so an image waiting for a layer another image is moving holds up no transfer.
     #[arg(long, default_value_t = 8)]
     pub parallel_images: u32,
     /// Layers copied at once per image (1 to 10).

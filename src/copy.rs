@@ -38,7 +38,8 @@ pub enum Target {
 /// Concurrency.
 #[derive(Clone, Copy, Debug)]
 pub struct Options {
-    /// Images at once.
+    /// Blobs moved at once (at most the client's requests in flight per registry); up to
+    /// [`IMAGES_AHEAD`] times as many images are under way.
     pub parallel_images: usize,
     /// Blobs at once per image.
     pub parallel_layers: usize,
@@ -93,10 +94,19 @@ pub struct Engine {
     cache: Arc<Cache>,
     opts: Options,
     pushing: Flights<(String, String)>,
+    /// One permit per blob being moved. A transfer takes a request slot at both registries,
+    /// so there are never more transfers than slots: a transfer holding one registry's slot
+    /// always gets the other's.
+    transfers: tokio::sync::Semaphore,
     homes: Mutex<HashMap<(String, String), HashSet<String>>>,
     /// Progress counters.
     pub progress: Progress,
 }
+
+/// Images under way per blob transfer. An image waiting for a layer that another image is
+/// moving (tags of one repository share their big layers) holds no transfer, so the images
+/// behind it keep every transfer busy.
+pub const IMAGES_AHEAD: usize = 4;
 
 /// One async lock per key: single flight for fetches and pushes.
 type Flights<K> = Mutex<HashMap<K, Arc<tokio::sync::Mutex<()>>>>;
@@ -119,11 +129,13 @@ struct Node {
 impl Engine {
     /// An engine over a client and a cache.
     pub fn new(client: Arc<Client>, cache: Arc<Cache>, opts: Options) -> Self {
+        let transfers = tokio::sync::Semaphore::new(opts.parallel_images.clamp(1, client.max_in_flight()));
         Engine {
             client,
             cache,
             opts,
             pushing: Mutex::default(),
+            transfers,
             homes: Mutex::default(),
             progress: Progress::default(),
         }
@@ -162,7 +174,7 @@ impl Engine {
                 (i, result)
             })
             // Unordered: a slow image must not hold up the ones queued behind it.
-            .buffer_unordered(self.opts.parallel_images.max(1))
+            .buffer_unordered(self.opts.parallel_images.max(1) * IMAGES_AHEAD)
             .collect()
             .await;
         results.sort_by_key(|(i, _)| *i);
@@ -396,6 +408,10 @@ impl Engine {
         desc: &Descriptor,
     ) -> Result<(), RegistryError> {
         if target == Target::Cache {
+            let _transfer = match self.cache.has(&desc.digest) {
+                true => None,
+                false => Some(self.transfers.acquire().await.expect("never closed")),
+            };
             return self.cached(src, source, desc).await;
         }
         let key = (dst.registry.clone(), desc.digest.clone());
@@ -423,6 +439,7 @@ impl Engine {
                 Mount::Upload(loc) => session = Some(loc),
             }
         }
+        let _transfer = self.transfers.acquire().await.expect("never closed");
         if matches!(source, Source::Registry) && !self.cache.has(&desc.digest) && src.registry != dst.registry {
             if !self.stream_through(src, dst, desc, session.take()).await? {
                 self.upload_from_cache(src, dst, source, desc, None).await?;

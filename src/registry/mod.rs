@@ -224,6 +224,11 @@ impl Client {
         })
     }
 
+    /// Requests in flight at once per registry.
+    pub fn max_in_flight(&self) -> usize {
+        self.opts.max_in_flight.max(1)
+    }
+
     /// The retry policy.
     pub fn backoff(&self) -> &Backoff {
         &self.opts.backoff
