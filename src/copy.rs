@@ -119,6 +119,22 @@ fn local(what: &str, e: impl std::fmt::Display) -> RegistryError {
     RegistryError::Io { what: what.to_string(), message: e.to_string() }
 }
 
+/// What the survey of an item found before any blob moved.
+struct Survey {
+    /// The source's top manifest (media type, digest); None when the item is not one to copy.
+    resolved: Option<Result<(String, String), RegistryError>>,
+    /// What the destination holds under the item's reference.
+    at_dest: Result<Option<(String, String)>, RegistryError>,
+    /// The item's largest blob, 0 when unknown or not needed.
+    largest: u64,
+}
+
+impl Survey {
+    fn unknown() -> Survey {
+        Survey { resolved: None, at_dest: Ok(None), largest: 0 }
+    }
+}
+
 /// A manifest to push, with the blobs it needs.
 struct Node {
     desc: Descriptor,
@@ -154,9 +170,19 @@ impl Engine {
     /// Copies every item; results are in plan order.
     pub async fn run(&self, items: &[CopyItem], source: &Source, target: Target) -> Vec<ItemResult> {
         self.progress.total.fetch_add(items.len() as u64, Ordering::Relaxed);
-        let mut results: Vec<(usize, ItemResult)> = futures::stream::iter(items.iter().cloned().enumerate())
-            .map(|(i, item)| async move {
-                let r = self.item(&item, source, target).await;
+        let window = self.opts.parallel_images.max(1) * IMAGES_AHEAD;
+        let mut surveyed: Vec<(usize, Survey)> = futures::stream::iter(items.iter().enumerate())
+            .map(|(i, item)| async move { (i, self.survey(item, source, target).await) })
+            .buffer_unordered(window)
+            .collect()
+            .await;
+        // Largest blob first: a big layer started last would run alone at the end, its one
+        // stream the whole copy's tail.
+        surveyed.sort_by_key(|(i, s)| (std::cmp::Reverse(s.largest), *i));
+        let mut results: Vec<(usize, ItemResult)> = futures::stream::iter(surveyed)
+            .map(|(i, survey)| async move {
+                let item = items[i].clone();
+                let r = self.item(&item, source, target, survey).await;
                 self.progress.done.fetch_add(1, Ordering::Relaxed);
                 let result = match r {
                     Ok((outcome, digest, media_type, contents)) => {
@@ -174,7 +200,7 @@ impl Engine {
                 (i, result)
             })
             // Unordered: a slow image must not hold up the ones queued behind it.
-            .buffer_unordered(self.opts.parallel_images.max(1) * IMAGES_AHEAD)
+            .buffer_unordered(window)
             .collect()
             .await;
         results.sort_by_key(|(i, _)| *i);
@@ -218,11 +244,63 @@ impl Engine {
         Ok((bytes, mt, d))
     }
 
+    /// Asks the source and the destination about an item at once (a re-run is then one
+    /// round trip per image), and finds its largest blob unless the destination has it.
+    async fn survey(&self, item: &CopyItem, source: &Source, target: Target) -> Survey {
+        let (src, dst) = match (ImageRef::parse(&item.source), ImageRef::parse(&item.destination)) {
+            (Ok(s), Ok(d)) => (s, d),
+            _ => return Survey::unknown(), // item() reports it
+        };
+        if src.transport == Transport::Oci {
+            return Survey::unknown();
+        }
+        let dest_reference = dst.tag.clone().or(dst.digest.clone()).unwrap_or_else(|| "latest".into());
+        let at_dest = async {
+            match target {
+                Target::Registry => self.client.manifest_head(&dst.registry, &dst.path, &dest_reference).await,
+                Target::Cache => Ok(None),
+            }
+        };
+        let (resolved, at_dest) = futures::join!(self.resolve(&src, source), at_dest);
+        let present = matches!((&resolved, &at_dest), (Ok((_, _, d)), Ok(Some((at, _)))) if d == at);
+        let largest = match &resolved {
+            Ok((bytes, mt, _)) if !present => self.largest_blob(&src, source, item, bytes, mt).await,
+            _ => 0,
+        };
+        Survey { resolved: Some(resolved.map(|(_, mt, d)| (mt, d))), at_dest, largest }
+    }
+
+    /// The size of the largest blob an image (or the platforms kept of an index) needs; 0
+    /// when something cannot be read (the copy itself then says what).
+    async fn largest_blob(&self, src: &ImageRef, source: &Source, item: &CopyItem, top: &[u8], mt: &str) -> u64 {
+        let largest = |blobs: &[Descriptor]| blobs.iter().map(|b| b.size).max().unwrap_or(0);
+        let kept = match item.platforms.is_empty() {
+            true => None,
+            false => manifest::sparse_index(top, &item.platforms).ok().flatten(),
+        };
+        match manifest::parse(kept.as_deref().unwrap_or(top), mt) {
+            Ok(Parsed::Image { blobs }) => largest(&blobs),
+            Ok(Parsed::Index { children }) => {
+                let mut max = 0;
+                for (child, _) in children {
+                    let Ok(cb) = self.manifest(src, source, &child.digest).await else { continue };
+                    let cmt = manifest::media_type_of(&cb, Some(&child.media_type));
+                    if let Ok(Parsed::Image { blobs }) = manifest::parse(&cb, &cmt) {
+                        max = max.max(largest(&blobs));
+                    }
+                }
+                max
+            }
+            Err(_) => 0,
+        }
+    }
+
     async fn item(
         &self,
         item: &CopyItem,
         source: &Source,
         target: Target,
+        survey: Survey,
     ) -> Result<(Outcome, String, String, Vec<Descriptor>), RegistryError> {
         let parse = |s: &str| {
             ImageRef::parse(s)
@@ -236,16 +314,14 @@ impl Engine {
             });
         }
         let what = item.source.clone();
-        // Ask the source and the destination at once: a re-run is then one round trip per image.
         let dest_reference = dst.tag.clone().or(dst.digest.clone()).unwrap_or_else(|| "latest".into());
-        let at_dest = async {
-            match target {
-                Target::Registry => self.client.manifest_head(&dst.registry, &dst.path, &dest_reference).await,
-                Target::Cache => Ok(None),
-            }
+        let Survey { resolved, at_dest, .. } = survey;
+        let (top_mt, top_digest) = resolved.expect("surveyed")?;
+        // The survey left it in the cache (read without counting a second hit).
+        let top = match self.cache.read(&top_digest) {
+            Ok(b) => b,
+            Err(_) => self.manifest(&src, source, &top_digest).await?,
         };
-        let (resolved, at_dest) = futures::join!(self.resolve(&src, source), at_dest);
-        let (top, top_mt, top_digest) = resolved?;
         if let Some(want) = &src.digest
             && *want != top_digest
         {
