@@ -171,6 +171,7 @@ impl Engine {
     pub async fn run(&self, items: &[CopyItem], source: &Source, target: Target) -> Vec<ItemResult> {
         self.progress.total.fetch_add(items.len() as u64, Ordering::Relaxed);
         let window = self.opts.parallel_images.max(1) * IMAGES_AHEAD;
+        let started = std::time::Instant::now();
         let mut surveyed: Vec<(usize, Survey)> = futures::stream::iter(items.iter().enumerate())
             .map(|(i, item)| async move { (i, self.survey(item, source, target).await) })
             .buffer_unordered(window)
@@ -179,6 +180,7 @@ impl Engine {
         // Largest blob first: a big layer started last would run alone at the end, its one
         // stream the whole copy's tail.
         surveyed.sort_by_key(|(i, s)| (std::cmp::Reverse(s.largest), *i));
+        tracing::info!(images = items.len(), seconds = started.elapsed().as_secs_f32(), "surveyed; largest blob first");
         let mut results: Vec<(usize, ItemResult)> = futures::stream::iter(surveyed)
             .map(|(i, survey)| async move {
                 let item = items[i].clone();

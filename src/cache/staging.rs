@@ -56,6 +56,12 @@ impl Buf {
     }
 }
 
+/// True for the errors a filesystem gives when it does not do direct I/O (tmpfs refuses the
+/// open, some network filesystems the write).
+fn refused(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EINVAL) | Some(libc::EOPNOTSUPP))
+}
+
 /// Buffers written together: one direct write of a MiB, not four of 256 KiB.
 const BATCH: usize = 4;
 
@@ -83,7 +89,7 @@ impl Sink {
         if aligned > 0 {
             match self.write_direct(&bufs, at, aligned) {
                 Ok(()) => {}
-                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                Err(e) if refused(&e) => {
                     // The filesystem refused direct I/O after all: write through the cache.
                     tracing::debug!(path = %self.path.display(), "direct I/O refused; buffered writes");
                     self.direct = false;
@@ -171,7 +177,7 @@ impl Staging {
         let direct = if try_direct {
             match File::options().write(true).custom_flags(libc::O_DIRECT).open(path) {
                 Ok(f) => Some(f),
-                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => None,
+                Err(e) if refused(&e) => None,
                 Err(e) => return Err(e),
             }
         } else {
