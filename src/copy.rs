@@ -108,6 +108,9 @@ pub struct Engine {
 /// behind it keep every transfer busy.
 pub const IMAGES_AHEAD: usize = 4;
 
+/// Images surveyed (and ordered largest blob first) together.
+const SURVEY_CHUNK: usize = 256;
+
 /// One async lock per key: single flight for fetches and pushes.
 type Flights<K> = Mutex<HashMap<K, Arc<tokio::sync::Mutex<()>>>>;
 
@@ -171,17 +174,28 @@ impl Engine {
     pub async fn run(&self, items: &[CopyItem], source: &Source, target: Target) -> Vec<ItemResult> {
         self.progress.total.fetch_add(items.len() as u64, Ordering::Relaxed);
         let window = self.opts.parallel_images.max(1) * IMAGES_AHEAD;
-        let started = std::time::Instant::now();
-        let mut surveyed: Vec<(usize, Survey)> = futures::stream::iter(items.iter().enumerate())
-            .map(|(i, item)| async move { (i, self.survey(item, source, target).await) })
-            .buffer_unordered(window)
-            .collect()
-            .await;
-        // Largest blob first: a big layer started last would run alone at the end, its one
-        // stream the whole copy's tail.
-        surveyed.sort_by_key(|(i, s)| (std::cmp::Reverse(s.largest), *i));
-        tracing::info!(images = items.len(), seconds = started.elapsed().as_secs_f32(), "surveyed; largest blob first");
-        let mut results: Vec<(usize, ItemResult)> = futures::stream::iter(surveyed)
+        // Surveyed a chunk at a time, the next chunk while the one before is copied, so the
+        // first blob moves after one chunk's survey, not after every image's.
+        let chunks: Vec<Vec<usize>> =
+            (0..items.len()).collect::<Vec<_>>().chunks(SURVEY_CHUNK).map(<[usize]>::to_vec).collect();
+        let surveyed = futures::stream::iter(chunks)
+            .map(|chunk| async move {
+                let started = std::time::Instant::now();
+                let mut surveyed: Vec<(usize, Survey)> = futures::stream::iter(chunk)
+                    .map(|i| async move { (i, self.survey(&items[i], source, target).await) })
+                    .buffer_unordered(window)
+                    .collect()
+                    .await;
+                // Largest blob first: a big layer started last would run alone at the end, its
+                // one stream the whole copy's tail.
+                surveyed.sort_by_key(|(i, s)| (std::cmp::Reverse(s.largest), *i));
+                let seconds = started.elapsed().as_secs_f32();
+                tracing::info!(images = surveyed.len(), seconds, "surveyed; largest blob first");
+                futures::stream::iter(surveyed)
+            })
+            .buffered(2)
+            .flatten();
+        let mut results: Vec<(usize, ItemResult)> = surveyed
             .map(|(i, survey)| async move {
                 let item = items[i].clone();
                 let r = self.item(&item, source, target, survey).await;
