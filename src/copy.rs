@@ -122,20 +122,24 @@ fn local(what: &str, e: impl std::fmt::Display) -> RegistryError {
     RegistryError::Io { what: what.to_string(), message: e.to_string() }
 }
 
-/// What the survey of an item found before any blob moved.
+/// What the survey of an item found before any blob moved: what it is and where its source
+/// resolves (or why it cannot be copied), and its largest blob (0 when unknown or not needed).
 struct Survey {
-    /// The source's top manifest (media type, digest); None when the item is not one to copy.
-    resolved: Option<Result<(String, String), RegistryError>>,
-    /// What the destination holds under the item's reference.
-    at_dest: Result<Option<(String, String)>, RegistryError>,
-    /// The item's largest blob, 0 when unknown or not needed.
+    found: Result<Found, RegistryError>,
     largest: u64,
 }
 
-impl Survey {
-    fn unknown() -> Survey {
-        Survey { resolved: None, at_dest: Ok(None), largest: 0 }
-    }
+/// An item's references, resolved.
+struct Found {
+    src: ImageRef,
+    dst: ImageRef,
+    /// The tag or digest it is written under at the destination.
+    dest_reference: String,
+    /// The source's top manifest: media type and digest.
+    top_mt: String,
+    top_digest: String,
+    /// What the destination holds under `dest_reference`.
+    at_dest: Result<Option<(String, String)>, RegistryError>,
 }
 
 /// A manifest to push, with the blobs it needs.
@@ -263,12 +267,18 @@ impl Engine {
     /// Asks the source and the destination about an item at once (a re-run is then one
     /// round trip per image), and finds its largest blob unless the destination has it.
     async fn survey(&self, item: &CopyItem, source: &Source, target: Target) -> Survey {
-        let (src, dst) = match (ImageRef::parse(&item.source), ImageRef::parse(&item.destination)) {
+        let parse = |s: &str| {
+            ImageRef::parse(s)
+                .map_err(|e| RegistryError::Io { what: "reading the plan".into(), message: e.to_string() })
+        };
+        let (src, dst) = match (parse(&item.source), parse(&item.destination)) {
             (Ok(s), Ok(d)) => (s, d),
-            _ => return Survey::unknown(), // item() reports it
+            (Err(e), _) | (_, Err(e)) => return Survey { found: Err(e), largest: 0 },
         };
         if src.transport == Transport::Oci {
-            return Survey::unknown();
+            let e =
+                RegistryError::Io { what: item.source.clone(), message: "oci:// sources are not supported yet".into() };
+            return Survey { found: Err(e), largest: 0 };
         }
         let dest_reference = dst.tag.clone().or(dst.digest.clone()).unwrap_or_else(|| "latest".into());
         let at_dest = async {
@@ -278,12 +288,13 @@ impl Engine {
             }
         };
         let (resolved, at_dest) = futures::join!(self.resolve(&src, source), at_dest);
-        let present = matches!((&resolved, &at_dest), (Ok((_, _, d)), Ok(Some((at, _)))) if d == at);
-        let largest = match &resolved {
-            Ok((bytes, mt, _)) if !present => self.largest_blob(&src, source, item, bytes, mt).await,
-            _ => 0,
+        let (top, top_mt, top_digest) = match resolved {
+            Ok(r) => r,
+            Err(e) => return Survey { found: Err(e), largest: 0 },
         };
-        Survey { resolved: Some(resolved.map(|(_, mt, d)| (mt, d))), at_dest, largest }
+        let present = matches!(&at_dest, Ok(Some((at, _))) if *at == top_digest);
+        let largest = if present { 0 } else { self.largest_blob(&src, source, item, &top, &top_mt).await };
+        Survey { found: Ok(Found { src, dst, dest_reference, top_mt, top_digest, at_dest }), largest }
     }
 
     /// The size of the largest blob an image (or the platforms kept of an index) needs; 0
@@ -318,21 +329,8 @@ impl Engine {
         target: Target,
         survey: Survey,
     ) -> Result<(Outcome, String, String, Vec<Descriptor>), RegistryError> {
-        let parse = |s: &str| {
-            ImageRef::parse(s)
-                .map_err(|e| RegistryError::Io { what: "reading the plan".into(), message: e.to_string() })
-        };
-        let (src, dst) = (parse(&item.source)?, parse(&item.destination)?);
-        if src.transport == Transport::Oci {
-            return Err(RegistryError::Io {
-                what: item.source.clone(),
-                message: "oci:// sources are not supported yet".into(),
-            });
-        }
+        let Found { src, dst, dest_reference, top_mt, top_digest, at_dest } = survey.found?;
         let what = item.source.clone();
-        let dest_reference = dst.tag.clone().or(dst.digest.clone()).unwrap_or_else(|| "latest".into());
-        let Survey { resolved, at_dest, .. } = survey;
-        let (top_mt, top_digest) = resolved.expect("surveyed")?;
         // The survey left it in the cache (read without counting a second hit).
         let top = match self.cache.read(&top_digest) {
             Ok(b) => b,
