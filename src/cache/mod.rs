@@ -110,14 +110,20 @@ fn hex_of(digest: &str) -> Result<&str, CacheError> {
 }
 
 /// Streams a reader through sha256; returns `(sha256:<hex>, length)`.
-pub fn hash_reader(mut r: impl Read) -> std::io::Result<(String, u64)> {
+pub fn hash_reader(r: impl Read) -> std::io::Result<(String, u64)> {
     let mut h = Sha256::new();
+    let n = hash_into(r, &mut h)?;
+    Ok((format!("sha256:{}", hex::encode(h.finalize())), n))
+}
+
+/// Feeds everything `r` yields into `h`; returns how many bytes that was.
+pub fn hash_into(mut r: impl Read, h: &mut Sha256) -> std::io::Result<u64> {
     let mut buf = vec![0u8; 1 << 20];
     let mut n = 0u64;
     loop {
         let k = r.read(&mut buf)?;
         if k == 0 {
-            return Ok((format!("sha256:{}", hex::encode(h.finalize())), n));
+            return Ok(n);
         }
         h.update(&buf[..k]);
         n += k as u64;

@@ -188,24 +188,16 @@ impl Staging {
             None => (plain.try_clone()?, false),
         };
         let mut hasher = Sha256::new();
-        let mut len = 0u64;
-        let mut chunk = vec![0u8; 1 << 20];
-        loop {
-            let k = plain.read(&mut chunk)?;
-            if k == 0 {
-                break;
-            }
-            hasher.update(&chunk[..k]);
-            len += k as u64;
-        }
+        let len = super::hash_into(&plain, &mut hasher)?;
         // The unaligned tail goes back into the buffer, to be rewritten with what follows.
         let at = len / ALIGN as u64 * ALIGN as u64;
         let tail = (len - at) as usize;
         let mut buf = Buf::new();
         if tail > 0 {
+            let mut bytes = [0u8; ALIGN];
             plain.seek(SeekFrom::Start(at))?;
-            plain.read_exact(&mut chunk[..tail])?;
-            buf.extend(&chunk[..tail]);
+            plain.read_exact(&mut bytes[..tail])?;
+            buf.extend(&bytes[..tail]);
         }
         let sink = Sink { path: path.to_path_buf(), file, direct, plain, hasher };
         Ok(Staging { sink: Some(sink), inflight: None, len, at, hashed: tail, queued: Vec::new(), buf })
@@ -305,6 +297,12 @@ impl Staging {
         format!("sha256:{}", hex::encode(sink.hasher.clone().finalize()))
     }
 
+    /// Whether writes still go direct (once flushed).
+    #[cfg(test)]
+    fn is_direct(&self) -> bool {
+        self.sink.as_ref().expect("flushed").direct
+    }
+
     /// The file, once flushed, for the cache to commit.
     pub fn into_file(self) -> File {
         self.sink.expect("flushed").file
@@ -377,12 +375,16 @@ mod tests {
         let size = src.len() as u64;
         // A first attempt cut after 100 001 bytes, then after 300 003.
         let mut s = Staging::open_with(&path, size, direct).unwrap();
+        let direct_at_open = s.sink.as_ref().unwrap().direct;
         let mut handed = push_all(&mut s, &src[..100_001]).await;
         handed.extend_from_slice(&s.flush().await.unwrap());
         assert_eq!(std::fs::read(&path).unwrap(), &src[..100_001], "the file holds exactly what arrived");
         handed.extend_from_slice(&push_all(&mut s, &src[100_001..300_003]).await);
         handed.extend_from_slice(&s.flush().await.unwrap());
         assert_eq!(handed, &src[..300_003]);
+        // Writes after an unaligned cut start aligned again (the tail is rewritten with what
+        // follows), so a file system that takes direct I/O keeps taking it.
+        assert_eq!(s.is_direct(), direct_at_open, "direct I/O fell back after a cut");
         drop(s);
         assert_eq!(std::fs::read(&path).unwrap(), &src[..300_003]);
         // A new process takes over from the file.
@@ -392,6 +394,7 @@ mod tests {
         handed.extend_from_slice(&s.flush().await.unwrap());
         assert_eq!(handed, &src[300_003..], "only new bytes are handed on");
         assert_eq!(s.digest(), sha(&src));
+        assert_eq!(s.is_direct(), direct_at_open, "direct I/O fell back after a resume");
         drop(s.into_file());
         assert_eq!(std::fs::read(&path).unwrap(), src);
     }
