@@ -11,6 +11,7 @@ use super::mirror::{Invocation, Mode, Planned};
 use crate::cache::Cache;
 use crate::catalog::{self, Catalog, image, write};
 use crate::collect::{self, FetchedCatalog};
+use crate::image::{ImageRef, Transport};
 use crate::plan::{self, CatalogInput, CopyItem, Destination};
 use crate::registry::Client;
 
@@ -62,7 +63,7 @@ pub async fn collect(
     let mut inputs = Vec::new();
     for s in &selected {
         let op = &planned.operators[s.index];
-        let oci = op.catalog.starts_with("oci://");
+        let oci = ImageRef::parse(&op.catalog).is_ok_and(|r| r.transport == Transport::Oci);
         let imported = if s.selection.whole && oci {
             Some(collect::import_layout(cache, &op.catalog).await.map_err(|e| {
                 CliError::Setup(format!("mirror.operators[{}]: importing catalog {}: {e}", s.index, op.catalog))
