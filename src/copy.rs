@@ -85,6 +85,39 @@ pub struct Progress {
     pub total: AtomicU64,
     /// Blob bytes uploaded or stored.
     pub bytes: AtomicU64,
+    /// Bytes of the distinct blobs the images to copy need at their destination (each blob
+    /// once per destination registry), as far as the survey got.
+    pub bytes_needed: AtomicU64,
+    /// Of those, the bytes in place: moved, mounted, or found there already.
+    pub bytes_placed: AtomicU64,
+    /// (destination registry, digest) of every blob counted as needed: placed yet or not.
+    blobs: Mutex<HashMap<(String, String), bool>>,
+}
+
+impl Progress {
+    /// Counts `blobs` as needed at `place` (a destination registry; "" for the cache), each
+    /// digest once.
+    fn need(&self, place: &str, blobs: &[Descriptor]) {
+        let mut map = self.blobs.lock().expect("progress");
+        for b in blobs {
+            if let std::collections::hash_map::Entry::Vacant(v) = map.entry((place.to_string(), b.digest.clone())) {
+                v.insert(false);
+                self.bytes_needed.fetch_add(b.size, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Counts a needed blob as in place at `place` (once; blobs never counted as needed, e.g.
+    /// of an image the survey could not read, are left out of both figures).
+    fn placed(&self, place: &str, desc: &Descriptor) {
+        let mut map = self.blobs.lock().expect("progress");
+        if let Some(done) = map.get_mut(&(place.to_string(), desc.digest.clone()))
+            && !*done
+        {
+            *done = true;
+            self.bytes_placed.fetch_add(desc.size, Ordering::Relaxed);
+        }
+    }
 }
 
 /// The copy engine; one per process, shared by every image set so the single-flight and
@@ -116,6 +149,14 @@ type Flights<K> = Mutex<HashMap<K, Arc<tokio::sync::Mutex<()>>>>;
 
 fn lock_for<K: std::hash::Hash + Eq + Clone>(map: &Flights<K>, key: &K) -> Arc<tokio::sync::Mutex<()>> {
     map.lock().expect("lock map").entry(key.clone()).or_default().clone()
+}
+
+/// Where a blob is counted in place: its destination registry, or "" for the cache.
+fn place(dst: &ImageRef, target: Target) -> &str {
+    match target {
+        Target::Registry => &dst.registry,
+        Target::Cache => "",
+    }
 }
 
 fn local(what: &str, e: impl std::fmt::Display) -> RegistryError {
@@ -265,7 +306,8 @@ impl Engine {
     }
 
     /// Asks the source and the destination about an item at once (a re-run is then one
-    /// round trip per image), and finds its largest blob unless the destination has it.
+    /// round trip per image); unless the destination has it, counts the blobs it needs and
+    /// finds its largest.
     async fn survey(&self, item: &CopyItem, source: &Source, target: Target) -> Survey {
         let parse = |s: &str| {
             ImageRef::parse(s)
@@ -293,32 +335,43 @@ impl Engine {
             Err(e) => return Survey { found: Err(e), largest: 0 },
         };
         let present = matches!(&at_dest, Ok(Some((at, _))) if *at == top_digest);
-        let largest = if present { 0 } else { self.largest_blob(&src, source, item, &top, &top_mt).await };
+        let mut largest = 0;
+        if !present {
+            let blobs = self.blobs_of(&src, source, item, &top, &top_mt).await;
+            largest = blobs.iter().map(|b| b.size).max().unwrap_or(0);
+            self.progress.need(place(&dst, target), &blobs);
+        }
         Survey { found: Ok(Found { src, dst, dest_reference, top_mt, top_digest, at_dest }), largest }
     }
 
-    /// The size of the largest blob an image (or the platforms kept of an index) needs; 0
-    /// when something cannot be read (the copy itself then says what).
-    async fn largest_blob(&self, src: &ImageRef, source: &Source, item: &CopyItem, top: &[u8], mt: &str) -> u64 {
-        let largest = |blobs: &[Descriptor]| blobs.iter().map(|b| b.size).max().unwrap_or(0);
+    /// The blobs an image (or the platforms kept of an index) needs; those of a manifest that
+    /// cannot be read are left out (the copy itself then says what is wrong).
+    async fn blobs_of(
+        &self,
+        src: &ImageRef,
+        source: &Source,
+        item: &CopyItem,
+        top: &[u8],
+        mt: &str,
+    ) -> Vec<Descriptor> {
         let kept = match item.platforms.is_empty() {
             true => None,
             false => manifest::sparse_index(top, &item.platforms).ok().flatten(),
         };
         match manifest::parse(kept.as_deref().unwrap_or(top), mt) {
-            Ok(Parsed::Image { blobs }) => largest(&blobs),
+            Ok(Parsed::Image { blobs }) => blobs,
             Ok(Parsed::Index { children }) => {
-                let mut max = 0;
+                let mut all = Vec::new();
                 for (child, _) in children {
                     let Ok(cb) = self.manifest(src, source, &child.digest).await else { continue };
                     let cmt = manifest::media_type_of(&cb, Some(&child.media_type));
                     if let Ok(Parsed::Image { blobs }) = manifest::parse(&cb, &cmt) {
-                        max = max.max(largest(&blobs));
+                        all.extend(blobs);
                     }
                 }
-                max
+                all
             }
-            Err(_) => 0,
+            Err(_) => Vec::new(),
         }
     }
 
@@ -411,7 +464,11 @@ impl Engine {
         }
         for node in &nodes {
             futures::stream::iter(node.blobs.iter())
-                .map(|b| self.blob(&src, &dst, source, target, b))
+                .map(|b| async {
+                    self.blob(&src, &dst, source, target, b).await?;
+                    self.progress.placed(place(&dst, target), b);
+                    Ok::<(), RegistryError>(())
+                })
                 .buffer_unordered(self.opts.parallel_layers.max(1))
                 .try_collect::<Vec<()>>()
                 .await?;
@@ -488,7 +545,7 @@ impl Engine {
         }
     }
 
-    /// Makes one blob present at the destination repository.
+    /// Makes one blob present at the destination repository (or in the cache).
     async fn blob(
         &self,
         src: &ImageRef,
@@ -540,5 +597,41 @@ impl Engine {
         self.progress.bytes.fetch_add(desc.size, Ordering::Relaxed);
         remember(&dst.path);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn blob(digest: &str, size: u64) -> Descriptor {
+        Descriptor { digest: digest.into(), size, media_type: "application/vnd.oci.image.layer.v1.tar+gzip".into() }
+    }
+
+    #[test]
+    fn progress_counts_each_blob_once_per_destination() {
+        let p = Progress::default();
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        // Two tags sharing a layer; the second needs it too, and its own app layer.
+        p.need("dst:5000", &[blob("sha256:base", 100), blob("sha256:app1", 10)]);
+        p.need("dst:5000", &[blob("sha256:base", 100), blob("sha256:app2", 20)]);
+        // Another registry needs the base layer as well.
+        p.need("other:5000", &[blob("sha256:base", 100)]);
+        assert_eq!(get(&p.bytes_needed), 230);
+        p.placed("dst:5000", &blob("sha256:base", 100));
+        // Mounted into a second repository of the same registry: still once.
+        p.placed("dst:5000", &blob("sha256:base", 100));
+        assert_eq!(get(&p.bytes_placed), 100);
+        // A blob needed again after it was placed stays placed, and is not needed twice.
+        p.need("dst:5000", &[blob("sha256:base", 100)]);
+        assert_eq!(get(&p.bytes_needed), 230);
+        // Blobs never counted as needed are not counted in place either.
+        p.placed("dst:5000", &blob("sha256:unsurveyed", 7));
+        for (place, d, size) in [("dst:5000", "sha256:app1", 10), ("dst:5000", "sha256:app2", 20)] {
+            p.placed(place, &blob(d, size));
+        }
+        assert_eq!(get(&p.bytes_placed), 130);
+        p.placed("other:5000", &blob("sha256:base", 100));
+        assert_eq!((get(&p.bytes_placed), get(&p.bytes_needed)), (230, 230));
     }
 }

@@ -263,13 +263,25 @@ fn a_platform_filter_copies_a_sparse_index() {
     let http = dst.http();
     let head = http.head(format!("{}/v2/ocp/rel/payload/manifests/{s390x}", dst.base_url())).send().unwrap();
     assert_eq!(head.status().as_u16(), 404);
+    let mut kept_blobs = std::collections::BTreeMap::new();
     for child in v["manifests"].as_array().unwrap() {
         let d = child["digest"].as_str().unwrap();
-        assert_eq!(sha256(&raw(&dst, &format!("ocp/rel/payload@{d}"))), d);
+        let m = raw(&dst, &format!("ocp/rel/payload@{d}"));
+        assert_eq!(sha256(&m), d);
+        let m: serde_json::Value = serde_json::from_slice(&m).unwrap();
+        for b in std::iter::once(&m["config"]).chain(m["layers"].as_array().unwrap()) {
+            kept_blobs.insert(b["digest"].as_str().unwrap().to_string(), b["size"].as_u64().unwrap());
+        }
     }
-    // Copying again finds it present.
+    // Progress: the distinct blobs of the two platforms kept, each once, all in place.
+    let bytes = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+    let kept: u64 = kept_blobs.values().sum();
+    assert_eq!(bytes(&engine.progress.bytes_needed), kept, "blobs needed: {kept_blobs:?}");
+    assert_eq!(bytes(&engine.progress.bytes_placed), kept);
+    // Copying again finds it present, and needs nothing more.
     let again = rt.block_on(engine.run(&[item], &Source::Registry, Target::Registry));
     assert_eq!(again[0].outcome, Outcome::AlreadyPresent);
+    assert_eq!(bytes(&engine.progress.bytes_needed), kept);
 }
 
 #[test]

@@ -100,9 +100,9 @@ pub struct Progress {
     pub images_done: u64,
     /// Images in the plan.
     pub images_total: u64,
-    /// Bytes transferred.
+    /// Blob bytes in place at the destination: moved, mounted, or found there already.
     pub bytes_done: u64,
-    /// Bytes to transfer, when known.
+    /// Blob bytes the images need at the destination (each blob once), as far as known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bytes_total: Option<u64>,
 }

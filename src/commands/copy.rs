@@ -366,18 +366,40 @@ fn write_cluster_resources(
     Ok((vec![format!("cluster resources written to {}: {}", dir.display(), names.join(", "))], objects))
 }
 
+/// Logs images done of total, blob bytes in place of those needed, and the transfer rate
+/// over the last interval, every few seconds.
 async fn progress(engine: Arc<Engine>) {
-    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    const EVERY: Duration = Duration::from_secs(5);
+    let mut tick = tokio::time::interval(EVERY);
     tick.tick().await;
+    let moved = || {
+        let c = &engine.client().counters;
+        // A streamed copy counts its bytes both ways; from or to disk, one way only.
+        c.bytes_in.load(Ordering::Relaxed).max(c.bytes_out.load(Ordering::Relaxed))
+    };
+    let mut last = (Instant::now(), moved());
     loop {
         tick.tick().await;
         let p = &engine.progress;
+        let now = (Instant::now(), moved());
+        let rate = (now.1 - last.1) as f64 / now.0.duration_since(last.0).as_secs_f64().max(0.001);
+        last = now;
         tracing::info!(
-            done = p.done.load(Ordering::Relaxed),
-            total = p.total.load(Ordering::Relaxed),
-            mb = p.bytes.load(Ordering::Relaxed) / 1_000_000,
+            images = %format!("{}/{}", p.done.load(Ordering::Relaxed), p.total.load(Ordering::Relaxed)),
+            blobs = %bytes_of(p.bytes_placed.load(Ordering::Relaxed), p.bytes_needed.load(Ordering::Relaxed)),
+            rate = %format!("{:.0} MB/s", rate / 1e6),
             "progress"
         );
+    }
+}
+
+/// "1.76/2.40 GB (73%)": bytes in place of those needed.
+fn bytes_of(placed: u64, needed: u64) -> String {
+    let pct = (placed * 100).checked_div(needed).unwrap_or(100);
+    if needed >= 1_000_000_000 {
+        format!("{:.2}/{:.2} GB ({pct}%)", placed as f64 / 1e9, needed as f64 / 1e9)
+    } else {
+        format!("{:.1}/{:.1} MB ({pct}%)", placed as f64 / 1e6, needed as f64 / 1e6)
     }
 }
 
@@ -445,4 +467,14 @@ fn read_history(dir: &Path, since: Option<&str>) -> Result<BTreeSet<String>, Cli
     let p = dir.join(newest);
     let text = std::fs::read_to_string(&p).map_err(super::io_err(&p))?;
     Ok(text.lines().filter(|l| !l.is_empty()).map(str::to_string).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn progress_reads_as_bytes_in_place_of_needed() {
+        assert_eq!(super::bytes_of(1_760_000_000, 2_400_000_000), "1.76/2.40 GB (73%)");
+        assert_eq!(super::bytes_of(5_500_000, 120_000_000), "5.5/120.0 MB (4%)");
+        assert_eq!(super::bytes_of(0, 0), "0.0/0.0 MB (100%)");
+    }
 }

@@ -105,8 +105,8 @@ impl Running {
         Some(Progress {
             images_done: p.done.load(Relaxed),
             images_total: p.total.load(Relaxed),
-            bytes_done: p.bytes.load(Relaxed),
-            bytes_total: None,
+            bytes_done: p.bytes_placed.load(Relaxed),
+            bytes_total: Some(p.bytes_needed.load(Relaxed)).filter(|n| *n > 0),
         })
     }
 }
