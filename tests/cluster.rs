@@ -78,6 +78,33 @@ async fn oc_mirror_configs_apply_unchanged_and_read_back() {
     api.delete_collection(&DeleteParams::default(), &Default::default()).await.unwrap();
 }
 
+/// `oc get isc` shows a run's images done in the Copying column while it is under way.
+#[tokio::test]
+async fn the_copying_column_shows_images_done_of_a_run_under_way() {
+    // No operator may rewrite the status meanwhile.
+    let _turn = OPERATOR.lock().await;
+    let client = cluster::shared().client().await;
+    cluster::ensure_namespace(&client, "columns").await;
+    let api: Api<ImageSetConfiguration> = Api::namespaced(client.clone(), "columns");
+    let obj = isc("watched", json!({"additionalImages": [{"name": "quay.io/a/b:1"}]}));
+    api.create(&PostParams::default(), &obj).await.unwrap();
+    let progress =
+        json!({"status": {"progress": {"imagesDone": 7, "imagesTotal": 20, "bytesDone": 1, "bytesTotal": 9}}});
+    let pp = kube::api::PatchParams::default();
+    api.patch_status("watched", &pp, &kube::api::Patch::Merge(&progress)).await.unwrap();
+    let req =
+        http::Request::get("/apis/mirror.openshift.io/v2alpha1/namespaces/columns/imagesetconfigurations/watched")
+            .header("Accept", "application/json;as=Table;v=v1;g=meta.k8s.io")
+            .body(Vec::new())
+            .unwrap();
+    let table: serde_json::Value = client.request(req).await.unwrap();
+    let names: Vec<&str> =
+        table["columnDefinitions"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+    let at = names.iter().position(|n| *n == "Copying").unwrap_or_else(|| panic!("no Copying column: {names:?}"));
+    assert_eq!(table["rows"][0]["cells"][at], json!(7), "{table}");
+    api.delete("watched", &DeleteParams::default()).await.unwrap();
+}
+
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(dir).unwrap() {

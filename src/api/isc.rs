@@ -21,6 +21,7 @@ use super::status::ImageSetStatus;
     printcolumn = r#"{"name":"Destination","type":"string","jsonPath":".spec.destination"}"#,
     printcolumn = r#"{"name":"Images","type":"integer","jsonPath":".status.counts.total"}"#,
     printcolumn = r#"{"name":"Failed","type":"integer","jsonPath":".status.counts.failed"}"#,
+    printcolumn = r#"{"name":"Copying","type":"integer","description":"Images done so far in the run under way","jsonPath":".status.progress.imagesDone"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
