@@ -120,6 +120,16 @@ impl Progress {
     }
 }
 
+/// "1.76/2.40 GB (73%)": blob bytes in place of those needed.
+pub fn bytes_of(placed: u64, needed: u64) -> String {
+    let pct = (placed * 100).checked_div(needed).unwrap_or(100);
+    if needed >= 1_000_000_000 {
+        format!("{:.2}/{:.2} GB ({pct}%)", placed as f64 / 1e9, needed as f64 / 1e9)
+    } else {
+        format!("{:.1}/{:.1} MB ({pct}%)", placed as f64 / 1e6, needed as f64 / 1e6)
+    }
+}
+
 /// The copy engine; one per process, shared by every image set so the single-flight and
 /// blob-location maps work across them.
 pub struct Engine {
@@ -633,5 +643,12 @@ mod tests {
         assert_eq!(get(&p.bytes_placed), 130);
         p.placed("other:5000", &blob("sha256:base", 100));
         assert_eq!((get(&p.bytes_placed), get(&p.bytes_needed)), (230, 230));
+    }
+
+    #[test]
+    fn progress_reads_as_bytes_in_place_of_needed() {
+        assert_eq!(bytes_of(1_760_000_000, 2_400_000_000), "1.76/2.40 GB (73%)");
+        assert_eq!(bytes_of(5_500_000, 120_000_000), "5.5/120.0 MB (4%)");
+        assert_eq!(bytes_of(0, 0), "0.0/0.0 MB (100%)");
     }
 }

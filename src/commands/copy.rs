@@ -386,20 +386,10 @@ async fn progress(engine: Arc<Engine>) {
         last = now;
         tracing::info!(
             images = %format!("{}/{}", p.done.load(Ordering::Relaxed), p.total.load(Ordering::Relaxed)),
-            blobs = %bytes_of(p.bytes_placed.load(Ordering::Relaxed), p.bytes_needed.load(Ordering::Relaxed)),
+            blobs = %crate::copy::bytes_of(p.bytes_placed.load(Ordering::Relaxed), p.bytes_needed.load(Ordering::Relaxed)),
             rate = %format!("{:.0} MB/s", rate / 1e6),
             "progress"
         );
-    }
-}
-
-/// "1.76/2.40 GB (73%)": bytes in place of those needed.
-fn bytes_of(placed: u64, needed: u64) -> String {
-    let pct = (placed * 100).checked_div(needed).unwrap_or(100);
-    if needed >= 1_000_000_000 {
-        format!("{:.2}/{:.2} GB ({pct}%)", placed as f64 / 1e9, needed as f64 / 1e9)
-    } else {
-        format!("{:.1}/{:.1} MB ({pct}%)", placed as f64 / 1e6, needed as f64 / 1e6)
     }
 }
 
@@ -467,14 +457,4 @@ fn read_history(dir: &Path, since: Option<&str>) -> Result<BTreeSet<String>, Cli
     let p = dir.join(newest);
     let text = std::fs::read_to_string(&p).map_err(super::io_err(&p))?;
     Ok(text.lines().filter(|l| !l.is_empty()).map(str::to_string).collect())
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn progress_reads_as_bytes_in_place_of_needed() {
-        assert_eq!(super::bytes_of(1_760_000_000, 2_400_000_000), "1.76/2.40 GB (73%)");
-        assert_eq!(super::bytes_of(5_500_000, 120_000_000), "5.5/120.0 MB (4%)");
-        assert_eq!(super::bytes_of(0, 0), "0.0/0.0 MB (100%)");
-    }
 }

@@ -191,7 +191,8 @@ async fn reconcile(isc: Arc<ImageSetConfiguration>, ctx: Arc<Ctx>) -> Result<Act
             }
             let progress = ctx.shared.runs.lock().expect("runs").get(&key).and_then(|r| r.progress()).or(progress);
             if let Some(p) = progress.filter(|p| p.bytes_done > 0 || !is_true(&old, READY)) {
-                let msg = format!("{} of {} images, {} MB", p.images_done, p.images_total, p.bytes_done / 1_000_000);
+                let blobs = crate::copy::bytes_of(p.bytes_done, p.bytes_total.unwrap_or(0));
+                let msg = format!("{} of {} images, blobs {blobs}", p.images_done, p.images_total);
                 st.progress = Some(p);
                 let (c, cs) = conds(&mut st, generation);
                 set_condition(cs, &c, PROGRESSING, true, "Copying", &msg);
