@@ -14,6 +14,7 @@ pub mod opm;
 pub mod proxy;
 pub mod registry;
 pub mod release;
+pub mod storage;
 pub mod token;
 
 use std::net::TcpListener;

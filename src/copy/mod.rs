@@ -6,7 +6,7 @@
 //! mounted. One image failing never fails the others.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use futures::{StreamExt as _, TryStreamExt as _};
@@ -16,6 +16,11 @@ use crate::image::manifest::{self, Descriptor, Parsed};
 use crate::image::{ImageRef, Transport};
 use crate::plan::CopyItem;
 use crate::registry::{Client, Mount, RegistryError};
+
+mod progress;
+mod schedule;
+
+pub use progress::{Progress, bytes_of};
 
 /// Where the images come from.
 #[derive(Clone, Debug)]
@@ -74,60 +79,6 @@ pub struct ItemResult {
     pub media_type: Option<String>,
     /// Every digest the image needs (manifests and blobs).
     pub contents: Vec<Descriptor>,
-}
-
-/// Live progress.
-#[derive(Debug, Default)]
-pub struct Progress {
-    /// Items finished.
-    pub done: AtomicU64,
-    /// Items planned.
-    pub total: AtomicU64,
-    /// Blob bytes uploaded or stored.
-    pub bytes: AtomicU64,
-    /// Bytes of the distinct blobs the images to copy need at their destination (each blob
-    /// once per destination registry), as far as the survey got.
-    pub bytes_needed: AtomicU64,
-    /// Of those, the bytes in place: moved, mounted, or found there already.
-    pub bytes_placed: AtomicU64,
-    /// (destination registry, digest) of every blob counted as needed: placed yet or not.
-    blobs: Mutex<HashMap<(String, String), bool>>,
-}
-
-impl Progress {
-    /// Counts `blobs` as needed at `place` (a destination registry; "" for the cache), each
-    /// digest once.
-    fn need(&self, place: &str, blobs: &[Descriptor]) {
-        let mut map = self.blobs.lock().expect("progress");
-        for b in blobs {
-            if let std::collections::hash_map::Entry::Vacant(v) = map.entry((place.to_string(), b.digest.clone())) {
-                v.insert(false);
-                self.bytes_needed.fetch_add(b.size, Ordering::Relaxed);
-            }
-        }
-    }
-
-    /// Counts a needed blob as in place at `place` (once; blobs never counted as needed, e.g.
-    /// of an image the survey could not read, are left out of both figures).
-    fn placed(&self, place: &str, desc: &Descriptor) {
-        let mut map = self.blobs.lock().expect("progress");
-        if let Some(done) = map.get_mut(&(place.to_string(), desc.digest.clone()))
-            && !*done
-        {
-            *done = true;
-            self.bytes_placed.fetch_add(desc.size, Ordering::Relaxed);
-        }
-    }
-}
-
-/// "1.76/2.40 GB (73%)": blob bytes in place of those needed.
-pub fn bytes_of(placed: u64, needed: u64) -> String {
-    let pct = (placed * 100).checked_div(needed).unwrap_or(100);
-    if needed >= 1_000_000_000 {
-        format!("{:.2}/{:.2} GB ({pct}%)", placed as f64 / 1e9, needed as f64 / 1e9)
-    } else {
-        format!("{:.1}/{:.1} MB ({pct}%)", placed as f64 / 1e6, needed as f64 / 1e6)
-    }
 }
 
 /// The copy engine; one per process, shared by every image set so the single-flight and
@@ -228,52 +179,28 @@ impl Engine {
     /// Copies every item; results are in plan order.
     pub async fn run(&self, items: &[CopyItem], source: &Source, target: Target) -> Vec<ItemResult> {
         self.progress.total.fetch_add(items.len() as u64, Ordering::Relaxed);
-        let window = self.opts.parallel_images.max(1) * IMAGES_AHEAD;
-        // Surveyed a chunk at a time, the next chunk while the one before is copied, so the
-        // first blob moves after one chunk's survey, not after every image's.
-        let chunks: Vec<Vec<usize>> =
-            (0..items.len()).collect::<Vec<_>>().chunks(SURVEY_CHUNK).map(<[usize]>::to_vec).collect();
-        let surveyed = futures::stream::iter(chunks)
-            .map(|chunk| async move {
-                let started = std::time::Instant::now();
-                let mut surveyed: Vec<(usize, Survey)> = futures::stream::iter(chunk)
-                    .map(|i| async move { (i, self.survey(&items[i], source, target).await) })
-                    .buffer_unordered(window)
-                    .collect()
-                    .await;
-                // Largest blob first: a big layer started last would run alone at the end, its
-                // one stream the whole copy's tail.
-                surveyed.sort_by_key(|(i, s)| (std::cmp::Reverse(s.largest), *i));
-                let seconds = started.elapsed().as_secs_f32();
-                tracing::info!(images = surveyed.len(), seconds, "surveyed; largest blob first");
-                futures::stream::iter(surveyed)
-            })
-            .buffered(2)
-            .flatten();
-        let mut results: Vec<(usize, ItemResult)> = surveyed
-            .map(|(i, survey)| async move {
-                let item = items[i].clone();
-                let r = self.item(&item, source, target, survey).await;
-                self.progress.done.fetch_add(1, Ordering::Relaxed);
-                let result = match r {
-                    Ok((outcome, digest, media_type, contents)) => {
-                        ItemResult { item, outcome, digest: Some(digest), media_type: Some(media_type), contents }
-                    }
-                    Err(e) => {
-                        tracing::warn!(image = %item.source, error = %e, "image failed");
-                        let outcome = Outcome::Failed { reason: e.reason(), message: e.to_string() };
-                        ItemResult { item, outcome, digest: None, media_type: None, contents: Vec::new() }
-                    }
-                };
-                if result.outcome == Outcome::Copied {
-                    tracing::info!(source = %result.item.source, destination = %result.item.destination, "copied");
+        let shape = schedule::Shape { chunk: SURVEY_CHUNK, window: self.opts.parallel_images.max(1) * IMAGES_AHEAD };
+        let survey = |i: usize| self.survey(&items[i], source, target);
+        let copy = |i: usize, survey: Survey| async move {
+            let item = items[i].clone();
+            let r = self.item(&item, source, target, survey).await;
+            self.progress.done.fetch_add(1, Ordering::Relaxed);
+            let result = match r {
+                Ok((outcome, digest, media_type, contents)) => {
+                    ItemResult { item, outcome, digest: Some(digest), media_type: Some(media_type), contents }
                 }
-                (i, result)
-            })
-            // Unordered: a slow image must not hold up the ones queued behind it.
-            .buffer_unordered(window)
-            .collect()
-            .await;
+                Err(e) => {
+                    tracing::warn!(image = %item.source, error = %e, "image failed");
+                    let outcome = Outcome::Failed { reason: e.reason(), message: e.to_string() };
+                    ItemResult { item, outcome, digest: None, media_type: None, contents: Vec::new() }
+                }
+            };
+            if result.outcome == Outcome::Copied {
+                tracing::info!(source = %result.item.source, destination = %result.item.destination, "copied");
+            }
+            result
+        };
+        let mut results = schedule::run(items.len(), shape, survey, |s: &Survey| s.largest, copy).await;
         results.sort_by_key(|(i, _)| *i);
         results.into_iter().map(|(_, r)| r).collect()
     }
@@ -607,48 +534,5 @@ impl Engine {
         self.progress.bytes.fetch_add(desc.size, Ordering::Relaxed);
         remember(&dst.path);
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn blob(digest: &str, size: u64) -> Descriptor {
-        Descriptor { digest: digest.into(), size, media_type: "application/vnd.oci.image.layer.v1.tar+gzip".into() }
-    }
-
-    #[test]
-    fn progress_counts_each_blob_once_per_destination() {
-        let p = Progress::default();
-        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        // Two tags sharing a layer; the second needs it too, and its own app layer.
-        p.need("dst:5000", &[blob("sha256:base", 100), blob("sha256:app1", 10)]);
-        p.need("dst:5000", &[blob("sha256:base", 100), blob("sha256:app2", 20)]);
-        // Another registry needs the base layer as well.
-        p.need("other:5000", &[blob("sha256:base", 100)]);
-        assert_eq!(get(&p.bytes_needed), 230);
-        p.placed("dst:5000", &blob("sha256:base", 100));
-        // Mounted into a second repository of the same registry: still once.
-        p.placed("dst:5000", &blob("sha256:base", 100));
-        assert_eq!(get(&p.bytes_placed), 100);
-        // A blob needed again after it was placed stays placed, and is not needed twice.
-        p.need("dst:5000", &[blob("sha256:base", 100)]);
-        assert_eq!(get(&p.bytes_needed), 230);
-        // Blobs never counted as needed are not counted in place either.
-        p.placed("dst:5000", &blob("sha256:unsurveyed", 7));
-        for (place, d, size) in [("dst:5000", "sha256:app1", 10), ("dst:5000", "sha256:app2", 20)] {
-            p.placed(place, &blob(d, size));
-        }
-        assert_eq!(get(&p.bytes_placed), 130);
-        p.placed("other:5000", &blob("sha256:base", 100));
-        assert_eq!((get(&p.bytes_placed), get(&p.bytes_needed)), (230, 230));
-    }
-
-    #[test]
-    fn progress_reads_as_bytes_in_place_of_needed() {
-        assert_eq!(bytes_of(1_760_000_000, 2_400_000_000), "1.76/2.40 GB (73%)");
-        assert_eq!(bytes_of(5_500_000, 120_000_000), "5.5/120.0 MB (4%)");
-        assert_eq!(bytes_of(0, 0), "0.0/0.0 MB (100%)");
     }
 }
