@@ -10,6 +10,7 @@ pub mod collect;
 pub mod commands;
 pub mod controller;
 pub mod copy;
+pub mod flight;
 pub mod image;
 pub mod plan;
 pub mod registry;

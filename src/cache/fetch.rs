@@ -63,8 +63,7 @@ pub async fn blob_once(
     if cache.has(&desc.digest) {
         return Ok(());
     }
-    let lock = cache.flight(&desc.digest);
-    let _guard = lock.lock().await;
+    let _turn = cache.flight(&desc.digest).await;
     blob(client, cache, registry, repo, desc, None).await
 }
 

@@ -84,7 +84,7 @@ pub struct Cache {
     /// The unsynced-writes marker; `None` for scratch caches and where there is no boot id.
     journal: Option<durable::Journal>,
     /// One download at a time per digest, for every user of this cache.
-    flights: std::sync::Mutex<std::collections::HashMap<String, std::sync::Arc<tokio::sync::Mutex<()>>>>,
+    flights: crate::flight::Flights<String>,
     /// Blobs and manifests taken from the cache instead of a registry.
     pub hits: std::sync::atomic::AtomicU64,
     /// Blobs and manifests fetched from a registry into the cache.
@@ -211,9 +211,9 @@ impl Cache {
         self
     }
 
-    /// The lock a download of `digest` into this cache holds (single flight per digest).
-    pub fn flight(&self, digest: &str) -> std::sync::Arc<tokio::sync::Mutex<()>> {
-        self.flights.lock().expect("flights lock").entry(digest.to_string()).or_default().clone()
+    /// Waits for the turn to download `digest` into this cache (single flight per digest).
+    pub async fn flight(&self, digest: &str) -> crate::flight::Flight<'_, String> {
+        self.flights.enter(digest.to_string()).await
     }
 
     /// The directory.

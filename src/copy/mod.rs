@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use futures::{StreamExt as _, TryStreamExt as _};
 
 use crate::cache::{Cache, fetch};
+use crate::flight::Flights;
 use crate::image::manifest::{self, Descriptor, Parsed};
 use crate::image::{ImageRef, Transport};
 use crate::plan::CopyItem;
@@ -105,13 +106,6 @@ pub const IMAGES_AHEAD: usize = 4;
 /// Images surveyed (and ordered largest blob first) together.
 const SURVEY_CHUNK: usize = 256;
 
-/// One async lock per key: single flight for fetches and pushes.
-type Flights<K> = Mutex<HashMap<K, Arc<tokio::sync::Mutex<()>>>>;
-
-fn lock_for<K: std::hash::Hash + Eq + Clone>(map: &Flights<K>, key: &K) -> Arc<tokio::sync::Mutex<()>> {
-    map.lock().expect("lock map").entry(key.clone()).or_default().clone()
-}
-
 /// Where a blob is counted in place: its destination registry, or "" for the cache.
 fn place(dst: &ImageRef, target: Target) -> &str {
     match target {
@@ -159,7 +153,7 @@ impl Engine {
             client,
             cache,
             opts,
-            pushing: Mutex::default(),
+            pushing: Flights::default(),
             transfers,
             homes: Mutex::default(),
             progress: Progress::default(),
@@ -445,8 +439,7 @@ impl Engine {
         desc: &Descriptor,
         session: Option<String>,
     ) -> Result<bool, RegistryError> {
-        let lock = self.cache.flight(&desc.digest);
-        let _guard = lock.lock().await;
+        let _turn = self.cache.flight(&desc.digest).await;
         if self.cache.has(&desc.digest) {
             return Ok(false);
         }
@@ -468,8 +461,7 @@ impl Engine {
             self.cache.count(true);
             return Ok(());
         }
-        let lock = self.cache.flight(&desc.digest);
-        let _guard = lock.lock().await;
+        let _turn = self.cache.flight(&desc.digest).await;
         if self.cache.has(&desc.digest) {
             self.cache.count(true);
             return Ok(());
@@ -499,8 +491,7 @@ impl Engine {
             return self.cached(src, source, desc).await;
         }
         let key = (dst.registry.clone(), desc.digest.clone());
-        let lock = lock_for(&self.pushing, &key);
-        let _guard = lock.lock().await;
+        let _turn = self.pushing.enter(key.clone()).await;
         let known: Vec<String> =
             self.homes.lock().expect("homes").get(&key).map(|s| s.iter().cloned().collect()).unwrap_or_default();
         if known.contains(&dst.path) {
