@@ -85,6 +85,7 @@ pub struct Cache {
     journal: Option<durable::Journal>,
     /// One download at a time per digest, for every user of this cache.
     flights: crate::flight::Flights<String>,
+    names_lock: std::sync::Mutex<()>,
     /// Blobs and manifests taken from the cache instead of a registry.
     pub hits: std::sync::atomic::AtomicU64,
     /// Blobs and manifests fetched from a registry into the cache.
@@ -93,13 +94,22 @@ pub struct Cache {
 
 /// Replaces `path` with `body` whole: written beside it (`<name>.tmp`), synced, renamed over it.
 fn replace_file(path: &Path, body: &[u8]) -> Result<(), CacheError> {
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(".tmp");
-    let tmp = path.with_file_name(name);
+    let tmp = beside(path, "tmp");
     let mut f = File::create(&tmp).map_err(io(&tmp))?;
     f.write_all(body).map_err(io(&tmp))?;
     f.sync_all().map_err(io(&tmp))?;
     fs::rename(&tmp, path).map_err(io(path))
+}
+
+/// A temporary name beside `path` that no other writer (thread or process) uses at the same
+/// time: concurrent writers of one entry each rename their own complete file into place, so
+/// none truncates another's or finds its temporary file gone.
+fn beside(path: &Path, what: &str) -> PathBuf {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".{}-{n}.{what}", std::process::id()));
+    path.with_file_name(name)
 }
 
 fn hex_of(digest: &str) -> Result<&str, CacheError> {
@@ -156,6 +166,7 @@ impl Cache {
             durable: true,
             journal: None,
             flights: Default::default(),
+            names_lock: Default::default(),
             hits: Default::default(),
             misses: Default::default(),
         };
@@ -251,7 +262,7 @@ impl Cache {
         if self.has(digest) {
             return Ok(());
         }
-        let tmp = self.root.join("staging").join(format!("{}.put", hex_of(digest)?));
+        let tmp = beside(&self.root.join("staging").join(hex_of(digest)?), "put");
         let mut f = File::create(&tmp).map_err(io(&tmp))?;
         f.write_all(bytes).map_err(io(&tmp))?;
         self.commit(&tmp, f, digest)
@@ -259,7 +270,7 @@ impl Cache {
 
     /// Stores a stream (an archive member) under its digest, verifying as it goes.
     pub fn put_reader(&self, digest: &str, mut r: impl Read) -> Result<u64, CacheError> {
-        let tmp = self.root.join("staging").join(format!("{}.import", hex_of(digest)?));
+        let tmp = beside(&self.root.join("staging").join(hex_of(digest)?), "import");
         let mut f = File::create(&tmp).map_err(io(&tmp))?;
         let mut h = Sha256::new();
         let mut buf = vec![0u8; 1 << 20];
@@ -323,6 +334,8 @@ impl Cache {
     /// Remembers which manifest each image reference resolved to (merged into `names.json`),
     /// so a dry run can tell what is already here without asking any registry.
     pub fn record_names(&self, names: &[(String, String)]) -> Result<(), CacheError> {
+        // Runs of several image sets finish at once: one merge at a time, none lost.
+        let _one = self.names_lock.lock().expect("names lock");
         let mut all = self.names()?;
         all.extend(names.iter().cloned());
         let body = serde_json::to_vec_pretty(&all).expect("a map of strings serialises");
@@ -442,5 +455,29 @@ mod tests {
         assert_eq!((gc.removed, gc.kept), (1, 1));
         assert!(cache.has(&digest(a)) && !cache.has(&digest(b)));
         assert!(matches!(cache.path("sha256:../../etc"), Err(CacheError::Digest(_))));
+    }
+
+    /// Several writers of one entry at once (two image sets storing the same manifest, or the
+    /// same names): every write succeeds and the entry is whole; no merge of names is lost.
+    #[test]
+    fn concurrent_writers_of_one_entry_all_succeed() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path()).unwrap();
+        let body = vec![7u8; 256 * 1024];
+        let d = digest(&body);
+        std::thread::scope(|s| {
+            for t in 0..8 {
+                let (cache, body, d) = (&cache, &body, &d);
+                s.spawn(move || {
+                    for i in 0..20 {
+                        cache.put(d, body).unwrap();
+                        cache.record_names(&[(format!("t{t}/{i}"), d.clone())]).unwrap();
+                    }
+                });
+            }
+        });
+        assert_eq!(cache.read(&d).unwrap(), body);
+        assert_eq!(cache.names().unwrap().len(), 160);
+        assert_eq!(cache.verify().unwrap().corrupt, vec![]);
     }
 }
