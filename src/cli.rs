@@ -87,6 +87,9 @@ pub struct RunArgs {
     /// fail at once, and the run ends instead of holding a copy slot).
     #[arg(long, env = "UNREACHABLE_AFTER", default_value_t = 30)]
     pub unreachable_after: u64,
+    /// Where releases come from (read once at start; an image set may name its own graph URL).
+    #[command(flatten)]
+    pub release: ReleaseFlags,
 }
 
 /// Flags shared with `oc-mirror --v2`.
@@ -193,6 +196,23 @@ pub struct ReleaseFlags {
     /// Seconds a request to the update graph or signature store may take.
     #[arg(long, default_value_t = 120)]
     pub release_timeout: u64,
+}
+
+impl ReleaseFlags {
+    /// The release sources these flags name, trusting `ca_files` beside the system roots.
+    pub fn sources(&self, ca_files: Vec<PathBuf>) -> crate::pipeline::ReleaseSources {
+        crate::pipeline::ReleaseSources {
+            update_url: self.update_url.clone(),
+            okd_update_url: self.okd_update_url.clone(),
+            signature_url: self.release_signature_url.clone(),
+            signature_keys: self.release_signature_key.clone(),
+            ignore_signatures: self.ignore_release_signature,
+            graph_data_url: self.graph_data_url.clone(),
+            graph_base_image: self.graph_base_image.clone(),
+            timeout_seconds: self.release_timeout,
+            ca_files,
+        }
+    }
 }
 
 /// `delete` flags.

@@ -12,6 +12,7 @@ pub mod controller;
 pub mod copy;
 pub mod flight;
 pub mod image;
+pub mod pipeline;
 pub mod plan;
 pub mod registry;
 pub mod release;

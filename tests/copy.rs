@@ -238,7 +238,8 @@ fn a_platform_filter_copies_a_sparse_index() {
     let tmp = temp_dir("sparse-");
     let client = Client::new(ClientOptions { insecure: vec!["*".into()], ..Default::default() }).unwrap();
     let cache = imageset_operator::cache::Cache::open(tmp.path()).unwrap();
-    let engine = Engine::new(Arc::new(client), Arc::new(cache), Options { parallel_images: 2, parallel_layers: 4 });
+    let engine = Engine::new(Arc::new(cache), 2);
+    let engine = engine.session(Arc::new(client), Options { parallel_images: 2, parallel_layers: 4 });
     let keep = |os: &str, arch: &str| PlatformSelector { os: os.into(), architecture: arch.into() };
     let item = CopyItem {
         kind: ImageKind::Release,

@@ -37,7 +37,7 @@ pub struct ArchivedImage {
     pub media_type: String,
     /// What the image is part of (archives written before this field have none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub kind: Option<crate::plan::ImageKind>,
+    pub kind: Option<crate::image::ImageKind>,
 }
 
 /// A blob in one part.

@@ -166,7 +166,7 @@ impl<'c> Context<'c> {
         packages.sort();
         packages.dedup();
         for p in packages {
-            let head = self.default_channel(p).and_then(|c| super::filter::head(&c.entries).ok());
+            let head = self.default_channel(p).and_then(|c| super::upgrades::head(&c.entries).ok());
             if let Some(b) = head.and_then(|h| providers.iter().find(|b| b.package == p && b.name == h)) {
                 return Ok(b);
             }

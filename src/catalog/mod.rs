@@ -11,14 +11,17 @@ pub mod filter;
 pub mod image;
 mod parse;
 pub mod prune;
+pub mod selection;
+pub mod upgrades;
 pub mod version;
 pub mod write;
 
 use std::collections::HashMap;
 use std::path::Path;
 
-pub use filter::{FilterError, Selection, select};
+pub use filter::select;
 pub use parse::yaml_options;
+pub use selection::{FilterError, Selection};
 
 /// Where a blob's text lives: a file of the catalog and a byte range in it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -191,7 +191,7 @@ fn bundles_by_name_keep_channels_valid() {
 
 #[test]
 fn broken_channels_are_reported() {
-    let e = |entries: Vec<Entry>| filter::Graph::build(&entries).err().unwrap();
+    let e = |entries: Vec<Entry>| super::upgrades::Graph::build(&entries).err().unwrap();
     let en = |n: &str, r: Option<&str>, s: &[&str]| Entry {
         name: n.into(),
         replaces: r.map(Into::into),

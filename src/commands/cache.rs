@@ -10,7 +10,7 @@ pub fn run(cmd: &CacheCommand, env: &Env) -> Result<Vec<String>, CliError> {
     let CacheArgs { cache_dir } = args;
     let base =
         cache_dir.clone().or_else(|| env.oc_mirror_cache.clone()).or_else(|| env.home.clone()).unwrap_or_default();
-    let dir = base.join(super::copy::CACHE_SUBDIR);
+    let dir = base.join(crate::pipeline::copy::CACHE_SUBDIR);
     if !dir.is_dir() {
         return Err(CliError::Setup(format!("no cache at {}", dir.display())));
     }

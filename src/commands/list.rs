@@ -52,12 +52,12 @@ fn releases(a: &crate::cli::ListReleasesArgs, env: &Env) -> Result<Vec<String>, 
                 .map_err(|e| CliError::Usage(e.to_string()))
         })
         .transpose()?;
-    let flags = crate::cli::ReleaseFlags {
+    let flags = crate::pipeline::ReleaseSources {
         update_url: a.update_url.clone().or_else(|| env.update_url_override.clone()),
-        release_timeout: 120,
+        timeout_seconds: 120,
         ..Default::default()
     };
-    let up = super::releases::upstream(&flags, &[])?;
+    let up = crate::pipeline::releases::upstream(&flags)?;
     let rt = tokio::runtime::Runtime::new().map_err(|e| CliError::Unsupported(format!("tokio runtime: {e}")))?;
     let mut out = Vec::new();
     for arch in &a.filter_by_archs {
@@ -83,14 +83,15 @@ fn read_catalog(catalog: &str, tls_verify: bool, env: &Env) -> Result<Catalog, C
     let r = crate::image::ImageRef::parse(catalog).map_err(|e| CliError::Usage(format!("--catalog {catalog}: {e}")))?;
     let opts = ClientOptions {
         insecure: if tls_verify { vec![] } else { vec![r.registry.clone()] },
-        auth: super::copy::credentials(None, env)?,
+        auth: super::access::credentials(None, env)?,
         ..Default::default()
     };
     let client = Client::new(opts).map_err(|e| CliError::Setup(e.to_string()))?;
     let root = env.oc_mirror_cache.clone().or_else(|| env.home.clone()).unwrap_or_else(|| ".".into());
-    let cache = Cache::open(&root.join(super::copy::CACHE_SUBDIR)).map_err(|e| CliError::Setup(e.to_string()))?;
+    let cache =
+        Cache::open(&root.join(crate::pipeline::copy::CACHE_SUBDIR)).map_err(|e| CliError::Setup(e.to_string()))?;
     let rt = tokio::runtime::Runtime::new().map_err(|e| CliError::Unsupported(format!("tokio runtime: {e}")))?;
-    rt.block_on(super::operators::read(&client, &cache, catalog))
+    Ok(rt.block_on(crate::pipeline::operators::read(&client, &cache, catalog))?)
 }
 
 /// oc-mirror's `list operators` tables: packages; a package's channels and heads; a
@@ -134,7 +135,7 @@ pub fn operators(cat: &Catalog, package: Option<&str>, channel: Option<&str>) ->
     out.push(String::new());
     out.push(format!("{:<50} {:<30} {}", "PACKAGE", "CHANNEL", "HEAD"));
     for c in channels {
-        let head = crate::catalog::filter::head(&c.entries).unwrap_or_else(|e| format!("({e})"));
+        let head = crate::catalog::upgrades::head(&c.entries).unwrap_or_else(|e| format!("({e})"));
         out.push(format!("{:<50} {:<30} {}", pkg, c.name, head));
     }
     Ok(out)

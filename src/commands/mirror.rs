@@ -1,27 +1,14 @@
-//! `mirror`: validate flags as oc-mirror does, read the image set, plan, and (dry run) write
-//! `working-dir/dry-run/mapping.txt`.
+//! `mirror`: validate flags as oc-mirror does, read the image set, build the pipeline request,
+//! run it, and print the summary; a dry run writes `working-dir/dry-run/mapping.txt`.
 
 use std::path::PathBuf;
 
 use super::{CliError, io_err, working_dir, write_atomic};
 use crate::api::load;
-use std::collections::BTreeMap;
-
-use crate::api::mirror::{BlockedImage, Mirror, Operator, Platform};
 use crate::cli::{Env, MirrorArgs};
-use crate::plan::{self, BundleNeeds, CopyPlan, Destination, ImageKind};
+use crate::pipeline::{self, Mode, Outputs, Planned, Request};
+use crate::plan::{CopyPlan, Destination};
 use crate::render::CatalogTemplate;
-
-/// The three workflows.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Mode {
-    /// Registry to registry, through the cache.
-    MirrorToMirror,
-    /// Registry to archives.
-    MirrorToDisk,
-    /// Archives to registry.
-    DiskToMirror,
-}
 
 /// Words oc-mirror refuses in a `file://` path (they collide with working-dir entries).
 const RESERVED_PATH_WORDS: &[&str] = &[
@@ -41,13 +28,9 @@ const RESERVED_PATH_WORDS: &[&str] = &[
 /// What a validated `mirror` invocation will do.
 #[derive(Debug)]
 pub struct Invocation {
-    /// Workflow.
-    pub mode: Mode,
-    /// Destination.
-    pub destination: Destination,
-    /// `<root>/working-dir`.
-    pub working_dir: PathBuf,
-    /// Cache directory.
+    /// The pipeline request.
+    pub request: Request,
+    /// Cache directory (the root `--cache-dir` names).
     pub cache_dir: PathBuf,
     /// The configuration file.
     pub config: PathBuf,
@@ -118,68 +101,31 @@ pub fn validate_flags(args: &MirrorArgs, env: &Env) -> Result<Invocation, CliErr
         (Some(d), None) | (None, Some(d)) => d.clone(),
         (None, None) => env.home.clone().unwrap_or_else(|| PathBuf::from(".")),
     };
-    Ok(Invocation { mode, destination, working_dir: working_dir(&root), cache_dir, config })
-}
-
-/// What planning an invocation yields.
-#[derive(Debug)]
-pub struct Planned {
-    /// The copy plan.
-    pub plan: CopyPlan,
-    /// `archiveSize` (GiB).
-    pub archive_size: Option<i64>,
-    /// Parts of the image set left out, with why.
-    pub left_out: Vec<String>,
-    /// CatalogSource templates, read and checked before anything is copied.
-    pub templates: Vec<CatalogTemplate>,
-    /// Operator catalogs still to collect (fetch, select, rebuild) before copying.
-    pub operators: Vec<Operator>,
-    /// `blockedImages`, applied again to what collection adds.
-    pub blocked_images: Vec<BlockedImage>,
-    /// What each selected bundle needs (filled by collection).
-    pub needs: Vec<BundleNeeds>,
-    /// Rebuilt catalogs (filled by collection), to rebuild again without bundles the copy
-    /// could not mirror.
-    pub rebuilt: Vec<super::operators::Rebuilt>,
-    /// Platform releases still to collect.
-    pub platform: Option<Platform>,
-    /// Verified release signatures by payload digest (for the signature ConfigMap).
-    pub signatures: BTreeMap<String, Vec<Vec<u8>>>,
-    /// Parts that failed before copying (release collection): kind and message.
-    pub failures: Vec<(ImageKind, String)>,
-    /// Prefix of generated object names (empty: oc-mirror's names).
-    pub naming_prefix: String,
-}
-
-impl Planned {
-    /// Adds what collection found, minus blocked images (kept sorted by kind).
-    pub fn add(&mut self, items: Vec<plan::CopyItem>) {
-        let mut all = std::mem::take(&mut self.plan.items);
-        all.extend(items);
-        let blocked = std::mem::take(&mut self.plan.blocked);
-        self.plan = plan::apply_blocked(all, &self.blocked_images);
-        self.plan.blocked.splice(0..0, blocked);
-    }
-}
-
-/// Disk-to-mirror: the `--from` directory and the contents of its newest archive (which lists
-/// every image of the run that wrote it). `field` names the part asking, for the error.
-pub fn newest_archive(args: &MirrorArgs, field: &str) -> Result<(PathBuf, crate::cache::archive::Contents), CliError> {
-    use crate::cache::archive;
-    let from = PathBuf::from(args.from.as_deref().unwrap_or_default().trim_start_matches("file://"));
-    let parts = archive::list(&from).map_err(|e| CliError::Setup(e.to_string()))?;
-    let Some((_, newest)) = parts.last() else {
-        return Err(CliError::Setup(format!("{field}: no archives in {}", from.display())));
+    let from = args.from.as_deref().map(|f| PathBuf::from(f.trim_start_matches("file://")));
+    let archive_dir = (mode == Mode::MirrorToDisk).then(|| PathBuf::from(dest_arg.trim_start_matches("file://")));
+    let request = Request {
+        mode,
+        destination,
+        from,
+        archive_dir,
+        since: args.since.clone(),
+        working_dir: working_dir(&root),
+        requester: config.to_string_lossy().into_owned(),
+        max_nested_paths: c.max_nested_paths,
+        parallel_images: c.parallel_images as usize,
+        parallel_layers: c.parallel_layers as usize,
+        releases: args.release.sources(c.registry_ca.clone()),
+        naming_prefix: String::new(),
+        outputs: Outputs { cluster_resources: true, error_log: true },
     };
-    let contents = archive::read_contents(newest).map_err(|e| CliError::Setup(e.to_string()))?;
-    Ok((from, contents))
+    Ok(Invocation { request, cache_dir, config })
 }
 
 /// Plans the image set for the invocation.
-pub fn plan(inv: &Invocation, max_nested: u32) -> Result<Planned, CliError> {
+pub fn plan(inv: &Invocation) -> Result<Planned, CliError> {
     let text = std::fs::read_to_string(&inv.config).map_err(io_err(&inv.config))?;
     let isc = load::image_set(&text).map_err(|source| CliError::Config { path: inv.config.clone(), source })?;
-    let mut planned = plan_mirror(&isc.mirror, inv, max_nested)?;
+    let mut planned = pipeline::plan(&isc.mirror, &inv.request)?;
     planned.archive_size = isc.archive_size;
     for op in &isc.mirror.operators {
         if let Some(path) = &op.target_catalog_source_template {
@@ -193,70 +139,17 @@ pub fn plan(inv: &Invocation, max_nested: u32) -> Result<Planned, CliError> {
     Ok(planned)
 }
 
-/// Plans a `mirror:` block (the part that needs no network); releases and catalogs are
-/// collected afterwards by [`collect`].
-pub fn plan_mirror(mirror: &Mirror, inv: &Invocation, max_nested: u32) -> Result<Planned, CliError> {
-    let mut left_out = Vec::new();
-    let platform = mirror.platform.clone().filter(|p| !p.channels.is_empty() || p.release.is_some());
-    if mirror.helm.as_ref().is_some_and(|h| !h.repositories.is_empty() || !h.local.is_empty()) {
-        left_out.push("mirror.helm: chart collection is not available in this build".to_string());
-    }
-    let plan = plan::plan_additional(mirror, &inv.destination, max_nested, inv.mode == Mode::DiskToMirror)?;
-    if plan.items.is_empty() && left_out.is_empty() && mirror.operators.is_empty() && platform.is_none() {
-        return Err(plan::PlanError::Empty.into());
-    }
-    Ok(Planned {
-        plan,
-        archive_size: None,
-        left_out,
-        templates: Vec::new(),
-        operators: mirror.operators.clone(),
-        blocked_images: mirror.blocked_images.clone(),
-        needs: Vec::new(),
-        rebuilt: Vec::new(),
-        platform,
-        signatures: BTreeMap::new(),
-        failures: Vec::new(),
-        naming_prefix: String::new(),
-    })
-}
-
-/// Collects releases and operator catalogs into the plan (network: graphs, payloads,
-/// catalog images); returns summary lines.
-pub async fn collect(
-    inv: &Invocation,
-    args: &MirrorArgs,
-    client: &std::sync::Arc<crate::registry::Client>,
-    cache: &std::sync::Arc<crate::cache::Cache>,
-    planned: &mut Planned,
-) -> Result<Vec<String>, CliError> {
-    let mut lines = Vec::new();
-    if planned.platform.is_some() {
-        lines.extend(super::releases::collect(inv, client, cache, planned, args).await?);
-    }
-    if !planned.operators.is_empty() {
-        lines.extend(super::operators::collect(inv, client, cache, planned, args).await?);
-    }
-    if planned.plan.items.is_empty() {
-        if let Some((_, why)) = planned.failures.first() {
-            return Err(CliError::Setup(why.clone()));
-        }
-        return Err(plan::PlanError::Empty.into());
-    }
-    Ok(lines)
-}
-
 /// Runs `mirror`; returns the lines of its summary.
 pub fn run(args: &MirrorArgs, env: &Env) -> Result<Vec<String>, CliError> {
     let inv = validate_flags(args, env)?;
-    let mut planned = plan(&inv, args.common.max_nested_paths)?;
+    let mut planned = plan(&inv)?;
     let mut summary: Vec<String> = planned.left_out.iter().map(|l| format!("warning: {l}")).collect();
     if !args.common.dry_run || !planned.operators.is_empty() || planned.platform.is_some() {
         let rt = tokio::runtime::Runtime::new().map_err(|e| CliError::Unsupported(format!("tokio runtime: {e}")))?;
         let copied = rt.block_on(async {
-            let client = super::copy::open_client(&inv, args, env, &planned)?;
-            let cache = super::copy::open_cache(&inv, args)?;
-            summary.extend(collect(&inv, args, &client, &cache, &mut planned).await?);
+            let client = super::access::open_client(&inv, args, env, &planned)?;
+            let cache = super::access::open_cache(&inv, args)?;
+            summary.extend(pipeline::collect(&inv.request, &client, &cache, &mut planned).await?);
             if args.common.dry_run {
                 return Ok(None);
             }
@@ -265,7 +158,18 @@ pub fn run(args: &MirrorArgs, env: &Env) -> Result<Vec<String>, CliError> {
             for l in summary.drain(..) {
                 println!("{l}");
             }
-            super::copy::run(&inv, args, &mut planned, client, cache).await.map(Some)
+            let transfers = (args.common.parallel_images as usize).min(client.max_in_flight());
+            let engine = crate::copy::Engine::new(cache, transfers);
+            let report = pipeline::copy::execute(&inv.request, &mut planned, &engine, client, None).await?;
+            match report.failure {
+                None => Ok(Some(report.lines)),
+                Some(e) => {
+                    for l in &report.lines {
+                        println!("{l}");
+                    }
+                    Err(CliError::from(e))
+                }
+            }
         })?;
         if let Some(lines) = copied {
             summary.extend(lines);
@@ -273,7 +177,7 @@ pub fn run(args: &MirrorArgs, env: &Env) -> Result<Vec<String>, CliError> {
         }
     }
     let plan = &planned.plan;
-    let dir = inv.working_dir.join("dry-run");
+    let dir = inv.request.working_dir.join("dry-run");
     if dir.exists() {
         std::fs::remove_dir_all(&dir).map_err(io_err(&dir))?;
     }
@@ -281,13 +185,13 @@ pub fn run(args: &MirrorArgs, env: &Env) -> Result<Vec<String>, CliError> {
     write_atomic(&mapping, plan.mapping_txt().as_bytes())?;
     summary.push(format!(
         "dry run ({:?}): {} images planned, {} blocked; plan {}",
-        inv.mode,
+        inv.request.mode,
         plan.items.len(),
         plan.blocked.len(),
         plan.digest()
     ));
     summary.push(format!("mapping written to {}", mapping.display()));
-    if inv.mode == Mode::MirrorToDisk {
+    if inv.request.mode == Mode::MirrorToDisk {
         let missing = missing_from_cache(&inv, plan)?;
         summary.push(format!(
             "{}/{} images necessary for mirroring are not available in the cache",
@@ -305,7 +209,7 @@ pub fn run(args: &MirrorArgs, env: &Env) -> Result<Vec<String>, CliError> {
 
 /// The plan's images whose manifest is not in the cache (by the names earlier runs recorded).
 fn missing_from_cache(inv: &Invocation, plan: &CopyPlan) -> Result<CopyPlan, CliError> {
-    let dir = inv.cache_dir.join(super::copy::CACHE_SUBDIR);
+    let dir = inv.cache_dir.join(pipeline::copy::CACHE_SUBDIR);
     let cache = dir
         .is_dir()
         .then(|| crate::cache::Cache::open(&dir))

@@ -1,13 +1,11 @@
 //! The command-line workflows: the effectful shell around the pure pipeline for people
 //! without a cluster. Reads files and flags, writes oc-mirror's working-dir outputs.
 
+pub mod access;
 pub mod cache;
-pub mod copy;
 pub mod delete;
 pub mod list;
 pub mod mirror;
-pub mod operators;
-pub mod releases;
 
 use std::path::{Path, PathBuf};
 
@@ -36,31 +34,22 @@ pub enum CliError {
     /// Planning.
     #[error(transparent)]
     Plan(#[from] crate::plan::PlanError),
+    /// The pipeline.
+    #[error(transparent)]
+    Pipeline(#[from] crate::pipeline::Error),
     /// A capability this build does not have yet.
     #[error("{0}")]
     Unsupported(String),
     /// Setting up the copy (credentials, TLS, cache, archives).
     #[error("{0}")]
     Setup(String),
-    /// Some images could not be copied; the others were.
-    #[error("some errors occurred during the mirroring: {failed} of {total} images failed; see {log}")]
-    CopyFailed {
-        /// Images that failed.
-        failed: usize,
-        /// Images planned.
-        total: usize,
-        /// The error log.
-        log: PathBuf,
-        /// oc-mirror's exit-code bits of the content types that lost images.
-        bits: i32,
-    },
 }
 
 impl CliError {
     /// Process exit code (oc-mirror uses 1 for generic errors).
     pub fn exit_code(&self) -> i32 {
         match self {
-            CliError::CopyFailed { bits, .. } => *bits,
+            CliError::Pipeline(crate::pipeline::Error::CopyFailed { bits, .. }) => *bits,
             _ => 1,
         }
     }

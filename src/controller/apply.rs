@@ -89,20 +89,57 @@ pub async fn compare(
     Ok((pairs, deletes))
 }
 
-/// Applies `objects` with the owner label; returns how many changed (resourceVersion moved).
-/// Applying the same content again changes nothing, so nodes are not disrupted by resyncs.
-pub async fn apply(client: &Client, owner: &str, objects: &[Value]) -> Result<usize, kube::Error> {
-    let mut changed = 0;
+/// What applying did.
+#[derive(Debug, Default)]
+pub struct Applied {
+    /// Objects whose resourceVersion moved.
+    pub changed: usize,
+    /// Objects left alone because they exist and are not this image set's: the object, and
+    /// who owns it (empty: nobody the operator knows).
+    pub conflicts: Vec<(ObjKey, String)>,
+}
+
+impl Applied {
+    /// "ImageDigestMirrorSet x (owned by team.a-x)", for conditions and events.
+    pub fn conflict_message(&self) -> Option<String> {
+        let list: Vec<String> = self
+            .conflicts
+            .iter()
+            .map(|((kind, ns, name), by)| {
+                let at = if ns.is_empty() { name.clone() } else { format!("{ns}/{name}") };
+                let by =
+                    if by.is_empty() { "not created by this operator".to_string() } else { format!("owned by {by}") };
+                format!("{kind} {at} ({by})")
+            })
+            .collect();
+        (!list.is_empty()).then(|| format!("left alone, not this image set's: {}", list.join(", ")))
+    }
+}
+
+/// Applies `objects` with the owner label, except over an object that exists without this
+/// owner's label (created by someone else, or by another image set), which is left alone and
+/// reported. Applying the same content again changes nothing, so nodes are not disrupted by
+/// resyncs.
+pub async fn apply(client: &Client, owner: &str, objects: &[Value]) -> Result<Applied, kube::Error> {
+    let mut done = Applied::default();
     for o in objects {
         let o = labelled(o, owner);
         let (api, name) = api_of(client, &o);
-        let before = api.get_opt(&name).await?.and_then(|x| x.metadata.resource_version);
+        let live = api.get_opt(&name).await?;
+        if let Some(live) = &live {
+            let by = live.labels().get(OWNER_LABEL).cloned().unwrap_or_default();
+            if by != owner {
+                done.conflicts.push((key_of(&o), by));
+                continue;
+            }
+        }
+        let before = live.and_then(|x| x.metadata.resource_version);
         let after = api.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&o)).await?;
         if before != after.metadata.resource_version {
-            changed += 1;
+            done.changed += 1;
         }
     }
-    Ok(changed)
+    Ok(done)
 }
 
 /// A dry run's plan as a ConfigMap `<name>-dry-run` beside the image set (owned by it, so it

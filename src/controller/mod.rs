@@ -7,6 +7,8 @@ mod pending;
 mod run;
 mod status;
 
+pub use run::naming_prefix;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -207,16 +209,22 @@ async fn reconcile(isc: Arc<ImageSetConfiguration>, ctx: Arc<Ctx>) -> Result<Act
     if let Some(r) = taken {
         let result = match r.handle.await {
             Ok(r) => r,
-            Err(e) => Err(format!("run stopped: {e}")),
+            Err(e) => Err(run::Failure { reason: "RunFailed", message: format!("run stopped: {e}"), retryable: true }),
         };
+        let permanent = result.as_ref().err().is_some_and(|f| !f.retryable);
         let ok = finish(&ctx, &isc, &mut st, result, allowed, &owner).await?;
         let last = {
             let mut done = ctx.shared.done.lock().expect("done");
-            let last = run::LastRun::after(done.get(&key).copied(), generation, ok);
+            let mut last = run::LastRun::after(done.get(&key).copied(), generation, ok);
+            last.permanent = permanent;
             done.insert(key, last);
             last
         };
         write_status(&ctx, &isc, &old, &st).await?;
+        if permanent {
+            // Trying the same spec again cannot help: wait for it to change.
+            return Ok(Action::await_change());
+        }
         return Ok(Action::requeue(last.due(resync, ctx.retry) - last.at));
     }
     // Not running: start now, or when the last run of this generation is due again.
@@ -224,6 +232,9 @@ async fn reconcile(isc: Arc<ImageSetConfiguration>, ctx: Arc<Ctx>) -> Result<Act
     if let Some(l) = last
         && l.generation == generation
     {
+        if l.permanent {
+            return Ok(Action::await_change());
+        }
         let due = l.due(resync, ctx.retry);
         let now = std::time::Instant::now();
         if now < due {
@@ -273,7 +284,7 @@ async fn finish(
     ctx: &Ctx,
     isc: &ImageSetConfiguration,
     st: &mut ImageSetStatus,
-    result: Result<run::Finished, String>,
+    result: Result<run::Finished, run::Failure>,
     allowed: bool,
     owner: &str,
 ) -> Result<bool, ReconcileError> {
@@ -281,19 +292,20 @@ async fn finish(
     st.progress = None;
     let f = match result {
         Ok(f) => f,
-        Err(msg) => {
+        Err(f) => {
             let (c, cs) = conds(st, generation);
-            set_condition(cs, &c, READY, false, "RunFailed", &msg);
-            set_condition(cs, &c, PROGRESSING, false, "Failed", &msg);
-            set_condition(cs, &c, DEGRADED, true, "RunFailed", &msg);
+            set_condition(cs, &c, READY, false, f.reason, &f.message);
+            set_condition(cs, &c, PROGRESSING, false, "Failed", &f.message);
+            set_condition(cs, &c, DEGRADED, true, f.reason, &f.message);
             ctx.metrics.runs_failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            ctx.metrics.failed("RunFailed");
-            event(ctx, isc, EventType::Warning, "RunFailed", &msg).await;
+            ctx.metrics.failed(f.reason);
+            event(ctx, isc, EventType::Warning, f.reason, &f.message).await;
             return Ok(false);
         }
     };
     let ok = f.counts.failed == 0 && f.counts.skipped == 0 && f.collection_failures.is_empty();
     let hold = isc.spec.cluster_resources.as_ref().and_then(|c| c.apply) == Some(ApplyPolicy::Hold);
+    let mut conflict = None;
     let applied = if f.dry_run {
         let name = apply::dry_run_config_map(&ctx.client, isc, owner, &f.mapping).await?;
         format!("; the plan is in ConfigMap {name} (mapping.txt)")
@@ -312,9 +324,10 @@ async fn finish(
             }
             Some(p) if approved.as_deref() == Some(p.digest.as_str()) => {
                 st.pending_changes = None;
-                let changed = apply::apply(&ctx.client, owner, &f.objects).await?;
+                let done = apply::apply(&ctx.client, owner, &f.objects).await?;
                 let pruned = apply::prune(&ctx.client, owner, &apply::keys(&f.objects)).await?;
-                format!("; approved changes {} applied ({changed} changed, {} pruned)", p.digest, pruned.len())
+                conflict = done.conflict_message();
+                format!("; approved changes {} applied ({} changed, {} pruned)", p.digest, done.changed, pruned.len())
             }
             Some(p) => {
                 let msg = format!(
@@ -332,11 +345,21 @@ async fn finish(
         }
     } else {
         st.pending_changes = None;
-        let changed = apply::apply(&ctx.client, owner, &f.objects).await?;
+        let done = apply::apply(&ctx.client, owner, &f.objects).await?;
         let pruned = apply::prune(&ctx.client, owner, &apply::keys(&f.objects)).await?;
-        format!("; {} cluster objects applied ({changed} changed, {} pruned)", f.objects.len(), pruned.len())
+        conflict = done.conflict_message();
+        format!(
+            "; {} cluster objects applied ({} changed, {} pruned)",
+            f.objects.len() - done.conflicts.len(),
+            done.changed,
+            pruned.len()
+        )
     };
-    let msg = format!("{}{applied}", f.summary);
+    let ok = ok && conflict.is_none();
+    let msg = match &conflict {
+        Some(c) => format!("{}{applied}; {c}", f.summary),
+        None => format!("{}{applied}", f.summary),
+    };
     let new_content = f.counts.copied > 0 || st.plan_digest.as_deref() != Some(f.plan_digest.as_str());
     st.plan_digest = Some(f.plan_digest);
     st.counts = Some(f.counts.clone());
@@ -345,6 +368,8 @@ async fn finish(
     let (c, cs) = conds(st, generation);
     let reason = if f.dry_run {
         "DryRun"
+    } else if conflict.is_some() {
+        "Conflict"
     } else if ok {
         "Mirrored"
     } else {
@@ -470,11 +495,15 @@ pub fn run(args: RunArgs) -> Result<(), CliError> {
         tokio::spawn(crate::admin::serve(listener, metrics.clone()));
         let client =
             Client::try_default().await.map_err(|e| CliError::Unsupported(format!("kubernetes client: {e}")))?;
-        let cache = crate::cache::Cache::open(&args.cache_dir.join(crate::commands::copy::CACHE_SUBDIR))
+        let cache = crate::cache::Cache::open(&args.cache_dir.join(crate::pipeline::copy::CACHE_SUBDIR))
             .map_err(|e| CliError::Setup(format!("--cache-dir: {e}")))?;
         let cache = Arc::new(cache);
+        let transfers = crate::registry::ClientOptions::default().max_in_flight;
         let _ = metrics.cache.set(cache.clone());
         let shared = Arc::new(run::Shared {
+            engine: Arc::new(crate::copy::Engine::new(cache.clone(), transfers)),
+            registry_slots: Default::default(),
+            releases: args.release.sources(Vec::new()),
             cache,
             root: args.cache_dir.clone(),
             slots: Arc::new(tokio::sync::Semaphore::new(args.max_concurrent_runs.max(1))),
@@ -625,7 +654,7 @@ mod tests {
         let other = run::LastRun::after(last, Some(2), false);
         assert_eq!(other.failures, 1);
         // A long retry interval is never shortened by the cap.
-        let l = run::LastRun { generation: None, at: std::time::Instant::now(), failures: 3 };
+        let l = run::LastRun { generation: None, at: std::time::Instant::now(), failures: 3, permanent: false };
         assert_eq!(l.due(resync, Duration::from_secs(7200)) - l.at, Duration::from_secs(7200));
     }
 

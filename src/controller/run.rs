@@ -6,24 +6,29 @@ use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use clap::Parser as _;
 use serde_json::Value;
 use tokio::sync::{Semaphore, watch};
 
 use crate::api::ImageSetConfiguration;
 use crate::api::status::{Counts, FailedImage, MAX_LISTED_FAILURES, Progress};
 use crate::cache::Cache;
-use crate::commands::mirror::{Invocation, Mode};
-use crate::commands::{copy, mirror};
-use crate::copy::{Engine, Outcome};
+use crate::copy::{Engine, Outcome, Progress as Counters};
+use crate::pipeline::{self, Mode, Outputs, Planned, ReleaseSources, Request};
 use crate::plan::Destination;
-use crate::registry::{Client, ClientOptions};
+use crate::registry::{Client, ClientOptions, Slots};
 use crate::render::CatalogTemplate;
 
 /// What every run shares: the cache, the bound on concurrent copies, the runs under way.
 pub struct Shared {
     /// The cache (one per operator, shared by every image set).
     pub cache: Arc<Cache>,
+    /// The copy engine (one per operator, over the cache), so that single flight per blob
+    /// and the bound on transfers hold across image sets.
+    pub engine: Arc<Engine>,
+    /// Request slots per registry, shared by every image set's client.
+    pub registry_slots: Slots,
+    /// Where releases come from (operator settings; an image set may name its graph URL).
+    pub releases: ReleaseSources,
     /// Where working directories live (beside the cache).
     pub root: PathBuf,
     /// Copies at once, across image sets.
@@ -54,13 +59,20 @@ pub struct LastRun {
     pub at: std::time::Instant,
     /// Runs in a row of this generation that ended incomplete (0: the last one was complete).
     pub failures: u32,
+    /// The last run failed in a way that trying again unchanged cannot help.
+    pub permanent: bool,
 }
 
 impl LastRun {
     /// The run after `last` (of the same generation) ended now, complete or not.
     pub fn after(last: Option<LastRun>, generation: Option<i64>, ok: bool) -> LastRun {
         let before = last.filter(|l| l.generation == generation).map_or(0, |l| l.failures);
-        LastRun { generation, at: std::time::Instant::now(), failures: if ok { 0 } else { before + 1 } }
+        LastRun {
+            generation,
+            at: std::time::Instant::now(),
+            failures: if ok { 0 } else { before + 1 },
+            permanent: false,
+        }
     }
 
     /// When the next run is due: `resync` after a complete run; after failures, `retry`
@@ -81,10 +93,10 @@ impl LastRun {
 pub struct Running {
     /// The generation it runs for.
     pub generation: Option<i64>,
-    /// The engine once copying started (progress).
-    pub engine: watch::Receiver<Option<Arc<Engine>>>,
+    /// The run's counters once copying started (progress).
+    pub counters: watch::Receiver<Option<Arc<Counters>>>,
     /// The task.
-    pub handle: tokio::task::JoinHandle<Result<Finished, String>>,
+    pub handle: tokio::task::JoinHandle<Result<Finished, Failure>>,
     /// Turns true when the task has ended.
     pub ended: watch::Receiver<bool>,
     cancel: watch::Sender<bool>,
@@ -99,8 +111,7 @@ impl Running {
 
     /// Images and bytes done so far.
     pub fn progress(&self) -> Option<Progress> {
-        let e = self.engine.borrow().clone()?;
-        let p = &e.progress;
+        let p = self.counters.borrow().clone()?;
         use std::sync::atomic::Ordering::Relaxed;
         Some(Progress {
             images_done: p.done.load(Relaxed),
@@ -134,6 +145,39 @@ pub struct Finished {
     pub summary: String,
 }
 
+/// Why a run ended without a report: a stable reason, what happened, and whether trying
+/// again unchanged can help.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure {
+    /// The `Degraded` reason.
+    pub reason: &'static str,
+    /// What went wrong.
+    pub message: String,
+    /// Whether a later run of the same spec may succeed.
+    pub retryable: bool,
+}
+
+impl From<pipeline::Error> for Failure {
+    fn from(e: pipeline::Error) -> Self {
+        Failure { reason: e.reason(), message: e.to_string(), retryable: e.retryable() }
+    }
+}
+
+impl Failure {
+    fn other(reason: &'static str, message: impl std::fmt::Display) -> Self {
+        Failure { reason, message: message.to_string(), retryable: true }
+    }
+}
+
+/// The prefix of the names of an image set's cluster objects: its namespace and name, made
+/// unique by a hash of `namespace/name`, so that `team-a/x` and `team/a-x` never share an
+/// object. Pure.
+pub fn naming_prefix(namespace: &str, name: &str) -> String {
+    let hash = crate::image::manifest::sha256_digest(format!("{namespace}/{name}").as_bytes());
+    let flat: String = format!("{namespace}-{name}").chars().take(40).collect();
+    format!("{}-{}", flat.trim_end_matches(['-', '.']), &hash[7..15])
+}
+
 /// `namespace/name`.
 pub fn key(isc: &ImageSetConfiguration) -> String {
     format!(
@@ -141,12 +185,6 @@ pub fn key(isc: &ImageSetConfiguration) -> String {
         isc.metadata.namespace.as_deref().unwrap_or_default(),
         isc.metadata.name.as_deref().unwrap_or_default()
     )
-}
-
-#[derive(clap::Parser)]
-struct Flags {
-    #[command(flatten)]
-    args: crate::cli::MirrorArgs,
 }
 
 /// Starts a run for the image set.
@@ -175,20 +213,20 @@ pub fn start(
             let mut queued = true;
             let work = async {
                 let pool = if retrying { &shared2.retry_slots } else { &shared2.slots };
-                let _permit = pool.clone().acquire_owned().await.map_err(|e| e.to_string())?;
+                let _permit = pool.clone().acquire_owned().await.map_err(|e| Failure::other("RunFailed", e))?;
                 m.runs_queued.fetch_sub(1, Relaxed);
                 queued = false;
                 let r = execute(&shared2, &isc, access, templates, &tx).await;
                 // What this and earlier runs wrote is confirmed on disk in the background.
                 shared2.cache.sync_in_background(std::time::Duration::ZERO);
-                if let Some(e) = tx.borrow().as_ref() {
-                    m.bytes_copied.fetch_add(e.progress.bytes.load(Relaxed), Relaxed);
+                if let Some(p) = tx.borrow().as_ref() {
+                    m.bytes_copied.fetch_add(p.bytes.load(Relaxed), Relaxed);
                 }
                 r
             };
             let r = tokio::select! {
                 r = work => r,
-                _ = cancelled.changed() => Err("run cancelled".to_string()),
+                _ = cancelled.changed() => Err(Failure::other("RunCancelled", "run cancelled")),
             };
             if queued {
                 m.runs_queued.fetch_sub(1, Relaxed);
@@ -198,7 +236,52 @@ pub fn start(
             r
         })
     });
-    Running { generation, engine: rx, handle, ended, cancel }
+    Running { generation, counters: rx, handle, ended, cancel }
+}
+
+/// The pipeline request of an image set: what its spec says, where the operator keeps its
+/// working directory, and the operator's settings. Pure.
+pub fn request(
+    shared_root: &std::path::Path,
+    releases: &ReleaseSources,
+    isc: &ImageSetConfiguration,
+) -> Result<Request, Failure> {
+    let spec = &isc.spec;
+    let invalid = |field: &str, e: &dyn std::fmt::Display| Failure {
+        reason: "InvalidSpec",
+        message: format!("{field}: {e}"),
+        retryable: false,
+    };
+    let destination = Destination::parse(&spec.destination).map_err(|e| invalid("spec.destination", &e))?;
+    let (mode, archive_dir) = match &destination {
+        Destination::Registry(_) => (Mode::MirrorToMirror, None),
+        Destination::Disk => {
+            (Mode::MirrorToDisk, Some(std::path::PathBuf::from(spec.destination.trim_start_matches("file://"))))
+        }
+    };
+    let k = key(isc);
+    let root = shared_root.join("runs").join(k.replace('/', "_"));
+    let mut releases = releases.clone();
+    if let Some(u) = &spec.update_url {
+        releases.update_url = Some(u.clone());
+    }
+    let (ns, name) = k.split_once('/').unwrap_or_default();
+    Ok(Request {
+        mode,
+        destination,
+        from: None,
+        archive_dir,
+        since: None,
+        working_dir: root.join("working-dir"),
+        requester: k.clone(),
+        max_nested_paths: spec.max_nested_paths.unwrap_or(0),
+        parallel_images: 8,
+        parallel_layers: 5,
+        releases,
+        naming_prefix: naming_prefix(ns, name),
+        // Only what the next run needs is kept on the volume: no oc-mirror files.
+        outputs: Outputs { cluster_resources: false, error_log: false },
+    })
 }
 
 async fn execute(
@@ -206,42 +289,19 @@ async fn execute(
     isc: &ImageSetConfiguration,
     mut opts: ClientOptions,
     templates: Vec<CatalogTemplate>,
-    tx: &watch::Sender<Option<Arc<Engine>>>,
-) -> Result<Finished, String> {
+    tx: &watch::Sender<Option<Arc<Counters>>>,
+) -> Result<Finished, Failure> {
     let spec = &isc.spec;
-    let destination = Destination::parse(&spec.destination).map_err(|e| format!("spec.destination: {e}"))?;
-    let mode = match destination {
-        Destination::Registry(_) => Mode::MirrorToMirror,
-        Destination::Disk => Mode::MirrorToDisk,
-    };
-    let k = key(isc);
-    let root = shared.root.join("runs").join(k.replace('/', "_"));
-    let mut argv: Vec<String> = vec!["mirror".into(), spec.destination.clone()];
-    argv.push(format!("--max-nested-paths={}", spec.max_nested_paths.unwrap_or(0)));
-    argv.push(format!("--retry-times={}", shared.retry_times));
-    if let Some(u) = &spec.update_url {
-        argv.push(format!("--update-url={u}"));
-    }
-    let flags = Flags::try_parse_from(argv).map_err(|e| e.to_string())?;
-    let args = flags.args;
-    let inv = Invocation {
-        mode,
-        destination,
-        working_dir: root.join("working-dir"),
-        cache_dir: shared.root.clone(),
-        config: PathBuf::from(&k),
-    };
+    let req = request(&shared.root, &shared.releases, isc)?;
     opts.backoff.retries = shared.retry_times;
     opts.stall_timeout = shared.stall_timeout;
     opts.breaker_window = shared.unreachable_after;
-    let client = Arc::new(Client::new(opts).map_err(|e| e.to_string())?);
-    let mut planned =
-        mirror::plan_mirror(&spec.mirror, &inv, args.common.max_nested_paths).map_err(|e| e.to_string())?;
+    opts.slots = Some(shared.registry_slots.clone());
+    let client = Arc::new(Client::new(opts).map_err(|e| Failure::other("AccessError", e))?);
+    let mut planned = pipeline::plan(&spec.mirror, &req)?;
     planned.archive_size = spec.archive_size;
     planned.templates = templates;
-    // Objects of different image sets must not collide (IDMS/ITMS are cluster-wide).
-    planned.naming_prefix = k.replace('/', "-");
-    mirror::collect(&inv, &args, &client, &shared.cache, &mut planned).await.map_err(|e| e.to_string())?;
+    pipeline::collect(&req, &client, &shared.cache, &mut planned).await?;
     let plan_digest = planned.plan.digest();
     if spec.dry_run {
         let n = planned.plan.items.len();
@@ -254,13 +314,11 @@ async fn execute(
             ..Default::default()
         });
     }
-    let out = copy::execute(&inv, &args, &mut planned, client, shared.cache.clone(), Some(tx))
-        .await
-        .map_err(|e| e.to_string())?;
+    let out = pipeline::copy::execute(&req, &mut planned, &shared.engine, client, Some(tx)).await?;
     Ok(finish(plan_digest, &planned, out))
 }
 
-fn finish(plan_digest: String, planned: &mirror::Planned, out: copy::RunOutcome) -> Finished {
+fn finish(plan_digest: String, planned: &Planned, out: pipeline::copy::Report) -> Finished {
     let mut counts = Counts { total: out.results.len() as u64, ..Default::default() };
     let mut failed = Vec::new();
     let mut failed_origins = BTreeSet::new();

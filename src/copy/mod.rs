@@ -82,20 +82,27 @@ pub struct ItemResult {
     pub contents: Vec<Descriptor>,
 }
 
-/// The copy engine; one per process, shared by every image set so the single-flight and
-/// blob-location maps work across them.
+/// The copy engine; one per process, shared by every run (every image set), so that single
+/// flight per blob, the bound on transfers and what is known of where blobs live hold across
+/// them. Each run brings its own registry client (its credentials) through a [`Session`].
 pub struct Engine {
-    client: Arc<Client>,
     cache: Arc<Cache>,
-    opts: Options,
     pushing: Flights<(String, String)>,
     /// One permit per blob being moved. A transfer takes a request slot at both registries,
     /// so there are never more transfers than slots: a transfer holding one registry's slot
     /// always gets the other's.
     transfers: tokio::sync::Semaphore,
     homes: Mutex<HashMap<(String, String), HashSet<String>>>,
+}
+
+/// One run's use of the engine: its client, its concurrency, its progress.
+pub struct Session<'e> {
+    engine: &'e Engine,
+    cache: &'e Cache,
+    client: Arc<Client>,
+    opts: Options,
     /// Progress counters.
-    pub progress: Progress,
+    pub progress: Arc<Progress>,
 }
 
 /// Images under way per blob transfer. An image waiting for a layer that another image is
@@ -146,17 +153,14 @@ struct Node {
 }
 
 impl Engine {
-    /// An engine over a client and a cache.
-    pub fn new(client: Arc<Client>, cache: Arc<Cache>, opts: Options) -> Self {
-        let transfers = tokio::sync::Semaphore::new(opts.parallel_images.clamp(1, client.max_in_flight()));
+    /// An engine over a cache, moving at most `transfers` blobs at once (at most the request
+    /// slots per registry of the clients it is given).
+    pub fn new(cache: Arc<Cache>, transfers: usize) -> Self {
         Engine {
-            client,
             cache,
-            opts,
             pushing: Flights::default(),
-            transfers,
+            transfers: tokio::sync::Semaphore::new(transfers.max(1)),
             homes: Mutex::default(),
-            progress: Progress::default(),
         }
     }
 
@@ -165,9 +169,21 @@ impl Engine {
         &self.cache
     }
 
+    /// A run through this engine with `client` (its credentials and request slots).
+    pub fn session(&self, client: Arc<Client>, opts: Options) -> Session<'_> {
+        Session { engine: self, cache: &self.cache, client, opts, progress: Arc::default() }
+    }
+}
+
+impl Session<'_> {
     /// The registry client.
     pub fn client(&self) -> &Client {
         &self.client
+    }
+
+    /// The registry client, shared.
+    pub fn shared_client(&self) -> Arc<Client> {
+        self.client.clone()
     }
 
     /// Copies every item; results are in plan order.
@@ -208,7 +224,7 @@ impl Engine {
         if let Source::Archive(_) = source {
             return Err(RegistryError::NotFound { what: format!("manifest {digest} of {src} in the archives") });
         }
-        fetch::manifest(&self.client, &self.cache, &src.registry, &src.path, digest).await
+        fetch::manifest(&self.client, self.cache, &src.registry, &src.path, digest).await
     }
 
     /// The top manifest of a source reference: `(bytes, media type, digest)`.
@@ -446,7 +462,7 @@ impl Engine {
         let (tx, rx) = tokio::sync::mpsc::channel(4);
         let chunks = futures::stream::unfold(rx, |mut rx| async { rx.recv().await.map(|c| (c, rx)) });
         let upload = self.client.blob_upload_stream(&dst.registry, &dst.path, &desc.digest, desc.size, chunks, session);
-        let download = fetch::blob(&self.client, &self.cache, &src.registry, &src.path, desc, Some(tx));
+        let download = fetch::blob(&self.client, self.cache, &src.registry, &src.path, desc, Some(tx));
         let (uploaded, downloaded) = futures::join!(upload, download);
         downloaded?;
         if let Err(e) = &uploaded {
@@ -467,7 +483,7 @@ impl Engine {
             return Ok(());
         }
         match source {
-            Source::Registry => fetch::blob(&self.client, &self.cache, &src.registry, &src.path, desc, None).await,
+            Source::Registry => fetch::blob(&self.client, self.cache, &src.registry, &src.path, desc, None).await,
             Source::Archive(_) => {
                 Err(RegistryError::NotFound { what: format!("blob {} in the archives", desc.digest) })
             }
@@ -486,19 +502,19 @@ impl Engine {
         if target == Target::Cache {
             let _transfer = match self.cache.has(&desc.digest) {
                 true => None,
-                false => Some(self.transfers.acquire().await.expect("never closed")),
+                false => Some(self.engine.transfers.acquire().await.expect("never closed")),
             };
             return self.cached(src, source, desc).await;
         }
         let key = (dst.registry.clone(), desc.digest.clone());
-        let _turn = self.pushing.enter(key.clone()).await;
+        let _turn = self.engine.pushing.enter(key.clone()).await;
         let known: Vec<String> =
-            self.homes.lock().expect("homes").get(&key).map(|s| s.iter().cloned().collect()).unwrap_or_default();
+            self.engine.homes.lock().expect("homes").get(&key).map(|s| s.iter().cloned().collect()).unwrap_or_default();
         if known.contains(&dst.path) {
             return Ok(());
         }
         let remember = |repo: &str| {
-            self.homes.lock().expect("homes").entry(key.clone()).or_default().insert(repo.to_string());
+            self.engine.homes.lock().expect("homes").entry(key.clone()).or_default().insert(repo.to_string());
         };
         if self.client.blob_head(&dst.registry, &dst.path, &desc.digest).await?.is_some() {
             remember(&dst.path);
@@ -514,7 +530,7 @@ impl Engine {
                 Mount::Upload(loc) => session = Some(loc),
             }
         }
-        let _transfer = self.transfers.acquire().await.expect("never closed");
+        let _transfer = self.engine.transfers.acquire().await.expect("never closed");
         if matches!(source, Source::Registry) && !self.cache.has(&desc.digest) && src.registry != dst.registry {
             if !self.stream_through(src, dst, desc, session.take()).await? {
                 self.upload_from_cache(src, dst, source, desc, None).await?;

@@ -1,93 +1,27 @@
-//! The copy half of `mirror`: registry client and cache from flags, the engine over the plan,
-//! archives for mirror-to-disk, and oc-mirror's error log and results summary.
+//! The copy stage: the engine over the plan in three phases (bundles after their related
+//! images, catalogs last), archives for mirror-to-disk, the cluster objects rendered from what
+//! is at the destination, and oc-mirror's error log.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use super::mirror::{Invocation, Mode, Planned};
-use super::{CliError, write_atomic};
+use super::error::Error;
+use super::files::{io_err, write_atomic};
+use super::planned::Planned;
+use super::request::{Mode, Request};
 use crate::cache::{Cache, archive};
-use crate::cli::{Env, MirrorArgs};
-use crate::copy::{Engine, ItemResult, Options, Outcome, Source, Target};
-use crate::image::ImageRef;
+use crate::copy::{Engine, ItemResult, Options, Outcome, Progress, Session, Source, Target};
 use crate::image::manifest::Descriptor;
-use crate::plan::{CopyPlan, Destination, ImageKind};
-use crate::registry::{Client, ClientOptions, DockerAuth};
+use crate::plan::{Destination, ImageKind};
+use crate::registry::Client;
 use crate::render::{self, Mirrored, Naming};
 
-/// The cache directory under `--cache-dir` (beside oc-mirror's own `.oc-mirror`).
+/// The cache directory under a cache root (`--cache-dir`, beside oc-mirror's own `.oc-mirror`;
+/// the operator's volume).
 pub const CACHE_SUBDIR: &str = ".imageset-operator/cache";
-
-/// Reads credentials: `--authfile`, else `REGISTRY_AUTH_FILE`, else `~/.docker/config.json`.
-pub fn credentials(authfile: Option<&Path>, env: &Env) -> Result<DockerAuth, CliError> {
-    let explicit = authfile.map(Path::to_path_buf).or_else(|| env.registry_auth_file.clone());
-    let path = match explicit {
-        Some(p) => p,
-        None => match env.home.as_ref().map(|h| h.join(".docker/config.json")).filter(|p| p.is_file()) {
-            Some(p) => p,
-            None => return Ok(DockerAuth::default()),
-        },
-    };
-    let bytes = std::fs::read(&path).map_err(|e| CliError::Setup(format!("{}: {e}", path.display())))?;
-    DockerAuth::parse(&bytes).map_err(|e| CliError::Setup(format!("{}: {e}", path.display())))
-}
-
-/// Client options for a run: the hosts marked insecure by the TLS flags (sources are the
-/// plan's sources and the catalogs), credentials, CAs.
-fn client_options(
-    args: &MirrorArgs,
-    env: &Env,
-    plan: &CopyPlan,
-    catalogs: &[String],
-    dest: &Destination,
-) -> Result<ClientOptions, CliError> {
-    let c = &args.common;
-    let mut insecure = BTreeSet::new();
-    let sources = plan.items.iter().map(|i| i.source.as_str()).chain(catalogs.iter().map(String::as_str));
-    for source in sources {
-        if let (false, Ok(r)) = (c.src_tls_verify, ImageRef::parse(source)) {
-            insecure.insert(r.registry);
-        }
-    }
-    for item in &plan.items {
-        if let (false, Ok(r)) = (c.dest_tls_verify, ImageRef::parse(&item.destination)) {
-            insecure.insert(r.registry);
-        }
-    }
-    // Catalog and release collection add items after the client exists: the destination host
-    // counts too, and with --src-tls-verify=false so does every source host found later.
-    let dest_host = match dest {
-        Destination::Registry(root) => Some(root.split('/').next().unwrap_or_default().to_string()),
-        Destination::Disk => None,
-    };
-    if let (false, Some(h)) = (c.dest_tls_verify, &dest_host) {
-        insecure.insert(h.clone());
-    }
-    let mut verified = Vec::new();
-    if !c.src_tls_verify {
-        insecure.insert("*".to_string());
-        if c.dest_tls_verify {
-            verified.extend(dest_host);
-        }
-    }
-    let mut ca_pems = Vec::new();
-    for p in &c.registry_ca {
-        ca_pems.push(std::fs::read(p).map_err(|e| CliError::Setup(format!("{}: {e}", p.display())))?);
-    }
-    Ok(ClientOptions {
-        insecure: insecure.into_iter().collect(),
-        verified,
-        ca_pems,
-        auth: credentials(c.authfile.as_deref(), env)?,
-        backoff: crate::registry::Backoff { retries: c.retry_times, ..Default::default() },
-        stall_timeout: Duration::from_secs(c.stall_timeout),
-        breaker_window: Duration::from_secs(c.unreachable_after),
-        ..Default::default()
-    })
-}
 
 fn kind_label(k: ImageKind) -> (&'static str, i32) {
     match k {
@@ -98,29 +32,12 @@ fn kind_label(k: ImageKind) -> (&'static str, i32) {
     }
 }
 
-/// The registry client for a run.
-pub fn open_client(inv: &Invocation, args: &MirrorArgs, env: &Env, planned: &Planned) -> Result<Arc<Client>, CliError> {
-    let catalogs: Vec<String> = planned.operators.iter().map(|o| o.catalog.clone()).collect();
-    let opts = client_options(args, env, &planned.plan, &catalogs, &inv.destination)?;
-    Ok(Arc::new(Client::new(opts).map_err(|e| CliError::Setup(e.to_string()))?))
-}
-
-/// The cache for a run (created if missing).
-pub fn open_cache(inv: &Invocation, args: &MirrorArgs) -> Result<Arc<Cache>, CliError> {
-    let cache = Cache::open(&inv.cache_dir.join(CACHE_SUBDIR)).map_err(|e| CliError::Setup(e.to_string()))?;
-    let cache = Arc::new(if args.common.no_cache_fsync { cache.without_fsync() } else { cache });
-    // What earlier runs wrote (long written back by the kernel) is confirmed on disk while
-    // this run works, so the journal's marker moves on.
-    cache.sync_in_background(std::time::Duration::from_secs(120));
-    Ok(cache)
-}
-
 /// Copies in three phases so that a bundle whose related images failed is skipped (and its
 /// operator named), a catalog listing a bundle that was not copied is rebuilt without it
 /// (`dest` and `max_nested` name the new copy), and catalogs go last, once what they refer to
 /// is present. Returns the results and summary lines.
 async fn run_phases(
-    engine: &Engine,
+    engine: &Session<'_>,
     planned: &mut Planned,
     cache: &Cache,
     dest: &Destination,
@@ -188,29 +105,8 @@ async fn run_phases(
     (results, lines)
 }
 
-/// Copies the plan for the invocation; returns summary lines, or the copy error after
-/// printing them.
-pub async fn run(
-    inv: &Invocation,
-    args: &MirrorArgs,
-    planned: &mut Planned,
-    client: Arc<Client>,
-    cache: Arc<Cache>,
-) -> Result<Vec<String>, CliError> {
-    let o = execute(inv, args, planned, client, cache, None).await?;
-    match o.failure {
-        None => Ok(o.lines),
-        Some(e) => {
-            for l in &o.lines {
-                println!("{l}");
-            }
-            Err(e)
-        }
-    }
-}
-
 /// What a copy run did.
-pub struct RunOutcome {
+pub struct Report {
     /// Summary lines.
     pub lines: Vec<String>,
     /// Per image.
@@ -219,66 +115,59 @@ pub struct RunOutcome {
     /// disk-to-mirror).
     pub objects: Vec<serde_json::Value>,
     /// Set when images (or collection) failed: the error `mirror` exits with.
-    pub failure: Option<CliError>,
+    pub failure: Option<Error>,
 }
 
-/// Copies the plan; `engine` (if given) receives the engine as soon as it exists, for
-/// progress.
+/// Copies the plan through `engine` with `client`; `progress` (if given) receives the run's
+/// progress counters as soon as they exist.
 pub async fn execute(
-    inv: &Invocation,
-    args: &MirrorArgs,
+    inv: &Request,
     planned: &mut Planned,
+    engine: &Engine,
     client: Arc<Client>,
-    cache: Arc<Cache>,
-    engine_out: Option<&tokio::sync::watch::Sender<Option<Arc<Engine>>>>,
-) -> Result<RunOutcome, CliError> {
+    progress_out: Option<&tokio::sync::watch::Sender<Option<Arc<Progress>>>>,
+) -> Result<Report, Error> {
     let Planned { archive_size, .. } = planned;
     let archive_size = *archive_size;
     let started = Instant::now();
+    let cache = engine.cache();
     let cache_dir = cache.root().to_path_buf();
-    let opts = Options {
-        parallel_images: args.common.parallel_images as usize,
-        parallel_layers: args.common.parallel_layers as usize,
-    };
-    let engine = Arc::new(Engine::new(client, cache.clone(), opts));
+    let opts = Options { parallel_images: inv.parallel_images, parallel_layers: inv.parallel_layers };
+    let session = engine.session(client, opts);
     let (source, target) = match inv.mode {
         Mode::MirrorToMirror => (Source::Registry, Target::Registry),
         Mode::MirrorToDisk => (Source::Registry, Target::Cache),
         Mode::DiskToMirror => {
-            let from = PathBuf::from(args.from.as_deref().unwrap_or_default().trim_start_matches("file://"));
-            let c = cache.clone();
-            let images = tokio::task::spawn_blocking(move || archive::import(&from, &c))
-                .await
-                .map_err(|e| CliError::Setup(e.to_string()))?
-                .map_err(|e| CliError::Setup(format!("reading archives: {e}")))?;
+            let from = inv.from.clone().unwrap_or_default();
+            let images = tokio::task::block_in_place(|| archive::import(&from, cache))
+                .map_err(|e| Error::Archive(format!("reading archives: {e}")))?;
             (Source::Archive(images), Target::Registry)
         }
     };
-    if let Some(tx) = engine_out {
-        let _ = tx.send(Some(engine.clone()));
+    if let Some(tx) = progress_out {
+        let _ = tx.send(Some(session.progress.clone()));
     }
-    let ticker = tokio::spawn(progress(engine.clone()));
-    let max_nested = args.common.max_nested_paths;
+    let ticker = tokio::spawn(progress(session.progress.clone(), session.shared_client()));
+    let max_nested = inv.max_nested_paths;
     let (results, mut lines) =
-        run_phases(&engine, planned, &cache, &inv.destination, max_nested, &source, target).await;
+        run_phases(&session, planned, cache, &inv.destination, max_nested, &source, target).await;
     ticker.abort();
 
     let needed: BTreeSet<String> = results.iter().flat_map(|r| r.contents.iter().map(|d| d.digest.clone())).collect();
-    let refs_name =
-        format!("cli-{}", &crate::image::manifest::sha256_digest(inv.config.to_string_lossy().as_bytes())[7..23]);
-    cache.record_refs(&refs_name, &needed).map_err(|e| CliError::Setup(e.to_string()))?;
+    let refs_name = format!("cli-{}", &crate::image::manifest::sha256_digest(inv.requester.as_bytes())[7..23]);
+    cache.record_refs(&refs_name, &needed).map_err(|e| Error::Setup(e.to_string()))?;
     let names: Vec<(String, String)> = results
         .iter()
         .filter_map(|r| Some((r.item.origin.trim_start_matches("docker://").to_string(), r.digest.clone()?)))
         .collect();
-    cache.record_names(&names).map_err(|e| CliError::Setup(e.to_string()))?;
+    cache.record_names(&names).map_err(|e| Error::Setup(e.to_string()))?;
     let failed: Vec<&ItemResult> = results.iter().filter(|r| matches!(r.outcome, Outcome::Failed { .. })).collect();
     if inv.mode == Mode::MirrorToDisk && failed.is_empty() && planned.failures.is_empty() {
-        lines.extend(write_archives(inv, args, &cache, &results, archive_size).await?);
+        lines.extend(write_archives(inv, cache, &results, archive_size)?);
     }
     let mut objects = Vec::new();
     if inv.mode != Mode::MirrorToDisk {
-        let (l, o) = write_cluster_resources(inv, args, &results, planned)?;
+        let (l, o) = write_cluster_resources(inv, &results, planned)?;
         lines.extend(l);
         objects = o;
     }
@@ -296,7 +185,7 @@ pub async fn execute(
             if ok == of_kind.len() { " successfully" } else { ": some failed, see the error log" }
         ));
     }
-    let counters = &engine.client().counters;
+    let counters = &session.client().counters;
     lines.push(format!(
         "{} blobs fetched ({} MB), {} MB uploaded, {} mounted, in {:.1}s; cache {}",
         counters.blob_gets.load(Ordering::Relaxed),
@@ -307,10 +196,11 @@ pub async fn execute(
         cache_dir.display()
     ));
     if failed.is_empty() && planned.failures.is_empty() {
-        return Ok(RunOutcome { lines, results, objects, failure: None });
+        return Ok(Report { lines, results, objects, failure: None });
     }
     let stamp = jiff::Zoned::now().strftime("%Y%m%d_%H%M%S").to_string();
     let log = inv.working_dir.join("logs").join(format!("mirroring_errors_{stamp}.txt"));
+    let write_log = inv.outputs.error_log;
     let body: String = failed
         .iter()
         .map(|r| match &r.outcome {
@@ -319,7 +209,9 @@ pub async fn execute(
         })
         .chain(planned.failures.iter().map(|(_, m)| format!("error collecting {m}\n")))
         .collect();
-    write_atomic(&log, body.as_bytes())?;
+    if write_log {
+        write_atomic(&log, body.as_bytes())?;
+    }
     if inv.mode == Mode::MirrorToDisk {
         lines.push("no archive written: the run had errors (re-run to retry only what failed)".into());
     }
@@ -328,32 +220,32 @@ pub async fn execute(
         .map(|r| kind_label(r.item.kind).1)
         .chain(planned.failures.iter().map(|(k, _)| kind_label(*k).1))
         .fold(0, |a, b| a | b);
-    let failure =
-        CliError::CopyFailed { failed: failed.len() + planned.failures.len(), total: results.len(), log, bits };
-    Ok(RunOutcome { lines, results, objects, failure: Some(failure) })
+    let failure = Error::CopyFailed { failed: failed.len() + planned.failures.len(), total: results.len(), log, bits };
+    Ok(Report { lines, results, objects, failure: Some(failure) })
 }
 
 /// Writes `working-dir/cluster-resources/` from what the run left at the destination.
 fn write_cluster_resources(
-    inv: &Invocation,
-    args: &MirrorArgs,
+    inv: &Request,
     results: &[ItemResult],
     planned: &Planned,
-) -> Result<(Vec<String>, Vec<serde_json::Value>), CliError> {
+) -> Result<(Vec<String>, Vec<serde_json::Value>), Error> {
     let (templates, signatures) = (&planned.templates, &planned.signatures);
     let mirrored = Mirrored::from_report(results);
-    let naming = Naming { prefix: planned.naming_prefix.clone(), max_nested_paths: args.common.max_nested_paths };
+    let naming = Naming { prefix: inv.naming_prefix.clone(), max_nested_paths: inv.max_nested_paths };
     // Signatures only of payloads that are at their destination.
     let signatures: BTreeMap<String, Vec<Vec<u8>>> = signatures
         .iter()
         .filter(|(d, _)| mirrored.iter().any(|m| m.kind == ImageKind::Release && &m.digest == *d))
         .map(|(d, s)| (d.clone(), s.clone()))
         .collect();
-    let objects =
-        render::all(&mirrored, templates, &signatures, &naming).map_err(|e| CliError::Setup(e.to_string()))?;
+    let objects = render::all(&mirrored, templates, &signatures, &naming).map_err(|e| Error::Setup(e.to_string()))?;
+    if !inv.outputs.cluster_resources {
+        return Ok((vec![], objects));
+    }
     let dir = inv.working_dir.join("cluster-resources");
     if dir.exists() {
-        std::fs::remove_dir_all(&dir).map_err(super::io_err(&dir))?;
+        std::fs::remove_dir_all(&dir).map_err(io_err(&dir))?;
     }
     let files = render::files(&objects);
     for (name, text) in &files {
@@ -368,19 +260,18 @@ fn write_cluster_resources(
 
 /// Logs images done of total, blob bytes in place of those needed, and the transfer rate
 /// over the last interval, every few seconds.
-async fn progress(engine: Arc<Engine>) {
+async fn progress(p: Arc<Progress>, client: Arc<Client>) {
+    let c = &client.counters;
     const EVERY: Duration = Duration::from_secs(5);
     let mut tick = tokio::time::interval(EVERY);
     tick.tick().await;
     let moved = || {
-        let c = &engine.client().counters;
         // A streamed copy counts its bytes both ways; from or to disk, one way only.
         c.bytes_in.load(Ordering::Relaxed).max(c.bytes_out.load(Ordering::Relaxed))
     };
     let mut last = (Instant::now(), moved());
     loop {
         tick.tick().await;
-        let p = &engine.progress;
         let now = (Instant::now(), moved());
         let rate = (now.1 - last.1) as f64 / now.0.duration_since(last.0).as_secs_f64().max(0.001);
         last = now;
@@ -395,16 +286,15 @@ async fn progress(engine: Arc<Engine>) {
 
 /// Mirror-to-disk: blobs not in the newest history (or the newest before `--since`) go into
 /// new `mirror_NNNNNN.tar` parts in the destination directory; the history grows.
-async fn write_archives(
-    inv: &Invocation,
-    args: &MirrorArgs,
-    cache: &Arc<Cache>,
+fn write_archives(
+    inv: &Request,
+    cache: &Cache,
     results: &[ItemResult],
     archive_size: Option<i64>,
-) -> Result<Vec<String>, CliError> {
-    let dir = PathBuf::from(args.destination.as_deref().unwrap_or_default().trim_start_matches("file://"));
+) -> Result<Vec<String>, Error> {
+    let dir = inv.archive_dir.clone().unwrap_or_default();
     let history_dir = inv.working_dir.join(".history");
-    let archived = read_history(&history_dir, args.since.as_deref())?;
+    let archived = read_history(&history_dir, inv.since.as_deref())?;
     let images: Vec<archive::ArchivedImage> = results
         .iter()
         .map(|r| archive::ArchivedImage {
@@ -421,11 +311,8 @@ async fn write_archives(
     let new: Vec<Descriptor> = all.values().filter(|d| !archived.contains(&d.digest)).map(|d| (*d).clone()).collect();
     let already = all.len() - new.len();
     let gib = archive_size.filter(|s| *s > 0).unwrap_or(500) as u64;
-    let (c, d, n) = (cache.clone(), dir.clone(), new.clone());
-    let written = tokio::task::spawn_blocking(move || archive::write(&d, &c, &images, &n, gib << 30))
-        .await
-        .map_err(|e| CliError::Setup(e.to_string()))?
-        .map_err(|e| CliError::Setup(format!("writing archives: {e}")))?;
+    let written = tokio::task::block_in_place(|| archive::write(&dir, cache, &images, &new, gib << 30))
+        .map_err(|e| Error::Archive(format!("writing archives: {e}")))?;
     let mut history: BTreeSet<String> = archived;
     history.extend(all.into_keys().map(str::to_string));
     let stamp = jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
@@ -442,7 +329,7 @@ async fn write_archives(
     Ok(lines)
 }
 
-fn read_history(dir: &Path, since: Option<&str>) -> Result<BTreeSet<String>, CliError> {
+fn read_history(dir: &Path, since: Option<&str>) -> Result<BTreeSet<String>, Error> {
     let mut files: Vec<String> = match std::fs::read_dir(dir) {
         Ok(rd) => {
             rd.filter_map(|e| e.ok()?.file_name().into_string().ok()).filter(|n| n.starts_with(".history-")).collect()
@@ -455,6 +342,6 @@ fn read_history(dir: &Path, since: Option<&str>) -> Result<BTreeSet<String>, Cli
     }
     let Some(newest) = files.last() else { return Ok(BTreeSet::new()) };
     let p = dir.join(newest);
-    let text = std::fs::read_to_string(&p).map_err(super::io_err(&p))?;
+    let text = std::fs::read_to_string(&p).map_err(io_err(&p))?;
     Ok(text.lines().filter(|l| !l.is_empty()).map(str::to_string).collect())
 }

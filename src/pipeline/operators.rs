@@ -6,8 +6,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use super::CliError;
-use super::mirror::{Invocation, Mode, Planned};
+use super::error::Error;
+use super::files::newest_archive;
+use super::planned::{Planned, Rebuilt};
+use super::request::{Mode, Request};
 use crate::cache::Cache;
 use crate::catalog::{self, Catalog, image, write};
 use crate::collect::{self, FetchedCatalog};
@@ -22,30 +24,15 @@ struct Selected {
     selection: catalog::Selection,
 }
 
-/// A filtered catalog rebuilt into the cache, kept so that it can be rebuilt again without
-/// bundles the copy could not mirror.
-#[derive(Debug)]
-pub struct Rebuilt {
-    /// Index of its entry in `mirror.operators`.
-    pub index: usize,
-    /// The catalog as fetched.
-    pub fetched: FetchedCatalog,
-    /// What is selected from it.
-    pub selection: catalog::Selection,
-    /// Digest of the rebuilt image in the cache.
-    pub digest: String,
-}
-
 /// Collects every catalog of the image set into the plan; returns summary lines.
 pub async fn collect(
-    inv: &Invocation,
+    inv: &Request,
     client: &Arc<Client>,
     cache: &Arc<Cache>,
     planned: &mut Planned,
-    args: &crate::cli::MirrorArgs,
-) -> Result<Vec<String>, CliError> {
+) -> Result<Vec<String>, Error> {
     if inv.mode == Mode::DiskToMirror {
-        return from_archives(inv, planned, args);
+        return from_archives(inv, planned);
     }
     let mut lines = Vec::new();
     let mut selected = Vec::new();
@@ -53,8 +40,8 @@ pub async fn collect(
         let field = format!("mirror.operators[{i}]");
         let fetched = collect::fetch_catalog(client, cache, &op.catalog)
             .await
-            .map_err(|e| CliError::Setup(format!("{field}: catalog {}: {e}", op.catalog)))?;
-        let selection = catalog::select(&fetched.catalog, op, &field).map_err(|e| CliError::Setup(e.to_string()))?;
+            .map_err(|e| Error::CatalogFetch(format!("{field}: catalog {}: {e}", op.catalog)))?;
+        let selection = catalog::select(&fetched.catalog, op, &field).map_err(|e| Error::Catalog(e.to_string()))?;
         for w in &selection.warnings {
             tracing::warn!(catalog = %op.catalog, "{w}");
         }
@@ -66,7 +53,7 @@ pub async fn collect(
         let oci = ImageRef::parse(&op.catalog).is_ok_and(|r| r.transport == Transport::Oci);
         let imported = if s.selection.whole && oci {
             Some(collect::import_layout(cache, &op.catalog).await.map_err(|e| {
-                CliError::Setup(format!("mirror.operators[{}]: importing catalog {}: {e}", s.index, op.catalog))
+                Error::Catalog(format!("mirror.operators[{}]: importing catalog {}: {e}", s.index, op.catalog))
             })?)
         } else {
             None
@@ -75,7 +62,7 @@ pub async fn collect(
             None
         } else {
             Some(rebuild(cache, &s.fetched, &s.selection).map_err(|e| {
-                CliError::Setup(format!("mirror.operators[{}]: rebuilding catalog {}: {e}", s.index, op.catalog))
+                Error::Catalog(format!("mirror.operators[{}]: rebuilding catalog {}: {e}", s.index, op.catalog))
             })?)
         };
         let bundles: Vec<_> = s
@@ -103,7 +90,7 @@ pub async fn collect(
         ));
         inputs.push(CatalogInput { index: s.index, op, bundles, rebuilt, imported });
     }
-    let (items, needs) = plan::plan_operators(&inputs, &inv.destination, args.common.max_nested_paths)?;
+    let (items, needs) = plan::plan_operators(&inputs, &inv.destination, inv.max_nested_paths)?;
     let digests: Vec<Option<String>> = inputs.into_iter().map(|i| i.rebuilt).collect();
     planned.add(items);
     planned.needs = needs;
@@ -171,18 +158,14 @@ pub fn rebuild_without(
 
 /// Disk-to-mirror: the bundles, related images and (rebuilt) catalogs the archives hold, as
 /// the mirror-to-disk run recorded them.
-fn from_archives(
-    inv: &Invocation,
-    planned: &mut Planned,
-    args: &crate::cli::MirrorArgs,
-) -> Result<Vec<String>, CliError> {
+fn from_archives(inv: &Request, planned: &mut Planned) -> Result<Vec<String>, Error> {
     use crate::plan::ImageKind;
-    let (from, contents) = super::mirror::newest_archive(args, "mirror.operators")?;
+    let (from, contents) = newest_archive(inv, "mirror.operators")?;
     let kinds = [ImageKind::OperatorRelatedImage, ImageKind::OperatorBundle, ImageKind::OperatorCatalog];
-    let items = plan::plan_archived_kinds(&contents.images, &kinds, &inv.destination, args.common.max_nested_paths);
+    let items = plan::plan_archived_kinds(&contents.images, &kinds, &inv.destination, inv.max_nested_paths);
     let catalogs = items.iter().filter(|i| i.kind == ImageKind::OperatorCatalog).count();
     if catalogs == 0 {
-        return Err(CliError::Setup(format!(
+        return Err(Error::Archive(format!(
             "mirror.operators: the archives in {} hold no operator catalogs (written by an older version, or without operators)",
             from.display()
         )));
@@ -201,9 +184,9 @@ fn rebuild(cache: &Cache, f: &FetchedCatalog, sel: &catalog::Selection) -> Resul
 }
 
 /// Reads a catalog for `list operators`.
-pub async fn read(client: &Client, cache: &Cache, catalog: &str) -> Result<Catalog, CliError> {
+pub async fn read(client: &Client, cache: &Cache, catalog: &str) -> Result<Catalog, Error> {
     collect::fetch_catalog(client, cache, catalog)
         .await
         .map(|f| f.catalog)
-        .map_err(|e| CliError::Setup(format!("catalog {catalog}: {e}")))
+        .map_err(|e| Error::CatalogFetch(format!("catalog {catalog}: {e}")))
 }

@@ -5,62 +5,62 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::CliError;
-use super::mirror::{Invocation, Mode, Planned};
+use super::error::Error;
+use super::files::newest_archive;
+use super::planned::Planned;
+use super::request::{Mode, ReleaseSources, Request};
 use crate::api::mirror::Platform;
 use crate::cache::Cache;
-use crate::cli::{MirrorArgs, ReleaseFlags};
 use crate::plan::{self, ImageKind};
 use crate::registry::Client;
 use crate::release::{self, Settings, signature, upstream};
 
-/// The release services from flags (and the CAs of the run).
-pub fn upstream(flags: &ReleaseFlags, ca: &[std::path::PathBuf]) -> Result<upstream::Upstream, CliError> {
+/// The release services of a request.
+pub fn upstream(r: &ReleaseSources) -> Result<upstream::Upstream, Error> {
     let mut o = upstream::UpstreamOptions::default();
-    if let Some(u) = &flags.update_url {
+    if let Some(u) = &r.update_url {
         o.graph_url = u.clone();
     }
-    if let Some(u) = &flags.okd_update_url {
+    if let Some(u) = &r.okd_update_url {
         o.okd_graph_url = u.clone();
     }
-    if let Some(u) = &flags.release_signature_url {
+    if let Some(u) = &r.signature_url {
         o.signature_url = u.clone();
     }
-    if let Some(u) = &flags.graph_data_url {
+    if let Some(u) = &r.graph_data_url {
         o.graph_data_url = u.clone();
     }
-    o.timeout = Duration::from_secs(flags.release_timeout.max(1));
-    for p in ca {
-        o.ca_pems.push(std::fs::read(p).map_err(|e| CliError::Setup(format!("{}: {e}", p.display())))?);
+    o.timeout = Duration::from_secs(r.timeout_seconds.max(1));
+    for p in &r.ca_files {
+        o.ca_pems.push(std::fs::read(p).map_err(|e| Error::Access(format!("{}: {e}", p.display())))?);
     }
-    upstream::Upstream::new(o).map_err(|e| CliError::Setup(e.to_string()))
+    upstream::Upstream::new(o).map_err(|e| Error::Access(e.to_string()))
 }
 
 /// Collects the releases of the image set into the plan; returns summary lines. A release
 /// error is recorded in `planned.failures` (exit bit 2, error log) instead of stopping the run.
 pub async fn collect(
-    inv: &Invocation,
+    inv: &Request,
     client: &Arc<Client>,
     cache: &Arc<Cache>,
     planned: &mut Planned,
-    args: &MirrorArgs,
-) -> Result<Vec<String>, CliError> {
+) -> Result<Vec<String>, Error> {
     let Some(platform) = planned.platform.clone() else { return Ok(vec![]) };
     if inv.mode == Mode::DiskToMirror {
-        return from_archives(inv, planned, args);
+        return from_archives(inv, planned);
     }
-    if args.release.ignore_release_signature && platform.release.is_none() {
-        return Err(CliError::Usage("--ignore-release-signature is only allowed with mirror.platform.release".into()));
+    if inv.releases.ignore_signatures && platform.release.is_none() {
+        return Err(Error::Invalid("--ignore-release-signature is only allowed with mirror.platform.release".into()));
     }
-    let up = upstream(&args.release, &args.common.registry_ca)?;
-    let keys = signature::keyring(&args.release.release_signature_key).map_err(CliError::Setup)?;
+    let up = upstream(&inv.releases)?;
+    let keys = signature::keyring(&inv.releases.signature_keys).map_err(Error::Access)?;
     let settings = Settings {
         upstream: &up,
         keys: &keys,
         working_dir: Some(&inv.working_dir),
-        graph_base_image: args.release.graph_base_image.clone(),
-        ignore_signatures: args.release.ignore_release_signature,
-        parallel: args.common.parallel_images as usize,
+        graph_base_image: inv.releases.graph_base_image.clone(),
+        ignore_signatures: inv.releases.ignore_signatures,
+        parallel: inv.parallel_images,
     };
     let collected = match release::collect(client, cache, &settings, &platform).await {
         Ok(c) => c,
@@ -73,7 +73,7 @@ pub async fn collect(
     for w in &collected.warnings {
         tracing::warn!("mirror.platform: {w}");
     }
-    let items = plan::plan_releases(&collected, &platform.platforms, &inv.destination, args.common.max_nested_paths)?;
+    let items = plan::plan_releases(&collected, &platform.platforms, &inv.destination, inv.max_nested_paths)?;
     let mut lines = summary(&collected, &platform);
     for r in &collected.releases {
         if let Some(s) = &r.signature {
@@ -87,14 +87,14 @@ pub async fn collect(
 
 /// Disk-to-mirror: the release images the archives hold, and the signatures the
 /// mirror-to-disk run kept in working-dir/signatures (verified again here).
-fn from_archives(inv: &Invocation, planned: &mut Planned, args: &MirrorArgs) -> Result<Vec<String>, CliError> {
-    let (_, contents) = super::mirror::newest_archive(args, "mirror.platform")?;
-    let items = plan::plan_archived_releases(&contents.images, &inv.destination, args.common.max_nested_paths);
+fn from_archives(inv: &Request, planned: &mut Planned) -> Result<Vec<String>, Error> {
+    let (_, contents) = newest_archive(inv, "mirror.platform")?;
+    let items = plan::plan_archived_releases(&contents.images, &inv.destination, inv.max_nested_paths);
     if items.is_empty() {
         planned.failures.push((ImageKind::Release, "mirror.platform: the archives hold no release images".into()));
         return Ok(vec!["✗ releases: the archives hold no release images".into()]);
     }
-    let keys = signature::keyring(&args.release.release_signature_key).map_err(CliError::Setup)?;
+    let keys = signature::keyring(&inv.releases.signature_keys).map_err(Error::Access)?;
     let sigdir = inv.working_dir.join("signatures");
     let mut lines = Vec::new();
     for img in

@@ -51,6 +51,25 @@ pub struct ClientOptions {
     /// [`BREAKER_ATTEMPTS`] attempts at least, is given up for the rest of the client's life:
     /// further requests fail at once instead of each waiting out its retries.
     pub breaker_window: Duration,
+    /// Request slots shared with other clients of the process (so that the cap per registry
+    /// holds across image sets); None: this client's own.
+    pub slots: Option<Slots>,
+}
+
+/// Request slots per registry, shared by every client given the same `Slots`.
+#[derive(Clone, Debug, Default)]
+pub struct Slots(Arc<Mutex<HashMap<String, Arc<Semaphore>>>>);
+
+impl Slots {
+    /// The slots of `host` (`n` of them, made on first use).
+    fn of(&self, host: &str, n: usize) -> Arc<Semaphore> {
+        self.0
+            .lock()
+            .expect("slots lock")
+            .entry(host.to_string())
+            .or_insert_with(|| Arc::new(Semaphore::new(n)))
+            .clone()
+    }
 }
 
 /// Failed attempts in a row before a host's breaker may open (see `breaker_window`).
@@ -67,6 +86,7 @@ impl Default for ClientOptions {
             backoff: Backoff::default(),
             stall_timeout: Duration::from_secs(30),
             breaker_window: Duration::from_secs(30),
+            slots: None,
         }
     }
 }
@@ -247,7 +267,10 @@ impl Client {
                     endpoint,
                     insecure,
                     base: tokio::sync::OnceCell::new(),
-                    permits: Arc::new(Semaphore::new(self.opts.max_in_flight.max(1))),
+                    permits: match &self.opts.slots {
+                        Some(shared) => shared.of(name, self.opts.max_in_flight.max(1)),
+                        None => Arc::new(Semaphore::new(self.opts.max_in_flight.max(1))),
+                    },
                     challenge: Mutex::new(None),
                     tokens: Mutex::new(HashMap::new()),
                     token_flight: tokio::sync::Mutex::new(()),

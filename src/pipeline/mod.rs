@@ -1,0 +1,79 @@
+//! The mirror workflow as a library: a typed, serialisable [`Request`] (what to mirror, the
+//! workflow and destination, the working directory, naming, parallelism, release sources)
+//! goes through plan -> collect (releases, catalogs) -> copy -> render and comes back as a
+//! [`copy::Report`]. No flags and no environment in here: the command line and the controller
+//! each build a request and call [`plan`], [`collect`] and [`copy::execute`].
+
+pub mod copy;
+mod error;
+mod files;
+pub mod operators;
+mod planned;
+pub mod releases;
+mod request;
+
+use std::collections::BTreeMap;
+
+pub use error::Error;
+pub use files::{newest_archive, write_atomic};
+pub use planned::{Planned, Rebuilt};
+pub use request::{Mode, Outputs, ReleaseSources, Request};
+
+use crate::api::mirror::Mirror;
+use crate::plan::{self, ImageKind};
+
+/// Plans a `mirror:` block (the part that needs no network); releases and catalogs are
+/// collected afterwards by [`collect`].
+pub fn plan(mirror: &Mirror, req: &Request) -> Result<Planned, Error> {
+    let mut left_out = Vec::new();
+    let platform = mirror.platform.clone().filter(|p| !p.channels.is_empty() || p.release.is_some());
+    if mirror.helm.as_ref().is_some_and(|h| !h.repositories.is_empty() || !h.local.is_empty()) {
+        left_out.push("mirror.helm: chart collection is not available in this build".to_string());
+    }
+    let plan = plan::plan_additional(mirror, &req.destination, req.max_nested_paths, req.mode == Mode::DiskToMirror)?;
+    if plan.items.is_empty() && left_out.is_empty() && mirror.operators.is_empty() && platform.is_none() {
+        return Err(plan::PlanError::Empty.into());
+    }
+    Ok(Planned {
+        plan,
+        archive_size: None,
+        left_out,
+        templates: Vec::new(),
+        operators: mirror.operators.clone(),
+        blocked_images: mirror.blocked_images.clone(),
+        needs: Vec::new(),
+        rebuilt: Vec::new(),
+        platform,
+        signatures: BTreeMap::new(),
+        failures: Vec::new(),
+    })
+}
+
+/// Collects releases and operator catalogs into the plan (network: graphs, payloads,
+/// catalog images); returns summary lines.
+pub async fn collect(
+    req: &Request,
+    client: &std::sync::Arc<crate::registry::Client>,
+    cache: &std::sync::Arc<crate::cache::Cache>,
+    planned: &mut Planned,
+) -> Result<Vec<String>, Error> {
+    let mut lines = Vec::new();
+    if planned.platform.is_some() {
+        lines.extend(releases::collect(req, client, cache, planned).await?);
+    }
+    if !planned.operators.is_empty() {
+        lines.extend(operators::collect(req, client, cache, planned).await?);
+    }
+    if planned.plan.items.is_empty() {
+        if let Some((kind, why)) = planned.failures.first() {
+            return Err(match kind {
+                ImageKind::Release | ImageKind::ReleaseContent | ImageKind::KubeVirt | ImageKind::Graph => {
+                    Error::Releases(why.clone())
+                }
+                _ => Error::Setup(why.clone()),
+            });
+        }
+        return Err(plan::PlanError::Empty.into());
+    }
+    Ok(lines)
+}

@@ -1,0 +1,218 @@
+//! Image sets sharing one operator: names that flatten alike never share a cluster object,
+//! an object the operator did not create for an image set is left alone (and the set says
+//! so), and two sets pushing the same blobs to one registry at once both finish.
+
+mod support;
+
+use std::time::Duration;
+
+use imageset_operator::api::ImageSetConfiguration;
+use kube::api::{Api, DeleteParams, PostParams};
+use serde_json::json;
+use support::cluster;
+
+/// Operators watch every namespace: the tests of this file take turns.
+static OPERATOR: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+async fn clear_left_behind(client: &kube::Client) {
+    let all: Api<ImageSetConfiguration> = Api::all(client.clone());
+    for isc in all.list(&Default::default()).await.unwrap().items {
+        let ns = isc.metadata.namespace.clone().unwrap_or_default();
+        let name = isc.metadata.name.clone().unwrap_or_default();
+        let api: Api<ImageSetConfiguration> = Api::namespaced(client.clone(), &ns);
+        let clear = json!({"metadata": {"finalizers": null}});
+        let _ = api.patch(&name, &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&clear)).await;
+        let _ = api.delete(&name, &DeleteParams::default()).await;
+    }
+}
+
+fn operator(cp: &cluster::ControlPlane, dir: &std::path::Path, flags: &[&str]) -> support::Guarded {
+    let mut args = vec!["run".to_string(), format!("--admin-addr=127.0.0.1:{}", support::free_port())];
+    args.push(format!("--cache-dir={}", dir.join("cache").display()));
+    args.extend(flags.iter().map(|f| f.to_string()));
+    support::Guarded::spawn_with_env(
+        std::path::Path::new(env!("CARGO_BIN_EXE_imageset-operator")),
+        &args,
+        &[("KUBECONFIG", cp.kubeconfig.display().to_string())],
+        &dir.join("operator.log"),
+        None,
+    )
+}
+
+fn image_set(ns: &str, name: &str, destination: String, hosts: &[&str], images: &[String]) -> ImageSetConfiguration {
+    let registries: Vec<_> = hosts.iter().map(|h| json!({"host": h, "insecure": true})).collect();
+    let images: Vec<_> = images.iter().map(|i| json!({"name": i})).collect();
+    serde_json::from_value(json!({
+        "apiVersion": "mirror.openshift.io/v2alpha1", "kind": "ImageSetConfiguration",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {"destination": destination, "registries": registries, "mirror": {"additionalImages": images}},
+    }))
+    .unwrap()
+}
+
+async fn finished(
+    api: &Api<ImageSetConfiguration>,
+    name: &str,
+    secs: u64,
+) -> imageset_operator::api::status::ImageSetStatus {
+    for _ in 0..secs * 10 {
+        let obj = api.get(name).await.unwrap();
+        if let Some(st) = obj.status.clone()
+            && st.observed_generation == obj.metadata.generation
+            && st.conditions.iter().any(|c| c.type_ == "Progressing" && c.status == "False")
+            && st.conditions.iter().any(|c| c.type_ == "Ready" && c.reason != "Started")
+        {
+            return st;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{name}: run not finished within {secs}s: {:?}", api.get(name).await.unwrap().status);
+}
+
+fn idms_api(client: &kube::Client) -> Api<kube::api::DynamicObject> {
+    let ar = kube::core::ApiResource::from_gvk(&kube::core::GroupVersionKind::gvk(
+        "config.openshift.io",
+        "v1",
+        "ImageDigestMirrorSet",
+    ));
+    Api::all_with(client.clone(), &ar)
+}
+
+fn ready(
+    st: &imageset_operator::api::status::ImageSetStatus,
+) -> &k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+    st.conditions.iter().find(|c| c.type_ == "Ready").expect("a Ready condition")
+}
+
+/// `team-a/x` and `team/a-x` flatten to the same `team-a-x`: each keeps its own IDMS pointing
+/// at its own destination. An IDMS an admin created under the name a third set would use is
+/// not touched, and that set reports `Conflict` naming it.
+#[tokio::test]
+async fn sets_named_alike_keep_their_own_objects_and_foreign_objects_are_left_alone() {
+    let _turn = OPERATOR.lock().await;
+    use support::content::{Format, Pusher};
+    let (src, dst, pinned) = std::thread::spawn(|| {
+        use support::registry::{Registry, RegistryOptions};
+        let src = Registry::start(RegistryOptions::default());
+        let dst = Registry::start(RegistryOptions::default());
+        let pinned = Pusher::new(&src).image("apps/db", "v2", Format::Oci, ("linux", "amd64"), &[(81, 3000)]);
+        (src, dst, pinned)
+    })
+    .join()
+    .unwrap();
+    let cp = cluster::shared();
+    let client = cp.client().await;
+    clear_left_behind(&client).await;
+    for ns in ["team-a", "team"] {
+        cluster::ensure_namespace(&client, ns).await;
+    }
+    let dir = support::temp_dir("operator-shared-");
+    let _operator = operator(cp, dir.path(), &["--namespace=team", "--allowed-namespaces=team,team-a"]);
+    let db = format!("{}/apps/db@{}", src.host, pinned.digest);
+    let hosts = [src.host.as_str(), dst.host.as_str()];
+    let a: Api<ImageSetConfiguration> = Api::namespaced(client.clone(), "team-a");
+    let b: Api<ImageSetConfiguration> = Api::namespaced(client.clone(), "team");
+    a.create(
+        &PostParams::default(),
+        &image_set("team-a", "x", format!("docker://{}/one", dst.host), &hosts, &[db.clone()]),
+    )
+    .await
+    .unwrap();
+    b.create(
+        &PostParams::default(),
+        &image_set("team", "a-x", format!("docker://{}/two", dst.host), &hosts, &[db.clone()]),
+    )
+    .await
+    .unwrap();
+    for (api, name) in [(&a, "x"), (&b, "a-x")] {
+        let st = finished(api, name, 90).await;
+        assert_eq!(ready(&st).status, "True", "{name}: {} {:?}", ready(&st).message, st.failed_images);
+    }
+    let idms = idms_api(&client);
+    for (owner, prefix) in [("team-a.x", "one"), ("team.a-x", "two")] {
+        let lp = kube::api::ListParams::default().labels(&format!("mirror.openshift.io/owned-by={owner}"));
+        let list = idms.list(&lp).await.unwrap().items;
+        assert_eq!(list.len(), 1, "{owner}: {:?}", list.iter().map(|o| o.metadata.name.clone()).collect::<Vec<_>>());
+        let spec = serde_json::to_string(&list[0].data["spec"]).unwrap();
+        assert!(spec.contains(&format!("\"{}/{prefix}/apps\"", dst.host)), "{owner}'s IDMS: {spec}");
+    }
+
+    // An admin's IDMS under the name the set `team/z` would use.
+    let name = format!("{}-idms-generic-0", imageset_operator::controller::naming_prefix("team", "z"));
+    let admins: kube::api::DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "config.openshift.io/v1", "kind": "ImageDigestMirrorSet",
+        "metadata": {"name": name},
+        "spec": {"imageDigestMirrors": [{"source": "example.com/admin", "mirrors": ["mirror.example.com/admin"]}]},
+    }))
+    .unwrap();
+    let created = idms.create(&PostParams::default(), &admins).await.unwrap();
+    b.create(&PostParams::default(), &image_set("team", "z", format!("docker://{}/three", dst.host), &hosts, &[db]))
+        .await
+        .unwrap();
+    let st = finished(&b, "z", 90).await;
+    let r = ready(&st);
+    assert_eq!((r.status.as_str(), r.reason.as_str()), ("False", "Conflict"), "{}", r.message);
+    assert!(r.message.contains(&name), "the Conflict does not name the object: {}", r.message);
+    let after = idms.get(&name).await.unwrap();
+    assert_eq!(after.metadata.resource_version, created.metadata.resource_version, "the admin's IDMS was modified");
+    assert!(after.metadata.labels.unwrap_or_default().is_empty());
+    idms.delete(&name, &DeleteParams::default()).await.unwrap();
+    for (api, name) in [(&a, "x"), (&b, "a-x"), (&b, "z")] {
+        api.delete(name, &DeleteParams::default()).await.unwrap();
+    }
+}
+
+/// Two image sets pushing the same blobs into one registry at the same time (the operator's
+/// one copy engine keeps each blob's upload single): both finish with no failed image, and
+/// the source served each blob once.
+#[tokio::test]
+async fn two_sets_pushing_the_same_blobs_at_once_both_finish() {
+    let _turn = OPERATOR.lock().await;
+    use support::content::{Format, Pusher};
+    let (src, dst, images) = std::thread::spawn(|| {
+        use support::registry::{Registry, RegistryOptions};
+        let src = Registry::start(RegistryOptions::default());
+        let dst = Registry::start(RegistryOptions::default());
+        let push = Pusher::new(&src);
+        // Six tags sharing a 3 MB base layer, each with a small layer of its own.
+        let images: Vec<String> = (0..6)
+            .map(|i| {
+                push.image(
+                    "shared/app",
+                    &format!("v{i}"),
+                    Format::Oci,
+                    ("linux", "amd64"),
+                    &[(90, 3_000_000), (91 + i, 4096)],
+                );
+                format!("{}/shared/app:v{i}", src.host)
+            })
+            .collect();
+        (src, dst, images)
+    })
+    .join()
+    .unwrap();
+    let cp = cluster::shared();
+    let client = cp.client().await;
+    clear_left_behind(&client).await;
+    for ns in ["race-a", "race-b"] {
+        cluster::ensure_namespace(&client, ns).await;
+    }
+    let dir = support::temp_dir("operator-race-");
+    let _operator = operator(cp, dir.path(), &["--namespace=race-a", "--max-concurrent-runs=2"]);
+    let hosts = [src.host.as_str(), dst.host.as_str()];
+    let apis: Vec<Api<ImageSetConfiguration>> =
+        ["race-a", "race-b"].iter().map(|ns| Api::namespaced(client.clone(), ns)).collect();
+    for (api, ns) in apis.iter().zip(["race-a", "race-b"]) {
+        let set = image_set(ns, "same", format!("docker://{}/{ns}", dst.host), &hosts, &images);
+        api.create(&PostParams::default(), &set).await.unwrap();
+    }
+    for api in &apis {
+        let st = finished(api, "same", 120).await;
+        let counts = st.counts.clone().expect("counts");
+        assert_eq!((counts.total, counts.failed), (6, 0), "{:?} {:?}", ready(&st), st.failed_images);
+        assert_eq!(ready(&st).status, "True", "{}", ready(&st).message);
+    }
+    for api in &apis {
+        api.delete("same", &DeleteParams::default()).await.unwrap();
+    }
+}
