@@ -42,9 +42,15 @@ pub struct ImageSetConfigurationSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 64), extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["host"]))]
     pub registries: Vec<RegistrySettings>,
-    /// How often a finished image set is checked again for new upstream content (Go duration, e.g. 6h).
+    /// How often a finished image set is checked again for new upstream content: a Go duration
+    /// (e.g. 6h, 1h30m) greater than 0 and at most 8784h (366 days). Unset: 6h.
+    // The pattern and length come first; the CEL rule bounds what matches the pattern (so a
+    // malformed value gets one error, not two) to what `api::parse_duration` accepts. CEL's
+    // duration() fails on values beyond Go's ~292 years: the apiserver then refuses with this
+    // rule's message as well. The length keeps the rule's cost estimate small.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$"))]
+    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$"), length(max = 32))]
+    #[x_kube(validation = Rule::new("!self.matches('^([0-9]+([.][0-9]+)?(ns|us|ms|s|m|h))+$') || (duration(self) > duration('0s') && duration(self) <= duration('8784h'))").message("spec.resyncInterval must be a duration greater than 0s and at most 8784h (366 days), e.g. 6h or 1h30m"))]
     pub resync_interval: Option<String>,
     /// Plan only: status and a ConfigMap show what would be mirrored and applied.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]

@@ -3,6 +3,8 @@
 //! fields are errors) and field names match case-insensitively like Go's JSON decoder, so
 //! `additionalimages:` in an old file still loads. Pure: takes the bytes, not the path.
 
+use std::sync::LazyLock;
+
 use kube::CustomResourceExt;
 use serde_json::{Map, Value};
 
@@ -71,6 +73,10 @@ pub struct DeleteFile {
     /// The whole spec when the file is one of our custom resources.
     pub spec: Option<DeleteImageSetConfigurationSpec>,
 }
+
+/// The schemas, generated once: building a CRD is not free and every load needs one.
+static IMAGE_SET_SCHEMA: LazyLock<Value> = LazyLock::new(schema_of::<ImageSetConfiguration>);
+static DELETE_SCHEMA: LazyLock<Value> = LazyLock::new(schema_of::<DeleteImageSetConfiguration>);
 
 fn schema_of<K: CustomResourceExt>() -> Value {
     let crd = K::crd();
@@ -154,7 +160,7 @@ fn check_kind(doc: &Map<String, Value>, expected: &str) -> Result<(), LoadError>
 pub fn image_set(text: &str) -> Result<ImageSetFile, LoadError> {
     let mut doc = parse_doc(text)?;
     check_kind(&doc, "ImageSetConfiguration")?;
-    let schema = schema_of::<ImageSetConfiguration>();
+    let schema = &*IMAGE_SET_SCHEMA;
     if doc.contains_key("spec") {
         let mut spec = doc.remove("spec").unwrap_or(Value::Null);
         conform(&mut spec, &schema["properties"]["spec"], "spec")?;
@@ -162,7 +168,7 @@ pub fn image_set(text: &str) -> Result<ImageSetFile, LoadError> {
             return Err(LoadError::Missing("spec.mirror is required".into()));
         }
         let spec: ImageSetConfigurationSpec = decode(spec, "ImageSetConfiguration")?;
-        validate::validate_mirror("spec.mirror", &spec.mirror)?;
+        validate::validate_spec(&spec)?;
         return Ok(ImageSetFile { mirror: spec.mirror.clone(), archive_size: spec.archive_size, spec: Some(spec) });
     }
     let spec_schema = &schema["properties"]["spec"]["properties"];
@@ -191,7 +197,7 @@ pub fn image_set(text: &str) -> Result<ImageSetFile, LoadError> {
 pub fn delete_set(text: &str) -> Result<DeleteFile, LoadError> {
     let mut doc = parse_doc(text)?;
     check_kind(&doc, "DeleteImageSetConfiguration")?;
-    let schema = schema_of::<DeleteImageSetConfiguration>();
+    let schema = &*DELETE_SCHEMA;
     if doc.contains_key("spec") {
         let mut spec = doc.remove("spec").unwrap_or(Value::Null);
         conform(&mut spec, &schema["properties"]["spec"], "spec")?;
@@ -270,6 +276,13 @@ mod tests {
         )
         .unwrap();
         assert_eq!(d.delete.platform.unwrap().architectures.len(), 1);
+    }
+
+    #[test]
+    fn custom_resources_report_a_bad_resync_interval() {
+        let cr = "apiVersion: mirror.openshift.io/v2alpha1\nkind: ImageSetConfiguration\nmetadata: {name: x}\nspec:\n  destination: docker://mirror.example.com/ns\n  resyncInterval: 99999999999999999999h\n  mirror: {}\n";
+        let e = image_set(cr).unwrap_err().to_string();
+        assert!(e.contains("spec.resyncInterval") && e.contains("at most 8784h"), "{e}");
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! No I/O here but the pure parsing of bytes handed in.
 
 pub mod disc;
+pub mod duration;
 pub mod isc;
 pub mod load;
 pub mod mirror;
@@ -9,6 +10,7 @@ pub mod status;
 pub mod validate;
 
 pub use disc::{DeleteImageSetConfiguration, DeleteImageSetConfigurationSpec};
+pub use duration::{DurationError, MAX_INTERVAL, parse_duration};
 pub use isc::{ImageSetConfiguration, ImageSetConfigurationSpec};
 
 /// API group of both kinds.
@@ -58,5 +60,24 @@ mod tests {
             committed == crds_yaml(),
             "crds/crds.yaml is out of date; regenerate it with:\n    cargo run -- crd > crds/crds.yaml"
         );
+    }
+
+    /// Admission and the operator agree on the resyncInterval bound, and the CEL rule's input
+    /// is short enough for the apiserver's cost estimate.
+    #[test]
+    fn resync_interval_admission_matches_parse_duration() {
+        use kube::CustomResourceExt;
+        let crd = serde_json::to_value(ImageSetConfiguration::crd()).unwrap();
+        let prop = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["resyncInterval"];
+        assert_eq!(prop["maxLength"], 32, "{prop}");
+        let rule = &prop["x-kubernetes-validations"][0];
+        let bound = format!("duration('{}')", duration::MAX_INTERVAL_GO);
+        assert!(rule["rule"].as_str().unwrap().contains(&bound), "{rule}");
+        // The rule applies to what the schema's pattern admits: the same pattern.
+        let pattern = prop["pattern"].as_str().unwrap().replace(r"\.", "[.]");
+        assert!(rule["rule"].as_str().unwrap().contains(&format!("self.matches('{pattern}')")), "{rule}");
+        let message = rule["message"].as_str().unwrap();
+        assert!(message.contains("spec.resyncInterval") && message.contains(duration::MAX_INTERVAL_GO), "{rule}");
+        assert_eq!(parse_duration(duration::MAX_INTERVAL_GO), Ok(MAX_INTERVAL));
     }
 }

@@ -4,7 +4,10 @@
 use std::collections::HashSet;
 use std::fmt;
 use std::sync::LazyLock;
+use std::time::Duration;
 
+use super::duration::parse_duration;
+use super::isc::ImageSetConfigurationSpec;
 use super::mirror::{
     AdditionalImage, Delete, IncludePackage, Mirror, Operator, PATH_PATTERN, Platform, PlatformSelector,
 };
@@ -235,6 +238,29 @@ pub fn validate_mirror(path: &str, m: &Mirror) -> Result<(), InvalidConfig> {
     finish(c)
 }
 
+/// Validates the spec of an ImageSetConfiguration custom resource: its `mirror:` block (at
+/// `spec.mirror`) and the operator's own fields that admission may not have checked (a CRD
+/// installed before a rule was added admits values the operator cannot use).
+pub fn validate_spec(spec: &ImageSetConfigurationSpec) -> Result<(), InvalidConfig> {
+    let mut errors = match validate_mirror("spec.mirror", &spec.mirror) {
+        Ok(()) => Vec::new(),
+        Err(InvalidConfig(errors)) => errors,
+    };
+    if let Err(e) = resync_interval(spec) {
+        errors.push(e);
+    }
+    if errors.is_empty() { Ok(()) } else { Err(InvalidConfig(errors)) }
+}
+
+/// `spec.resyncInterval`, parsed and bounded (see [`parse_duration`]); `None` when unset.
+pub fn resync_interval(spec: &ImageSetConfigurationSpec) -> Result<Option<Duration>, FieldError> {
+    spec.resync_interval
+        .as_deref()
+        .map(parse_duration)
+        .transpose()
+        .map_err(|e| FieldError { path: "spec.resyncInterval".into(), message: e.to_string() })
+}
+
 /// Validates a `delete:` block.
 pub fn validate_delete(path: &str, d: &Delete) -> Result<(), InvalidConfig> {
     let Delete { platform, operators, additional_images, helm: _, samples: _ } = d;
@@ -309,6 +335,32 @@ mod tests {
             let got = paths(&mirror(yaml));
             assert!(got.contains(&path.to_string()), "{yaml}: expected an error at {path}, got {got:?}");
         }
+    }
+
+    #[test]
+    fn resync_interval_is_bounded_and_named() {
+        let spec = |interval: &str| -> ImageSetConfigurationSpec {
+            serde_saphyr::from_str(&format!(
+                "destination: docker://r.example.com\nmirror: {{}}\nresyncInterval: '{interval}'\n"
+            ))
+            .unwrap()
+        };
+        assert_eq!(resync_interval(&spec("1h30m")), Ok(Some(Duration::from_secs(5400))));
+        assert_eq!(validate_spec(&spec("6h")), Ok(()));
+        let unset: ImageSetConfigurationSpec =
+            serde_saphyr::from_str("destination: docker://r.example.com\nmirror: {}\n").unwrap();
+        assert_eq!(resync_interval(&unset), Ok(None));
+        for bad in ["99999999999999999999h", "0s", "6", "8785h", ""] {
+            let e = validate_spec(&spec(bad)).unwrap_err();
+            assert_eq!(e.0.len(), 1, "{bad:?}: {e}");
+            assert_eq!(e.0[0].path, "spec.resyncInterval", "{bad:?}");
+            assert!(e.0[0].message.contains("at most 8784h"), "{bad:?}: {e}");
+        }
+        // Errors in spec.mirror come first, in document order.
+        let mut both = spec("0s");
+        both.mirror.blocked_images.push(super::super::mirror::BlockedImage { name: "a(b".into() });
+        let paths: Vec<String> = validate_spec(&both).unwrap_err().0.into_iter().map(|f| f.path).collect();
+        assert_eq!(paths, ["spec.mirror.blockedImages[0].name", "spec.resyncInterval"]);
     }
 
     #[test]
