@@ -114,13 +114,13 @@ async fn sets_named_alike_keep_their_own_objects_and_foreign_objects_are_left_al
     let b: Api<ImageSetConfiguration> = Api::namespaced(client.clone(), "team");
     a.create(
         &PostParams::default(),
-        &image_set("team-a", "x", format!("docker://{}/one", dst.host), &hosts, &[db.clone()]),
+        &image_set("team-a", "x", format!("docker://{}/one", dst.host), &hosts, std::slice::from_ref(&db)),
     )
     .await
     .unwrap();
     b.create(
         &PostParams::default(),
-        &image_set("team", "a-x", format!("docker://{}/two", dst.host), &hosts, &[db.clone()]),
+        &image_set("team", "a-x", format!("docker://{}/two", dst.host), &hosts, std::slice::from_ref(&db)),
     )
     .await
     .unwrap();
@@ -157,9 +157,23 @@ async fn sets_named_alike_keep_their_own_objects_and_foreign_objects_are_left_al
     assert_eq!(after.metadata.resource_version, created.metadata.resource_version, "the admin's IDMS was modified");
     assert!(after.metadata.labels.unwrap_or_default().is_empty());
     idms.delete(&name, &DeleteParams::default()).await.unwrap();
+    // What a deleted set kept on the volume goes with it: its record of what it needs from
+    // the cache (so `cache gc` may free it) and its working directory.
+    let refs = dir.path().join("cache/.imageset-operator/cache/refs");
+    let record = |key: &str| refs.join(format!("{}.json", imageset_operator::pipeline::copy::refs_name(key)));
+    let keys = ["team-a/x", "team/a-x", "team/z"];
+    assert!(keys.iter().all(|k| record(k).is_file()), "no cache records in {refs:?}");
     for (api, name) in [(&a, "x"), (&b, "a-x"), (&b, "z")] {
         api.delete(name, &DeleteParams::default()).await.unwrap();
     }
+    let runs = dir.path().join("cache/runs");
+    for _ in 0..100 {
+        if keys.iter().all(|k| !record(k).exists() && !runs.join(k.replace('/', "_")).exists()) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("left behind: {:?}", std::fs::read_dir(&refs).unwrap().flatten().map(|e| e.file_name()).collect::<Vec<_>>());
 }
 
 /// Two image sets pushing the same blobs into one registry at the same time (the operator's

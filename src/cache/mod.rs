@@ -325,10 +325,23 @@ impl Cache {
 
     /// Records the digests an image set (or run) needs, for garbage collection.
     pub fn record_refs(&self, name: &str, digests: &BTreeSet<String>) -> Result<(), CacheError> {
+        let path = self.refs_path(name);
+        replace_file(&path, &serde_json::to_vec(digests).expect("a set of strings serialises"))
+    }
+
+    fn refs_path(&self, name: &str) -> PathBuf {
         let safe: String =
             name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '.' { c } else { '_' }).collect();
-        let path = self.root.join("refs").join(format!("{safe}.json"));
-        replace_file(&path, &serde_json::to_vec(digests).expect("a set of strings serialises"))
+        self.root.join("refs").join(format!("{safe}.json"))
+    }
+
+    /// Forgets what an image set (or run) needed: `cache gc` may then remove it.
+    pub fn remove_refs(&self, name: &str) -> Result<(), CacheError> {
+        let path = self.refs_path(name);
+        match fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(CacheError::Io { path, source: e }),
+            _ => Ok(()),
+        }
     }
 
     /// Remembers which manifest each image reference resolved to (merged into `names.json`),

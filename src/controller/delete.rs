@@ -60,7 +60,7 @@ pub(super) async fn reconcile(
 ) -> Result<Action, ReconcileError> {
     let (status, _valid) = plan_status(&disc, jiff::Timestamp::now());
     if disc.status.as_ref() != Some(&status) {
-        super::apply_status(&client, disc.as_ref(), &status).await?;
+        super::reconcile::apply_status(&client, disc.as_ref(), &status).await?;
     }
     // Nothing runs on a timer: only a spec change (an approval) moves a delete on.
     Ok(Action::await_change())

@@ -178,6 +178,11 @@ pub fn naming_prefix(namespace: &str, name: &str) -> String {
     format!("{}-{}", flat.trim_end_matches(['-', '.']), &hash[7..15])
 }
 
+/// Where an image set's runs keep what the next run needs.
+pub fn working_root(shared_root: &std::path::Path, key: &str) -> std::path::PathBuf {
+    shared_root.join("runs").join(key.replace('/', "_"))
+}
+
 /// `namespace/name`.
 pub fn key(isc: &ImageSetConfiguration) -> String {
     format!(
@@ -260,7 +265,7 @@ pub fn request(
         }
     };
     let k = key(isc);
-    let root = shared_root.join("runs").join(k.replace('/', "_"));
+    let root = working_root(shared_root, &k);
     let mut releases = releases.clone();
     if let Some(u) = &spec.update_url {
         releases.update_url = Some(u.clone());

@@ -32,6 +32,11 @@ fn kind_label(k: ImageKind) -> (&'static str, i32) {
     }
 }
 
+/// The name under which the cache records what `requester`'s runs need (for `cache gc`).
+pub fn refs_name(requester: &str) -> String {
+    format!("cli-{}", &crate::image::manifest::sha256_digest(requester.as_bytes())[7..23])
+}
+
 /// Copies in three phases so that a bundle whose related images failed is skipped (and its
 /// operator named), a catalog listing a bundle that was not copied is rebuilt without it
 /// (`dest` and `max_nested` name the new copy), and catalogs go last, once what they refer to
@@ -154,8 +159,7 @@ pub async fn execute(
     ticker.abort();
 
     let needed: BTreeSet<String> = results.iter().flat_map(|r| r.contents.iter().map(|d| d.digest.clone())).collect();
-    let refs_name = format!("cli-{}", &crate::image::manifest::sha256_digest(inv.requester.as_bytes())[7..23]);
-    cache.record_refs(&refs_name, &needed).map_err(|e| Error::Setup(e.to_string()))?;
+    cache.record_refs(&refs_name(&inv.requester), &needed).map_err(|e| Error::Setup(e.to_string()))?;
     let names: Vec<(String, String)> = results
         .iter()
         .filter_map(|r| Some((r.item.origin.trim_start_matches("docker://").to_string(), r.digest.clone()?)))
