@@ -31,7 +31,7 @@ fn main() {
         Command::Delete(args) => commands::delete::run(&args, &env).map(print_lines),
         Command::List(cmd) => commands::list::run(&cmd, &env).map(print_lines),
         Command::Cache(cmd) => commands::cache::run(&cmd, &env).map(print_lines),
-        Command::Run(args) => imageset_operator::controller::run(args),
+        Command::Run(args) => imageset_operator::controller::run(args).map_err(|e| commands::CliError::Setup(e.0)),
     };
     if let Err(e) = result {
         eprintln!("imageset-operator: error: {e}");

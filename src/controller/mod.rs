@@ -26,10 +26,15 @@ use kube::runtime::events::{Recorder, Reporter};
 use crate::api::names::FIELD_MANAGER;
 use crate::api::{ImageSetConfiguration, validate};
 use crate::cli::RunArgs;
-use crate::commands::CliError;
 use crate::plan::{self, Destination};
 
 pub use status::{Cond, set_condition, set_invalid};
+
+/// Why the controller could not start or had to stop (its runtime, admin address, cluster
+/// client, cache, leadership).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct StartError(pub String);
 
 /// Errors of one reconcile.
 #[derive(Debug, thiserror::Error)]
@@ -92,7 +97,7 @@ fn error_policy(_isc: Arc<ImageSetConfiguration>, err: &ReconcileError, ctx: Arc
 
 /// Waits until this replica holds the `imageset-operator` Lease in its namespace; returns
 /// the channel that says whether it still does.
-async fn leadership(client: &Client, args: &RunArgs) -> Result<tokio::sync::watch::Receiver<bool>, CliError> {
+async fn leadership(client: &Client, args: &RunArgs) -> Result<tokio::sync::watch::Receiver<bool>, StartError> {
     let identity = std::env::var("POD_NAME").ok().filter(|n| !n.is_empty()).unwrap_or_else(|| {
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
         format!("{}-{}", host.trim(), std::process::id())
@@ -108,30 +113,29 @@ async fn leadership(client: &Client, args: &RunArgs) -> Result<tokio::sync::watc
         .with_field_manager(format!("{FIELD_MANAGER}-{identity}"))
         .build()
         .await
-        .map_err(|e| CliError::Setup(format!("leader election (Lease {}/imageset-operator): {e}", args.namespace)))?;
+        .map_err(|e| StartError(format!("leader election (Lease {}/imageset-operator): {e}", args.namespace)))?;
     let (mut rx, _task) = manager.watch().await;
     info!(%identity, namespace = %args.namespace, "waiting for leadership");
     while !*rx.borrow_and_update() {
-        rx.changed().await.map_err(|e| CliError::Setup(format!("leader election: {e}")))?;
+        rx.changed().await.map_err(|e| StartError(format!("leader election: {e}")))?;
     }
     info!(%identity, "leading: starting the controllers");
     Ok(rx)
 }
 
 /// `imageset-operator run`: blocks until interrupted.
-pub fn run(args: RunArgs) -> Result<(), CliError> {
-    let rt = tokio::runtime::Runtime::new().map_err(|e| CliError::Unsupported(format!("tokio runtime: {e}")))?;
+pub fn run(args: RunArgs) -> Result<(), StartError> {
+    let rt = tokio::runtime::Runtime::new().map_err(|e| StartError(format!("tokio runtime: {e}")))?;
     let result = rt.block_on(async {
         let metrics = Arc::new(crate::admin::Metrics::default());
         let listener = tokio::net::TcpListener::bind(&args.admin_addr)
             .await
-            .map_err(|e| CliError::Unsupported(format!("--admin-addr {}: {e}", args.admin_addr)))?;
+            .map_err(|e| StartError(format!("--admin-addr {}: {e}", args.admin_addr)))?;
         info!(addr = %args.admin_addr, "admin endpoint listening");
         tokio::spawn(crate::admin::serve(listener, metrics.clone()));
-        let client =
-            Client::try_default().await.map_err(|e| CliError::Unsupported(format!("kubernetes client: {e}")))?;
+        let client = Client::try_default().await.map_err(|e| StartError(format!("kubernetes client: {e}")))?;
         let cache = crate::cache::Cache::open(&args.cache_dir.join(crate::pipeline::copy::CACHE_SUBDIR))
-            .map_err(|e| CliError::Setup(format!("--cache-dir: {e}")))?;
+            .map_err(|e| StartError(format!("--cache-dir: {e}")))?;
         let cache = Arc::new(cache);
         let transfers = crate::registry::ClientOptions::default().max_in_flight;
         let _ = metrics.cache.set(cache.clone());
@@ -206,7 +210,7 @@ pub fn run(args: RunArgs) -> Result<(), CliError> {
                 };
                 tokio::select! {
                     _ = futures::future::join(isc, disc) => Ok(()),
-                    _ = lost => Err(CliError::Setup("leadership lost: exiting so that only one replica copies".into())),
+                    _ = lost => Err(StartError("leadership lost: exiting so that only one replica copies".into())),
                 }
             }
             None => {

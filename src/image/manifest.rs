@@ -7,7 +7,7 @@ use oci_client::manifest::{
 };
 use sha2::{Digest as _, Sha256};
 
-use crate::api::mirror::PlatformSelector;
+use super::PlatformSelector;
 
 /// Every manifest media type we accept, for `Accept` headers.
 pub const ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json";

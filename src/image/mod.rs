@@ -2,7 +2,9 @@
 
 mod kind;
 pub mod manifest;
+mod platform;
 pub mod reference;
 
 pub use kind::ImageKind;
+pub use platform::PlatformSelector;
 pub use reference::{ImageRef, RefError, Transport};
