@@ -2,11 +2,19 @@
 //! 2.40 GB of unique layers; see `workload`) served by a local registry, copied into a fresh
 //! empty registry by imageset-operator, `skopeo sync`, `crane copy` and a bare streaming
 //! copier, each cold and then re-run. Wall time, client CPU and peak RSS come from GNU time;
-//! what was pulled and written comes from the registries' request logs; every tag is checked
-//! in the destination afterwards.
+//! what was pulled and written and how many requests it took come from the registries'
+//! request logs; every tag is checked in the destination afterwards.
 //!
-//! Options (argument or environment): `--variant standard|big` or `--big` (BENCH_VARIANT),
-//! `--tools a,b` (BENCH_TOOLS: imageset-operator, skopeo-sync, crane, bare), `--parallel N`
+//! Variants: `standard` (the set above), `big` (plus one image with a 2 GiB layer) and
+//! `small`: 10,000 single-layer OCI images (`--images N`) round-robin over 50 repositories,
+//! each with its own 4 KiB layer, written into the source registry's storage directly rather
+//! than pushed; it measures what each tool spends per image (requests per image, CPU, memory)
+//! rather than per byte. crane runs for it only when `--tools` names it (one process per tag);
+//! skopeo sync gets `--preserve-digests` for it (see `tools::CommandOptions`).
+//!
+//! Options (argument or environment): `--variant standard|big|small`, or `--big`, `--small`
+//! (BENCH_VARIANT), `--images N` (BENCH_IMAGES, the small variant's image count, default
+//! 10000), `--tools a,b` (BENCH_TOOLS: imageset-operator, skopeo-sync, crane, bare), `--parallel N`
 //! (BENCH_PARALLEL, imageset-operator's --parallel-images; BENCH_IMAGESET_ARGS adds its flags), `--runs N` (BENCH_RUNS, median
 //! shown), `--crane-jobs N` (BENCH_CRANE_JOBS, default 4), `--seed N` (BENCH_SEED),
 //! `--timeout SECS` (BENCH_TIMEOUT, per run), `--out FILE` (BENCH_OUT, the JSON results),
@@ -42,7 +50,7 @@ use generate::Workload;
 use registry::BenchRegistry;
 use report::{Phase, Row};
 use tools::{CommandOptions, Tool};
-use workload::{Plan, Variant};
+use workload::{Plan, SMALL_IMAGES, Variant};
 
 struct Options {
     variant: Variant,
@@ -58,8 +66,19 @@ struct Options {
 }
 
 /// Options the bench accepts, as `--key value` or `--key=value`.
-const KNOWN: &[&str] =
-    &["variant", "tools", "parallel", "runs", "crane-jobs", "seed", "timeout", "out", "plan-only", "wait-idle"];
+const KNOWN: &[&str] = &[
+    "variant",
+    "images",
+    "tools",
+    "parallel",
+    "runs",
+    "crane-jobs",
+    "seed",
+    "timeout",
+    "out",
+    "plan-only",
+    "wait-idle",
+];
 
 impl Options {
     fn parse(args: &[String]) -> Result<Options> {
@@ -71,6 +90,7 @@ impl Options {
                 // cargo passes --bench to every bench binary.
                 "bench" => {}
                 "big" => given.push(("variant".into(), "big".into())),
+                "small" => given.push(("variant".into(), "small".into())),
                 "plan-only" => given.push(("plan-only".into(), "1".into())),
                 _ => match flag.split_once('=') {
                     Some((k, v)) => given.push((k.into(), v.into())),
@@ -100,9 +120,17 @@ impl Options {
         let variant = match get("variant").as_deref() {
             None | Some("standard") => Variant::Standard,
             Some("big") => Variant::Big,
-            Some(v) => bail!("variant {v:?}: standard or big"),
+            Some("small") => Variant::Small { images: num("images", SMALL_IMAGES as u64)? as usize },
+            Some(v) => bail!("variant {v:?}: standard, big or small"),
         };
+        if get("images").is_some() && !matches!(variant, Variant::Small { .. }) {
+            bail!("--images (BENCH_IMAGES) applies to --variant small");
+        }
         let tools = match get("tools") {
+            // crane starts a process per tag: at ten thousand tags that is its own benchmark.
+            None if matches!(variant, Variant::Small { .. }) => {
+                Tool::ALL.into_iter().filter(|t| *t != Tool::Crane).collect()
+            }
             None => Tool::ALL.to_vec(),
             Some(list) => {
                 let picked: Vec<Tool> = list
@@ -147,14 +175,14 @@ fn main() {
 
 fn run(args: &[String]) -> Result<()> {
     let opts = Options::parse(args)?;
-    if !Path::new("/usr/bin/time").exists() {
-        bail!("/usr/bin/time (GNU time) not found: run scripts/install-bench-deps");
-    }
     let root = generate::cache_root();
     let plan = Plan::new(opts.variant, opts.seed);
     if opts.plan_only {
         println!("{}", plan.describe());
         return Ok(());
+    }
+    if !Path::new("/usr/bin/time").exists() {
+        bail!("/usr/bin/time (GNU time) not found: run scripts/install-bench-deps");
     }
     let work = generate::ensure(&plan, opts.variant, opts.seed, &root)?;
     let stamp = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
@@ -175,18 +203,20 @@ fn run(args: &[String]) -> Result<()> {
     let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
     let load_after = loadavg();
     // Other work on the machine shows up directly in the figures: say how busy it was.
-    let machine = format!(
-        "machine: {cpus} CPUs, load average {load_before} before, {load_after} after; crane: xargs -P {} crane copy per tag",
-        opts.crane_jobs
-    );
+    let mut machine = format!("machine: {cpus} CPUs, load average {load_before} before, {load_after} after");
+    if opts.tools.contains(&Tool::Crane) {
+        machine.push_str(&format!("; crane: xargs -P {} crane copy per tag", opts.crane_jobs));
+    }
     let table = report::table(&rows, stats, opts.runs, &machine);
     let context = json!({
         "variant": opts.variant.name(),
+        "images": stats.tags,
         "workload_key": work.key,
         "seed": opts.seed,
         "runs": opts.runs,
         "parallel_images": opts.parallel,
         "crane_jobs": opts.crane_jobs,
+        "skopeo_preserve_digests": matches!(opts.variant, Variant::Small { .. }),
         "crane_mode": format!("xargs -P {} crane copy per tag", opts.crane_jobs),
         "cpus": cpus,
         "loadavg_before": load_before,
@@ -214,7 +244,11 @@ fn bench_tool(
     let scratch = tempfile::Builder::new().prefix("bench-copy-").tempdir_in(&tmp_base)?;
     let name = format!("{}-{run}", tool.name());
     let dst = BenchRegistry::start(&scratch.path().join("storage"), false, &run_dir.join(format!("{name}-dest.log")))?;
-    let copts = CommandOptions { parallel_images: opts.parallel, crane_jobs: opts.crane_jobs };
+    let copts = CommandOptions {
+        parallel_images: opts.parallel,
+        crane_jobs: opts.crane_jobs,
+        skopeo_preserve_digests: matches!(opts.variant, Variant::Small { .. }),
+    };
     let inputs = run_dir.join(&name);
     let command = tools::command(tool, work, &src.host, &dst.host, &inputs, scratch.path(), &copts);
     let mut rows = Vec::new();
@@ -242,17 +276,10 @@ fn bench_tool(
         let (smark, dmark) = (src.log_mark(), dst.log_mark());
         let measured =
             tools::measure(program, args, &run_dir.join(format!("{name}-{}.log", phase.name())), opts.timeout)?;
+        // The traffic before the check: its HEADs are the bench's requests, not the tool's.
+        let (source, dest) = (src.traffic_since(smark)?, dst.traffic_since(dmark)?);
         let failed_images = tools::verify(tool, &work.entries, &dst.host);
-        let row = Row {
-            tool,
-            phase,
-            run,
-            source: src.traffic_since(smark)?,
-            dest: dst.traffic_since(dmark)?,
-            measured,
-            failed_images,
-            error: None,
-        };
+        let row = Row { tool, phase, run, source, dest, measured, failed_images, error: None };
         eprintln!(
             "bench: {name} {}: {:.2} s, exit {:?}, {} of {} tags missing or wrong",
             phase.name(),
@@ -261,10 +288,11 @@ fn bench_tool(
             row.failed_images.len(),
             work.entries.len()
         );
-        // A re-run only means something once the cold run placed something.
-        let nothing_copied = row.failed_images.len() == work.entries.len();
+        // A re-run only means something once the cold run placed something, and is no no-op
+        // re-run when the cold one was killed half-way (it would only carry on copying).
+        let stop = row.failed_images.len() == work.entries.len() || row.measured.timed_out;
         rows.push(row);
-        if nothing_copied {
+        if stop {
             break;
         }
     }

@@ -1,7 +1,8 @@
 //! Turns a `Plan` into content in a source registry, once: the registry's storage directory
 //! is kept under the bench cache, keyed by the plan, and later runs serve it read-only.
 //! Layers are generated while they upload (tar of seeded random bytes, gzip with stored
-//! blocks), so a 2 GiB layer never sits in memory.
+//! blocks), so a 2 GiB layer never sits in memory. The `small` set is not pushed: its images
+//! are written into the storage directory directly (`support::storage`).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{Read, Write};
@@ -16,7 +17,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use super::registry::{BenchRegistry, blocking_client};
-use super::workload::{Layer, Plan, Variant};
+use super::workload::{Layer, Plan, SMALL_LAYER_BYTES, SMALL_REPOS, Variant};
 
 const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
@@ -139,7 +140,7 @@ pub fn ensure(plan: &Plan, variant: Variant, seed: u64, root: &Path) -> Result<W
     std::fs::create_dir_all(&tmp)?;
     let storage = tmp.join("storage");
     let (mut entries, mut layers, first_repo) = match variant {
-        Variant::Standard => (Vec::new(), Vec::new(), 0),
+        Variant::Standard | Variant::Small { .. } => (Vec::new(), Vec::new(), 0),
         Variant::Big => {
             // The big set extends the standard one: start from its storage, hard-linked, so
             // only the extra image is generated and the cache holds its bytes once.
@@ -155,7 +156,9 @@ pub fn ensure(plan: &Plan, variant: Variant, seed: u64, root: &Path) -> Result<W
     std::fs::create_dir_all(&storage)?;
     eprintln!("bench: generating workload {} into {} (once; later runs reuse it)", plan.key, storage.display());
     let started = std::time::Instant::now();
-    {
+    if let Variant::Small { images } = variant {
+        (entries, layers) = small_set(plan, images, seed, &storage)?;
+    } else {
         let reg = BenchRegistry::start(&storage, false, &tmp.join("generate.log"))?;
         let pusher = Pusher { http: blocking_client(), base: reg.base_url() };
         push_all(&pusher, plan, first_repo, &mut entries, &mut layers)?;
@@ -249,6 +252,48 @@ fn push_all(
     }
     *layers = (0..plan.layers.len()).map(|i| by_index.remove(&i).expect("every planned layer pushed")).collect();
     Ok(())
+}
+
+/// Writes the `small` set straight into the storage directory (no registry, no pushes: ten
+/// thousand images take seconds), then reads back what each image references, checking it
+/// against the plan, so entries, layers and stats describe what is on disk.
+fn small_set(plan: &Plan, images: usize, seed: u64, storage: &Path) -> Result<(Vec<Entry>, Vec<LayerBlob>)> {
+    let written = crate::support::storage::small_images(storage, SMALL_REPOS, images, SMALL_LAYER_BYTES, seed);
+    if written.len() != plan.tag_count() {
+        bail!("wrote {} small images, planned {}", written.len(), plan.tag_count());
+    }
+    let blobs = storage.join("docker/registry/v2/blobs/sha256");
+    let read = |digest: &str| -> Result<Vec<u8>> {
+        let hex = digest.strip_prefix("sha256:").with_context(|| format!("digest {digest:?}"))?;
+        let path = blobs.join(hex.get(..2).context("short digest")?).join(hex).join("data");
+        let bytes = std::fs::read(&path).with_context(|| path.display().to_string())?;
+        if sha256(&bytes) != digest {
+            bail!("{} does not hash to {digest}", path.display());
+        }
+        Ok(bytes)
+    };
+    let (mut entries, mut layers) = (Vec::with_capacity(images), Vec::with_capacity(images));
+    for (n, w) in written.into_iter().enumerate() {
+        let planned = &plan.repos[n % SMALL_REPOS];
+        if planned.name != w.repo || w.tag != format!("t{n}") {
+            bail!("small image {n} written as {}:{}, planned in {} as t{n}", w.repo, w.tag, planned.name);
+        }
+        let manifest: serde_json::Value = serde_json::from_slice(&read(&w.digest)?)?;
+        let (Some(layer), Some(config)) =
+            (manifest["layers"][0]["digest"].as_str(), manifest["config"]["digest"].as_str())
+        else {
+            bail!("{}:{}: manifest without a config and a layer", w.repo, w.tag);
+        };
+        let size = read(layer)?.len() as u64;
+        if size != plan.layers[n].payload {
+            bail!("{}:{}: layer of {size} bytes, planned {}", w.repo, w.tag, plan.layers[n].payload);
+        }
+        let config: serde_json::Value = serde_json::from_slice(&read(config)?)?;
+        let diff_id = config["rootfs"]["diff_ids"][0].as_str().unwrap_or(layer).to_string();
+        layers.push(LayerBlob { digest: layer.to_string(), diff_id, size, repo: w.repo.clone() });
+        entries.push(Entry { repo: w.repo, tag: w.tag, digest: w.digest, media_type: OCI_MANIFEST.into() });
+    }
+    Ok((entries, layers))
 }
 
 /// Figures from the plan plus the sizes of what was actually written. Config sizes come from

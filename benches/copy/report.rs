@@ -1,5 +1,6 @@
-//! The results: one row per tool and phase, ratios against skopeo sync and the bare copier,
-//! a compact table on stdout and the full figures as JSON.
+//! The results: one row per tool and phase, ratios against skopeo sync and the bare copier
+//! (wall time, requests per image, client CPU, peak RSS), a compact table on stdout and the
+//! full figures as JSON.
 
 use std::fmt::Write as _;
 
@@ -9,6 +10,7 @@ use serde_json::{Value, json};
 use super::generate::Stats;
 use super::registry::Traffic;
 use super::tools::{Measured, Tool};
+use super::workload::human_bytes;
 
 /// Cold copy into an empty destination, or the re-run right after it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -76,7 +78,16 @@ pub fn medians(rows: &[Row]) -> Vec<Row> {
 }
 
 fn wall_of(rows: &[Row], tool: Tool, phase: Phase) -> Option<f64> {
-    rows.iter().find(|r| r.tool == tool && r.phase == phase && r.ok()).map(|r| r.measured.wall_s)
+    ok_row(rows, tool, phase).map(|r| r.measured.wall_s)
+}
+
+fn ok_row(rows: &[Row], tool: Tool, phase: Phase) -> Option<&Row> {
+    rows.iter().find(|r| r.tool == tool && r.phase == phase && r.ok())
+}
+
+/// Requests both registries served during the run, per tag in the set.
+fn requests_per_image(r: &Row, stats: &Stats) -> f64 {
+    (r.source.requests + r.dest.requests) as f64 / stats.tags.max(1) as f64
 }
 
 /// Derived figures for one row.
@@ -89,10 +100,17 @@ fn derived(r: &Row, all: &[Row], stats: &Stats) -> Value {
     let ratio = |t: Tool, inverse: bool| {
         wall_of(all, t, r.phase).filter(|_| timed).map(|w| if inverse { w / wall } else { wall / w })
     };
+    // This row's figure over the bare copier's in the same phase, when both ran to the end.
+    let bare = ok_row(all, Tool::Bare, r.phase).filter(|_| timed);
+    let vs_bare = |f: &dyn Fn(&Row) -> f64| bare.map(f).filter(|b| *b > 0.0).map(|b| f(r) / b);
     json!({
         "unique_mb_per_s": (r.phase == Phase::Cold && timed).then(|| unique_mb / wall),
         "times_faster_than_skopeo_sync": ratio(Tool::SkopeoSync, true),
         "wall_vs_bare": ratio(Tool::Bare, false),
+        "requests_per_image": requests_per_image(r, stats),
+        "requests_vs_bare": vs_bare(&|x| requests_per_image(x, stats)),
+        "cpu_vs_bare": vs_bare(&|x| x.cpu_s()),
+        "rss_vs_bare": vs_bare(&|x| x.measured.max_rss_kib as f64),
         "blob_gets_per_unique_blob": r.source.blob_gets as f64 / stats.unique_blobs() as f64,
         "bytes_pulled_per_unique_byte": r.source.blob_bytes as f64 / stats.unique_bytes() as f64,
         "cpu_ms_per_unique_mb": r.cpu_s() * 1000.0 / unique_mb,
@@ -124,7 +142,7 @@ pub fn table(rows: &[Row], stats: &Stats, runs: usize, machine: &str) -> String 
     let _ = writeln!(s, "{machine}");
     let _ = writeln!(
         s,
-        "workload: {} tags in {} repositories, {} manifests; {} unique blobs ({} layers + {} configs), {:.2} GB; \
+        "workload: {} tags in {} repositories, {} manifests; {} unique blobs ({} layers + {} configs), {}; \
          per image {:.1}x, per repository {:.2}x; {} run(s), median shown",
         stats.tags,
         stats.repos,
@@ -132,14 +150,14 @@ pub fn table(rows: &[Row], stats: &Stats, runs: usize, machine: &str) -> String 
         stats.unique_blobs(),
         stats.layers,
         stats.configs,
-        stats.unique_bytes() as f64 / 1e9,
+        human_bytes(stats.unique_bytes()),
         stats.per_image_bytes as f64 / stats.layer_bytes as f64,
         stats.per_repo_bytes as f64 / stats.layer_bytes as f64,
         runs,
     );
     let _ = writeln!(
         s,
-        "{:<18} {:<5} {:>7} {:>5} {:>6} {:>8} {:>6} {:>12} {:>7} {:>6} {:>6} {:>7} {:>15} {:>4} {:>6}  status",
+        "{:<18} {:<5} {:>7} {:>5} {:>6} {:>8} {:>6} {:>7} {:>12} {:>7} {:>6} {:>6} {:>7} {:>15} {:>4} {:>6}  status",
         "tool",
         "phase",
         "wall s",
@@ -147,6 +165,7 @@ pub fn table(rows: &[Row], stats: &Stats, runs: usize, machine: &str) -> String 
         "MB/s",
         "x skopeo",
         "/bare",
+        "req/img",
         "blob GETs",
         "pulled",
         "CPU s",
@@ -164,6 +183,11 @@ pub fn table(rows: &[Row], stats: &Stats, runs: usize, machine: &str) -> String 
             (Some(e), _) => format!("FAILED: {}", first_line(e)),
             (None, true) => "ok".to_string(),
             (None, false) if r.measured.timed_out => "FAILED: timed out".to_string(),
+            (None, false) if r.measured.exit_code == Some(0) => format!(
+                "FAILED: {} tags missing or wrong, e.g. {}",
+                r.failed_images.len(),
+                first_line(r.failed_images.first().map(String::as_str).unwrap_or(""))
+            ),
             (None, false) => format!(
                 "FAILED (exit {}): {}",
                 r.measured.exit_code.map(|c| c.to_string()).unwrap_or_else(|| "signal".into()),
@@ -172,7 +196,7 @@ pub fn table(rows: &[Row], stats: &Stats, runs: usize, machine: &str) -> String 
         };
         let _ = writeln!(
             s,
-            "{:<18} {:<5} {:>7.2} {:>5} {:>6} {:>8} {:>6} {:>12} {:>7} {:>6.1} {:>6} {:>7.1} {:>15} {:>4} {:>6}  {}",
+            "{:<18} {:<5} {:>7.2} {:>5} {:>6} {:>8} {:>6} {:>7} {:>12} {:>7} {:>6.1} {:>6} {:>7.1} {:>15} {:>4} {:>6}  {}",
             r.tool.name(),
             r.phase.name(),
             r.measured.wall_s,
@@ -180,6 +204,7 @@ pub fn table(rows: &[Row], stats: &Stats, runs: usize, machine: &str) -> String 
             f("unique_mb_per_s", 0),
             f("times_faster_than_skopeo_sync", 2),
             f("wall_vs_bare", 2),
+            f("requests_per_image", 2),
             format!("{} ({:.2}x)", r.source.blob_gets, d["blob_gets_per_unique_blob"].as_f64().unwrap_or(0.0)),
             format!("{:.2}x", r.source.blob_bytes as f64 / 1e6 / unique_mb),
             r.cpu_s(),
@@ -193,10 +218,31 @@ pub fn table(rows: &[Row], stats: &Stats, runs: usize, machine: &str) -> String 
     }
     let _ = writeln!(
         s,
-        "busy: whole machine's CPU in use during the run; x skopeo: skopeo-sync wall / this wall (same phase); /bare: this wall / bare wall; pulled: source blob bytes / \
+        "busy: whole machine's CPU in use during the run; x skopeo: skopeo-sync wall / this wall (same phase); /bare: this wall / bare wall; \
+         req/img: requests source and destination served / tags; pulled: source blob bytes / \
          unique bytes; ms/MB: client CPU per unique MB; RSS: largest single process; dst up/mnt/wr: blob uploads, \
          mounts and all writes the destination saw"
     );
+    // The same rows against the bare copier in the same phase: what each tool spends beyond
+    // the practical limit, per figure.
+    if med.iter().any(|r| r.tool == Tool::Bare && r.ok()) {
+        let _ = writeln!(s, "against bare (same phase), this / bare:");
+        let _ = writeln!(s, "{:<18} {:<5} {:>7} {:>8} {:>7} {:>7}", "tool", "phase", "wall", "req/img", "CPU", "RSS");
+        for r in med.iter().filter(|r| r.tool != Tool::Bare) {
+            let d = derived(r, &med, stats);
+            let f = |k: &str| d[k].as_f64().map(|x| format!("{x:.2}x")).unwrap_or_else(|| dash.clone());
+            let _ = writeln!(
+                s,
+                "{:<18} {:<5} {:>7} {:>8} {:>7} {:>7}",
+                r.tool.name(),
+                r.phase.name(),
+                f("wall_vs_bare"),
+                f("requests_vs_bare"),
+                f("cpu_vs_bare"),
+                f("rss_vs_bare"),
+            );
+        }
+    }
     s
 }
 

@@ -69,6 +69,11 @@ pub struct CommandOptions {
     pub parallel_images: Option<u32>,
     /// `crane copy` processes at once.
     pub crane_jobs: usize,
+    /// Run `skopeo sync` with `--preserve-digests`. The small set's layers are raw bytes
+    /// under a tar+gzip media type (as `support::storage` writes them); skopeo compresses a
+    /// layer it finds uncompressed, so without this every digest it writes differs from the
+    /// source's, where the other tools copy the bytes as they are.
+    pub skopeo_preserve_digests: bool,
 }
 
 /// Finds a program in the test bin directory or on PATH.
@@ -161,6 +166,7 @@ pub fn command(
             let args = ["sync", "--all", "--src", "yaml", "--dest", "docker", "--src-tls-verify=false"]
                 .into_iter()
                 .map(String::from)
+                .chain(opts.skopeo_preserve_digests.then(|| "--preserve-digests".into()))
                 .chain(["--dest-tls-verify=false".into(), s(&path), dst.to_string()])
                 .collect();
             (need("skopeo")?, args)

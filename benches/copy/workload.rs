@@ -2,7 +2,9 @@
 //! layers each image uses and how large they are. Planning is pure; `generate` turns a plan
 //! into blobs in a registry. The shape follows a product suite (see the module constants):
 //! shared base stacks and runtimes, one dependency layer per repository shared by its tags,
-//! one small app layer per tag, a few multi-arch indexes.
+//! one small app layer per tag, a few multi-arch indexes. The `small` variant has another
+//! shape: many single-layer images, each with its own 4 KiB layer, round-robin over
+//! `SMALL_REPOS` repositories, written as `tests/support/storage.rs` writes them.
 
 /// Bumped whenever the plan or the blob encoding changes, so stale caches are not reused.
 pub const GENERATOR_VERSION: u32 = 2;
@@ -22,6 +24,12 @@ const REUSED_APP_LAYERS: usize = 16;
 const TOTAL_LAYER_BYTES: f64 = 2.40e9;
 /// The extra layer of the `big` variant: larger than any buffer a copier should hold.
 pub const BIG_LAYER_BYTES: u64 = 2 << 30;
+/// Repositories of the `small` variant.
+pub const SMALL_REPOS: usize = 50;
+/// Layer bytes of each image of the `small` variant.
+pub const SMALL_LAYER_BYTES: usize = 4096;
+/// Images of the `small` variant unless `--images` says otherwise.
+pub const SMALL_IMAGES: usize = 10_000;
 
 /// Which set to generate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,6 +38,12 @@ pub enum Variant {
     Standard,
     /// The standard set plus one image with a 2 GiB layer.
     Big,
+    /// `images` single-layer OCI images over `SMALL_REPOS` repositories, each with a unique
+    /// layer of `SMALL_LAYER_BYTES`: what a copier spends per image rather than per byte.
+    Small {
+        /// How many.
+        images: usize,
+    },
 }
 
 impl Variant {
@@ -38,11 +52,13 @@ impl Variant {
         match self {
             Variant::Standard => "standard",
             Variant::Big => "big",
+            Variant::Small { .. } => "small",
         }
     }
 }
 
-/// One layer: a tar holding one file of `payload` seeded random bytes, gzip-framed.
+/// One layer: a tar holding one file of `payload` seeded random bytes, gzip-framed (in the
+/// `small` variant, `payload` seeded bytes as they are).
 #[derive(Clone, Debug)]
 pub struct Layer {
     /// Seed of the file's bytes.
@@ -130,6 +146,9 @@ impl Plan {
     /// repository appended, so its blobs are a superset and its cache can start from the
     /// standard one.
     pub fn new(variant: Variant, seed: u64) -> Plan {
+        if let Variant::Small { images } = variant {
+            return Plan::small(images, seed);
+        }
         let mut rng = Rng(seed);
         let mut layers = Vec::new();
         let add = |layers: &mut Vec<Layer>, payload: f64| {
@@ -237,6 +256,24 @@ impl Plan {
         plan
     }
 
+    /// The `small` set: image `n` is `small/r<n mod SMALL_REPOS>:t<n>` with layer `n`, seeded
+    /// the way `support::storage::small_images` seeds it.
+    fn small(images: usize, seed: u64) -> Plan {
+        let layers = (0..images)
+            .map(|n| Layer {
+                seed: seed.wrapping_mul(1_000_003).wrapping_add(n as u64),
+                payload: SMALL_LAYER_BYTES as u64,
+            })
+            .collect();
+        let mut repos: Vec<Repo> =
+            (0..SMALL_REPOS.min(images)).map(|r| Repo { name: format!("small/r{r:02}"), tags: Vec::new() }).collect();
+        for n in 0..images {
+            let image = Image { arch: "amd64", layers: vec![n] };
+            repos[n % SMALL_REPOS].tags.push(Tag { name: format!("t{n}"), images: vec![image] });
+        }
+        Plan { key: format!("small-n{images}-g{GENERATOR_VERSION}-s{seed}"), layers, repos }
+    }
+
     /// Number of tags.
     pub fn tag_count(&self) -> usize {
         self.repos.iter().map(|r| r.tags.len()).sum()
@@ -267,16 +304,22 @@ impl Plan {
         let shared: Vec<usize> = users.iter().filter(|(_, n)| **n > 1).map(|(l, _)| *l).collect();
         let single_tag = self.repos.iter().filter(|r| r.tags.len() == 1).count();
         format!(
-            "{}: {} tags, {} layers, {:.3} GB; per image {:.2}x, per repository {:.2}x; {} shared layers holding {:.0} %; \
+            "{}: {} tags in {} repositories, {} layers, {}; per image {:.2}x, per repository {:.2}x; {} shared layers holding {:.0} %; \
              {single_tag} single-tag repositories",
             self.key,
             self.tag_count(),
+            self.repos.len(),
             self.layers.len(),
-            total as f64 / 1e9,
+            human_bytes(total),
             per_image as f64 / total as f64,
             per_repo as f64 / total as f64,
             shared.len(),
             100.0 * shared.iter().map(size).sum::<u64>() as f64 / total as f64,
         )
     }
+}
+
+/// Bytes in GB, or in MB below one GB (the small set is a few tens of MB).
+pub fn human_bytes(n: u64) -> String {
+    if n >= 1_000_000_000 { format!("{:.3} GB", n as f64 / 1e9) } else { format!("{:.2} MB", n as f64 / 1e6) }
 }
