@@ -498,7 +498,7 @@ fn mirror(r: &mut Rng) -> Mirror {
     Mirror {
         platform: r.maybe(40, platform),
         operators,
-        additional_images: (0..r.len(1000)).map(|_| additional(r)).collect(),
+        additional_images: (0..r.len(10_000)).map(|_| additional(r)).collect(),
         helm: r.maybe(10, helm),
         // Each pattern is compiled several times per case: long lists stay rare.
         blocked_images: (0..blocked_len(r)).map(|_| blocked(r)).collect(),

@@ -21,9 +21,9 @@ pub struct Mirror {
     #[x_kube(validation = Rule::new("self.all(a, self.exists_one(b, b.catalog == a.catalog && (has(b.targetCatalog) ? b.targetCatalog : '') == (has(a.targetCatalog) ? a.targetCatalog : '') && (has(b.targetTag) ? b.targetTag : '') == (has(a.targetTag) ? a.targetTag : '')))").message("duplicate catalog entry: each catalog (with its targetCatalog and targetTag) may appear once"))]
     #[schemars(length(max = 32))]
     pub operators: Vec<Operator>,
-    /// Extra images, by tag or digest.
+    /// Extra images, by tag or digest (up to 10,000: real mirrors are thousands of images).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 1000))]
+    #[schemars(length(max = 10000))]
     pub additional_images: Vec<AdditionalImage>,
     /// Helm charts whose images are mirrored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -321,7 +321,7 @@ pub struct Delete {
     pub operators: Vec<Operator>,
     /// Additional images to delete.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 1000))]
+    #[schemars(length(max = 10000))]
     pub additional_images: Vec<AdditionalImage>,
     /// Helm chart images to delete.
     #[serde(default, skip_serializing_if = "Option::is_none")]
