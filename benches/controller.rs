@@ -22,16 +22,28 @@
 //!   with it: the tool users pick today, oc-mirror from a CronJob, keeps no process between
 //!   runs (and is not available here).
 //!
+//! * **A large set** (`--images N`, off by default): one image set of N small images written
+//!   straight into the source registry's storage, applied to a fresh operator and timed from
+//!   create to Ready=True while its status is read every second (how many readings showed
+//!   `status.progress.imagesDone` moving, the longest stretch it stood still, the largest
+//!   serialized status), with the operator's peak RSS (VmHWM) and CPU from /proc; side by
+//!   side the same copy by `imageset-operator mirror` under GNU time. Each into a fresh
+//!   destination registry, every image checked by digest. See `controller/large.rs`.
+//!
 //! The target (idle RSS with 100 image sets under 50 MiB) is reported, never enforced.
 //!
 //! Options (argument or environment): `--runs N` (BENCH_RUNS, default 3; median and minimum
 //! shown), `--bin PATH` (BENCH_IMAGESET_BIN, else the release binary cargo built with this
-//! bench).
+//! bench), `--images N` (BENCH_IMAGES: add the large set of N images; default none),
+//! `--only large` (BENCH_ONLY: the large set alone, without the small sets and the idle
+//! footprint; needs `--images`).
 
 #[path = "controller/copies.rs"]
 mod copies;
 #[path = "entry.rs"]
 mod entry;
+#[path = "controller/large.rs"]
+mod large;
 #[path = "controller/operator.rs"]
 mod operator;
 #[path = "controller/sets.rs"]
@@ -131,8 +143,47 @@ fn no_child(_: &[String]) -> i32 {
     2
 }
 
+/// This bench's own options beside the shared `--runs` and `--bin`: the large set's image
+/// count and whether it runs alone.
+struct LargeOptions {
+    images: Option<usize>,
+    only: bool,
+}
+
+/// Takes `--images N` and `--only large` (else BENCH_IMAGES, BENCH_ONLY) out of `args`;
+/// returns them and the rest for [`entry::runs_and_bin`].
+fn large_options(args: &[String]) -> Result<(LargeOptions, Vec<String>)> {
+    let mut images = None;
+    let mut only = None;
+    let mut rest = Vec::new();
+    for (k, v) in entry::flags(args)? {
+        match k.as_str() {
+            "images" => images = Some(v),
+            "only" => only = Some(v),
+            _ => rest.push(format!("--{k}={v}")),
+        }
+    }
+    let images = images.or_else(|| std::env::var("BENCH_IMAGES").ok()).filter(|v| !v.is_empty());
+    let images = match images {
+        None => None,
+        Some(v) => {
+            Some(v.parse::<usize>().with_context(|| format!("images: {v:?} is not a number"))?).filter(|&n| n > 0)
+        }
+    };
+    let only = match only.or_else(|| std::env::var("BENCH_ONLY").ok()).filter(|v| !v.is_empty()).as_deref() {
+        None => false,
+        Some("large") => true,
+        Some(other) => bail!("--only {other:?}: the only part that runs alone is \"large\""),
+    };
+    if only && images.is_none() {
+        bail!("--only large needs --images N");
+    }
+    Ok((LargeOptions { images, only }, rest))
+}
+
 fn run(args: &[String]) -> Result<()> {
-    let (runs, bin) = entry::runs_and_bin(args)?;
+    let (large_opts, args) = large_options(args)?;
+    let (runs, bin) = entry::runs_and_bin(&args)?;
     if !bin.is_file() {
         bail!("{} not found: run scripts/bench-controller, which builds it", bin.display());
     }
@@ -181,15 +232,31 @@ fn run(args: &[String]) -> Result<()> {
 
     let load_before = loadavg();
     let measured = Instant::now();
-    let (samples, after_copies) = apply_phase(&w, &copies, runs)?;
-    let idle = idle_phase(&w)?;
+    let small = if large_opts.only {
+        None
+    } else {
+        let (samples, after_copies) = apply_phase(&w, &copies, runs)?;
+        Some((samples, after_copies, idle_phase(&w)?))
+    };
+    let large = match large_opts.images {
+        Some(n) => Some(large_phase(&w, copies.time.as_deref(), n, runs)?),
+        None => None,
+    };
     let machine = format!(
         "machine: {} CPUs, load average {load_before} before, {} after; skopeo {}",
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
         loadavg(),
         skopeo_version(&copies.skopeo)
     );
-    print!("{}", report(&w, &samples, &after_copies, &idle, runs, &machine));
+    if let Some((samples, after_copies, idle)) = &small {
+        print!("{}", report(&w, samples, after_copies, idle, runs, &machine));
+    }
+    if let Some(l) = &large {
+        print!("{}", large_report(l, runs));
+        if small.is_none() {
+            println!("{machine}");
+        }
+    }
     eprintln!("bench: measured in {:.1} s", measured.elapsed().as_secs_f64());
     Ok(())
 }
@@ -264,6 +331,160 @@ fn idle_phase(w: &World) -> Result<Idle> {
     std::thread::sleep(IDLE);
     let later = op.read()?;
     Ok(Idle { empty, loaded, later, created_s, all_ready_s })
+}
+
+/// The large set's copies, by the operator and by the CLI.
+struct Large {
+    images: usize,
+    /// Images per image set, and the CRD's cap that set it (None: no cap).
+    per_set: usize,
+    cap: Option<usize>,
+    written_s: f64,
+    ops: Vec<large::OperatorRun>,
+    clis: Vec<large::CliRun>,
+}
+
+/// The large set copied `runs` times by a fresh operator and by the CLI, in turns (the
+/// order rotates between runs).
+fn large_phase(w: &World, time: Option<&Path>, n: usize, runs: usize) -> Result<Large> {
+    let set = large::write(&w.src, n);
+    eprintln!("bench: {n} images written into the source registry in {:.1} s", set.written_s);
+    let cap = large::additional_images_cap(w)?;
+    let per_set = cap.unwrap_or(n).min(n);
+    if per_set < n {
+        eprintln!(
+            "bench: the CRD admits at most {per_set} spec.mirror.additionalImages per image set: the operator gets \
+             {} image sets",
+            n.div_ceil(per_set)
+        );
+    }
+    let timeout = Duration::from_secs(120 + n as u64 / 10);
+    let (mut ops, mut clis) = (Vec::new(), Vec::new());
+    for r in 0..runs {
+        let mut order = [true, false];
+        order.rotate_left(r % 2);
+        for by_operator in order {
+            if by_operator {
+                let dir = w.root.path().join(format!("large-operator-{}", r + 1));
+                let o = large::operator(w, &dir, &set, per_set, timeout)
+                    .with_context(|| format!("large set, run {}", r + 1))?;
+                let trace: Vec<String> = o
+                    .samples
+                    .iter()
+                    .map(|s| format!("{:.0}:{}", s.at_s, s.images_done.map_or("-".into(), |d| d.to_string())))
+                    .collect();
+                eprintln!(
+                    "bench: run {} operator: Ready after {:.1} s, {:.1} CPU s, VmHWM {:.1} MiB; images done by second: {}",
+                    r + 1,
+                    o.ready_s,
+                    o.cpu_s,
+                    mib(o.hwm_kib),
+                    trace.join(" ")
+                );
+                ops.push(o);
+            } else {
+                let dir = w.root.path().join(format!("large-cli-{}", r + 1));
+                let c = large::cli(&w.bin, time, &dir, &set, timeout)
+                    .with_context(|| format!("large set, run {}", r + 1))?;
+                eprintln!("bench: run {} CLI: {:.1} s", r + 1, c.wall_s);
+                clis.push(c);
+            }
+        }
+    }
+    Ok(Large { images: n, per_set, cap, written_s: set.written_s, ops, clis })
+}
+
+fn large_report(l: &Large, runs: usize) -> String {
+    let n = l.images as f64;
+    let opt = |v: Option<f64>, unit: &dyn Fn(f64) -> String| v.map_or("n/a".to_string(), unit);
+    let median_of = |xs: Vec<f64>| if xs.is_empty() { None } else { Some(median_min(xs)) };
+    let (op_median, op_min) = median_min(l.ops.iter().map(|o| o.ready_s).collect());
+    let (st_median, st_min) = median_min(l.ops.iter().map(|o| o.started_s).collect());
+    let (cli_median, cli_min) = median_min(l.clis.iter().map(|c| c.wall_s).collect());
+    let op_cpu = median_min(l.ops.iter().map(|o| o.cpu_s).collect()).0;
+    let cli_cpu = median_of(l.clis.iter().filter_map(|c| c.cpu_s).collect()).map(|m| m.0);
+    let op_hwm = l.ops.iter().map(|o| o.hwm_kib).max().unwrap_or(0);
+    let cli_rss = l.clis.iter().filter_map(|c| c.rss_kib).max();
+    let mut t = String::new();
+    let sets = l.images.div_ceil(l.per_set.max(1));
+    let split = match (sets, l.cap) {
+        (1, _) => "in one image set".to_string(),
+        (k, Some(cap)) => format!(
+            "in {k} image sets of up to {} created at once (the CRD admits at most {cap} spec.mirror.additionalImages \
+             per set)",
+            l.per_set
+        ),
+        (k, None) => format!("in {k} image sets"),
+    };
+    let _ = writeln!(
+        t,
+        "\ncontroller benchmark, large set: {} images {split} ({} repositories, one {} KiB layer each, written \
+         into the source registry's storage in {:.1} s), {runs} run{}; a fresh operator, cache and destination \
+         registry for each copy; the CLI copies them all from one file\n",
+        l.images,
+        large::REPOS,
+        large::LAYER_BYTES / 1024,
+        l.written_s,
+        if runs == 1 { "" } else { "s" }
+    );
+    let _ = writeln!(t, "| case | median s | min s | images/s | CPU s | peak RSS MiB |");
+    let _ = writeln!(t, "|---|---:|---:|---:|---:|---:|");
+    let _ = writeln!(
+        t,
+        "| operator: create -> Ready=True of every set (c) | {op_median:.1} | {op_min:.1} | {:.0} | {op_cpu:.1} | {:.1} (d) |",
+        n / op_median,
+        mib(op_hwm)
+    );
+    let (cr_median, cr_min) = median_min(l.ops.iter().map(|o| o.created_s).collect());
+    if sets > 1 {
+        let _ = writeln!(t, "| operator: the {sets} creates (apiserver) | {cr_median:.1} | {cr_min:.1} | | | |");
+    }
+    let _ = writeln!(t, "| operator: create -> first status (run started) | {st_median:.1} | {st_min:.1} | | | |");
+    let _ = writeln!(
+        t,
+        "| imageset-operator mirror (CLI, fresh cache) | {cli_median:.1} | {cli_min:.1} | {:.0} | {} | {} |",
+        n / cli_median,
+        opt(cli_cpu, &|v| format!("{v:.1}")),
+        opt(cli_rss.map(|k| k as f64), &|k| format!("{:.1}", k / 1024.0))
+    );
+    let _ = writeln!(
+        t,
+        "\n(c) status read every second, so up to a second late; CPU of the operator process from just before the create"
+    );
+    let idle = l.ops.iter().max_by_key(|o| o.idle_rss_kib).expect("a run");
+    let _ = writeln!(
+        t,
+        "(d) VmHWM of an operator started for this copy alone; VmRSS at Ready {:.1} MiB, {:.1} MiB {:.0} s later \
+         with nothing to do (largest)",
+        mib(l.ops.iter().map(|o| o.rss_kib).max().unwrap_or(0)),
+        mib(idle.idle_rss_kib),
+        idle.idle_s
+    );
+    let _ = writeln!(
+        t,
+        "apply -> Ready took {:.2}x the CLI's time for the same copy (medians); operator CPU {}",
+        op_median / cli_median,
+        opt(cli_cpu, &|c| format!("{:.2}x the CLI's", op_cpu / c))
+    );
+    for (i, o) in l.ops.iter().enumerate() {
+        let _ = writeln!(
+            t,
+            "status while copying, run {} ({} set{}): {} readings 1 s apart, {} with progress, images done moved in \
+             {} of them, longest without a move {:.0} s; largest status {} bytes (at Ready {}); the largest image \
+             set object {} KiB",
+            i + 1,
+            o.sets,
+            if o.sets == 1 { "" } else { "s" },
+            o.samples.len(),
+            o.with_progress(),
+            o.moved(),
+            o.longest_still_s(),
+            o.max_status_bytes(),
+            o.final_status_bytes,
+            o.object_bytes / 1024
+        );
+    }
+    t
 }
 
 /// Median (mean of the middle two for an even count) and minimum.

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use support::cli::{mirror_to_mirror, write_isc};
 use support::registry::{Registry, RegistryOptions};
-use support::storage::{Written, small_images};
+use support::storage::{Written, missing_at, small_images};
 use support::temp_dir;
 
 /// Runs `cmd` with its output in files under `dir`, killing it (and failing with its log) if
@@ -46,20 +46,7 @@ fn finish(mut cmd: Command, dir: &Path, limit: Duration, what: &str) -> (String,
 
 /// Every image is at `dst` under `m/<repo>:<tag>` with its source digest.
 fn assert_all_mirrored(dst: &Registry, images: &[Written]) {
-    let http = dst.http();
-    let mut wrong = Vec::new();
-    for w in images {
-        let url = format!("{}/v2/m/{}/manifests/{}", dst.base_url(), w.repo, w.tag);
-        let r = http
-            .head(url)
-            .header("Accept", "application/vnd.oci.image.manifest.v1+json")
-            .send()
-            .expect("HEAD the mirrored manifest");
-        let digest = r.headers().get("docker-content-digest").and_then(|v| v.to_str().ok()).unwrap_or("");
-        if !r.status().is_success() || digest != w.digest {
-            wrong.push(format!("{}:{} ({} {digest})", w.repo, w.tag, r.status()));
-        }
-    }
+    let wrong = missing_at(dst, "m", images);
     assert!(
         wrong.is_empty(),
         "{} of {} images missing or wrong at the destination, e.g. {:?}",

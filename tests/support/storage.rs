@@ -6,6 +6,7 @@
 use std::path::Path;
 
 use super::content::seeded_bytes;
+use super::registry::Registry;
 use super::sha256;
 
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -83,4 +84,24 @@ pub fn small_images(storage: &Path, repos: usize, count: usize, layer_bytes: usi
         out.push(Written { repo, tag, digest: manifest_d });
     }
     out
+}
+
+/// The images not at `dst` under `<prefix>/<repo>:<tag>` with their source digest (a HEAD of
+/// each manifest), as `repo:tag (status digest)`.
+pub fn missing_at(dst: &Registry, prefix: &str, images: &[Written]) -> Vec<String> {
+    let http = dst.http();
+    let mut wrong = Vec::new();
+    for w in images {
+        let url = format!("{}/v2/{prefix}/{}/manifests/{}", dst.base_url(), w.repo, w.tag);
+        let r = http
+            .head(url)
+            .header("Accept", "application/vnd.oci.image.manifest.v1+json")
+            .send()
+            .expect("HEAD the mirrored manifest");
+        let digest = r.headers().get("docker-content-digest").and_then(|v| v.to_str().ok()).unwrap_or("");
+        if !r.status().is_success() || digest != w.digest {
+            wrong.push(format!("{}:{} ({} {digest})", w.repo, w.tag, r.status()));
+        }
+    }
+    wrong
 }
