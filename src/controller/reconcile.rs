@@ -312,6 +312,7 @@ async fn finish(
         )
     };
     let ok = ok && conflict.is_none();
+    let reason = outcome_reason(&f, conflict.is_some(), ok);
     let msg = match &conflict {
         Some(c) => format!("{}{applied}; {c}", f.summary),
         None => format!("{}{applied}", f.summary),
@@ -322,15 +323,6 @@ async fn finish(
     st.failed_images = f.failed;
     st.incomplete_operators = f.incomplete_operators;
     let (c, cs) = conds(st, generation);
-    let reason = if f.dry_run {
-        "DryRun"
-    } else if conflict.is_some() {
-        "Conflict"
-    } else if ok {
-        "Mirrored"
-    } else {
-        "ImagesFailed"
-    };
     set_condition(cs, &c, READY, ok, reason, &msg);
     set_condition(cs, &c, PROGRESSING, false, if ok { reason } else { "Failed" }, &msg);
     set_condition(cs, &c, DEGRADED, !ok, if ok { "AsExpected" } else { reason }, &msg);
@@ -402,4 +394,37 @@ where
     let patch = serde_json::json!({ "apiVersion": K::api_version(&()), "kind": K::kind(&()), "status": status });
     api.patch_status(&obj.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch)).await?;
     Ok(())
+}
+
+/// The reason of a finished run's conditions. Pure.
+fn outcome_reason(f: &run::Finished, conflict: bool, ok: bool) -> &'static str {
+    match (f.dry_run, conflict, ok, f.counts.failed, f.collection_reason) {
+        (true, ..) => "DryRun",
+        (_, true, ..) => "Conflict",
+        (_, _, true, ..) => "Mirrored",
+        // Nothing failed to copy: what is missing is what collection could not find.
+        (_, _, false, 0, Some(r)) => r,
+        _ => "ImagesFailed",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::status::Counts;
+
+    #[test]
+    fn a_run_is_named_by_what_stopped_it() {
+        let f = |failed, collection_reason| run::Finished {
+            counts: Counts { failed, ..Default::default() },
+            collection_reason,
+            ..Default::default()
+        };
+        assert_eq!(outcome_reason(&f(0, None), false, true), "Mirrored");
+        assert_eq!(outcome_reason(&f(0, None), true, false), "Conflict");
+        assert_eq!(outcome_reason(&f(0, Some("ReleaseSignatureInvalid")), false, false), "ReleaseSignatureInvalid");
+        // Images that failed to copy are the first thing to say.
+        assert_eq!(outcome_reason(&f(3, Some("ReleaseSignatureInvalid")), false, false), "ImagesFailed");
+        assert_eq!(outcome_reason(&run::Finished { dry_run: true, ..f(0, None) }, false, true), "DryRun");
+    }
 }

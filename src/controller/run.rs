@@ -135,6 +135,8 @@ pub struct Finished {
     pub incomplete_operators: Vec<String>,
     /// Parts that failed before copying (release collection).
     pub collection_failures: Vec<String>,
+    /// The stable reason of the first of them (e.g. `ReleaseSignatureInvalid`).
+    pub collection_reason: Option<&'static str>,
     /// Objects to apply.
     pub objects: Vec<Value>,
     /// A plan only (dry run): nothing was copied.
@@ -354,7 +356,8 @@ fn finish(plan_digest: String, planned: &Planned, out: pipeline::copy::Report) -
         .filter(|n| failed_origins.contains(&n.image) || n.related.iter().any(|r| failed_origins.contains(r)))
         .map(|n| n.package.clone())
         .collect();
-    let collection_failures: Vec<String> = planned.failures.iter().map(|(_, m)| m.clone()).collect();
+    let collection_failures: Vec<String> = planned.failures.iter().map(|(_, _, m)| m.clone()).collect();
+    let collection_reason = planned.failures.first().map(|(_, r, _)| *r);
     let summary = format!(
         "{} images: {} copied, {} already present, {} failed, {} skipped{}",
         counts.total,
@@ -370,6 +373,7 @@ fn finish(plan_digest: String, planned: &Planned, out: pipeline::copy::Report) -
         failed,
         incomplete_operators: incomplete.into_iter().collect(),
         collection_failures,
+        collection_reason,
         objects: out.objects,
         dry_run: false,
         mapping: String::new(),

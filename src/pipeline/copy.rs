@@ -211,7 +211,7 @@ pub async fn execute(
             Outcome::Failed { message, .. } => format!("error mirroring image {} error: {message}\n", r.item.origin),
             _ => String::new(),
         })
-        .chain(planned.failures.iter().map(|(_, m)| format!("error collecting {m}\n")))
+        .chain(planned.failures.iter().map(|(_, _, m)| format!("error collecting {m}\n")))
         .collect();
     if write_log {
         write_atomic(&log, body.as_bytes())?;
@@ -222,7 +222,7 @@ pub async fn execute(
     let bits = failed
         .iter()
         .map(|r| kind_label(r.item.kind).1)
-        .chain(planned.failures.iter().map(|(k, _)| kind_label(*k).1))
+        .chain(planned.failures.iter().map(|(k, _, _)| kind_label(*k).1))
         .fold(0, |a, b| a | b);
     let failure = Error::CopyFailed { failed: failed.len() + planned.failures.len(), total: results.len(), log, bits };
     Ok(Report { lines, results, objects, failure: Some(failure) })

@@ -65,7 +65,7 @@ pub async fn collect(
         lines.extend(operators::collect(req, client, cache, planned).await?);
     }
     if planned.plan.items.is_empty() {
-        if let Some((kind, why)) = planned.failures.first() {
+        if let Some((kind, _, why)) = planned.failures.first() {
             return Err(match kind {
                 ImageKind::Release | ImageKind::ReleaseContent | ImageKind::KubeVirt | ImageKind::Graph => {
                     Error::Releases(why.clone())

@@ -32,8 +32,9 @@ pub struct Planned {
     pub platform: Option<Platform>,
     /// Verified release signatures by payload digest (for the signature ConfigMap).
     pub signatures: BTreeMap<String, Vec<Vec<u8>>>,
-    /// Parts that failed before copying (release collection): kind and message.
-    pub failures: Vec<(ImageKind, String)>,
+    /// Parts that failed before copying (release collection): kind, stable reason (for
+    /// conditions and metrics) and message.
+    pub failures: Vec<(ImageKind, &'static str, String)>,
 }
 
 impl Planned {

@@ -66,7 +66,7 @@ pub async fn collect(
         Ok(c) => c,
         Err(e) => {
             tracing::error!(reason = e.reason(), "mirror.platform: {e}");
-            planned.failures.push((ImageKind::Release, format!("mirror.platform: {e}")));
+            planned.failures.push((ImageKind::Release, e.reason(), format!("mirror.platform: {e}")));
             return Ok(vec![format!("✗ releases: {e}")]);
         }
     };
@@ -91,7 +91,11 @@ fn from_archives(inv: &Request, planned: &mut Planned) -> Result<Vec<String>, Er
     let (_, contents) = newest_archive(inv, "mirror.platform")?;
     let items = plan::plan_archived_releases(&contents.images, &inv.destination, inv.max_nested_paths);
     if items.is_empty() {
-        planned.failures.push((ImageKind::Release, "mirror.platform: the archives hold no release images".into()));
+        planned.failures.push((
+            ImageKind::Release,
+            "NoReleases",
+            "mirror.platform: the archives hold no release images".into(),
+        ));
         return Ok(vec!["✗ releases: the archives hold no release images".into()]);
     }
     let keys = signature::keyring(&inv.releases.signature_keys).map_err(Error::Access)?;
@@ -103,7 +107,7 @@ fn from_archives(inv: &Request, planned: &mut Planned) -> Result<Vec<String>, Er
         match signature::from_dir(&sigdir, &img.digest).map(|b| (signature::check(&keys, &b, &img.digest), b)) {
             Some((Ok(_), bytes)) => planned.signatures.entry(img.digest.clone()).or_default().push(bytes),
             Some((Err(e), _)) => {
-                planned.failures.push((ImageKind::Release, format!("mirror.platform: {e}")));
+                planned.failures.push((ImageKind::Release, "ReleaseSignatureInvalid", format!("mirror.platform: {e}")));
                 lines.push(format!("✗ releases: {e}"));
                 return Ok(lines);
             }
