@@ -261,6 +261,23 @@ fn shortest_path_across_channels_and_list_releases_follow_the_graph() {
     assert_eq!(listed, all);
     let head = all.last().unwrap();
     assert!(text.contains(&format!("Latest: {}.{}.{}", head.0, head.1, head.2)), "{text}");
+    // --version X.Y lists the whole stable-X.Y channel, other minors included, as oc-mirror does.
+    let by_version =
+        bin().args(["list", "releases", "--version", "4.13", "--update-url", &w.graph_url]).output().unwrap();
+    let by_version = support::cli::ok(by_version);
+    let listed: Vec<(u64, u64, u64)> =
+        by_version.lines().filter(|l| l.chars().next().is_some_and(|c| c.is_ascii_digit())).map(triple).collect();
+    assert_eq!(listed, all, "{by_version}");
+    assert!(by_version.starts_with("Channel: stable-4.13\n"), "{by_version}");
+    assert!(all.iter().any(|v| v.1 != 13), "the served stable-4.13 holds only 4.13.z: nothing shows the whole channel");
+    // A channel without versions is an error, in oc-mirror's words.
+    let empty =
+        bin().args(["list", "releases", "--channel", "stable-9.99", "--update-url", &w.graph_url]).output().unwrap();
+    assert!(!empty.status.success(), "an empty channel listed successfully");
+    assert_eq!(
+        String::from_utf8_lossy(&empty.stderr).trim_end(),
+        "imageset-operator: error: channel \"stable-9.99\": no versions found"
+    );
 
     // A shortest path in one channel, as a dry run: the mapping names exactly its payloads.
     let (from, to) = ("4.13.0", "4.13.9");

@@ -36,22 +36,18 @@ pub fn run(cmd: &ListCommand, env: &Env) -> Result<Vec<String>, CliError> {
 }
 
 /// oc-mirror's `list releases`: the versions of a channel (default `stable-<version>`) per
-/// architecture, from the update graph, optionally only those of `--version X.Y`.
+/// architecture, from the update graph: the whole channel, as oc-mirror lists it (`--version
+/// 4.8` shows the 4.7.z versions `stable-4.8` holds too). A channel without versions is an
+/// error, in oc-mirror's words.
 fn releases(a: &crate::cli::ListReleasesArgs, env: &Env) -> Result<Vec<String>, CliError> {
+    if let Some(v) = &a.version {
+        crate::release::graph::parse_version(v, "--version").map_err(|e| CliError::Usage(e.to_string()))?;
+    }
     let channel = match (&a.channel, &a.version) {
         (Some(c), _) => c.clone(),
         (None, Some(v)) => format!("stable-{v}"),
         (None, None) => unreachable!("checked above"),
     };
-    let minor = a
-        .version
-        .as_deref()
-        .map(|v| {
-            crate::release::graph::parse_version(v, "--version")
-                .map(|p| (p.major, p.minor))
-                .map_err(|e| CliError::Usage(e.to_string()))
-        })
-        .transpose()?;
     let flags = crate::pipeline::ReleaseSources {
         update_url: a.update_url.clone().or_else(|| env.update_url_override.clone()),
         timeout_seconds: 120,
@@ -68,12 +64,11 @@ fn releases(a: &crate::cli::ListReleasesArgs, env: &Env) -> Result<Vec<String>, 
         out.push(format!("Channel: {channel}"));
         out.push(format!("Architecture: {arch}"));
         let versions = g.versions();
-        let shown: Vec<_> =
-            versions.iter().filter(|v| minor.is_none_or(|(ma, mi)| v.major == ma && v.minor == mi)).collect();
-        if let Some(head) = shown.last() {
-            out.push(format!("Latest: {head}"));
-        }
-        out.extend(shown.iter().map(|v| v.to_string()));
+        let Some(head) = versions.last() else {
+            return Err(CliError::Setup(format!("channel {channel:?}: no versions found")));
+        };
+        out.push(format!("Latest: {head}"));
+        out.extend(versions.iter().map(|v| v.to_string()));
         out.push(String::new());
     }
     Ok(out)
