@@ -145,7 +145,7 @@ async fn invalid_combinations_are_rejected_at_admission_naming_the_field() {
         (
             json!({"operators": [{"catalog": cat, "full": true, "packages": [{"name": "p", "minVersion": "1.0.0"}]}]}),
             "spec.mirror.operators[0]",
-            "full: true cannot be mixed with minVersion/maxVersion",
+            "Full: true cannot be mixed with versionRange",
         ),
         (
             json!({"operators": [{"catalog": cat, "packages": [{"name": "p", "minVersion": "1.0.0", "channels": [{"name": "c", "maxVersion": "2.0.0"}]}]}]}),

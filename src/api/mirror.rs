@@ -122,7 +122,7 @@ pub struct ReleaseChannel {
 /// An operator catalog and what to take from it.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("!(has(self.full) && self.full && has(self.packages) && self.packages.exists(p, has(p.minVersion) || has(p.maxVersion) || (has(p.channels) && p.channels.exists(c, has(c.minVersion) || has(c.maxVersion)))))").message("full: true cannot be mixed with minVersion/maxVersion in packages or channels"))]
+#[x_kube(validation = Rule::new("!(has(self.full) && self.full && has(self.packages) && self.packages.exists(p, has(p.minVersion) || has(p.maxVersion) || (has(p.channels) && p.channels.exists(c, has(c.minVersion) || has(c.maxVersion)))))").message("Full: true cannot be mixed with versionRange (minVersion/maxVersion in packages or channels)"))]
 pub struct Operator {
     /// Catalog image (`registry/ns/name:tag`, `...@sha256:...`) or `oci:///abs/path`.
     #[schemars(length(min = 1, max = 256))]

@@ -167,7 +167,10 @@ impl Checker {
         let pkg_range = min_version.is_some() || max_version.is_some();
         let chan_range = channels.iter().any(|c| c.min_version.is_some() || c.max_version.is_some());
         if full && (pkg_range || chan_range) {
-            self.err(path.to_string(), "full: true cannot be mixed with minVersion/maxVersion in packages or channels");
+            self.err(
+                path.to_string(),
+                "Full: true cannot be mixed with versionRange (minVersion/maxVersion in packages or channels)",
+            );
         }
         if pkg_range && chan_range {
             self.err(
@@ -367,5 +370,13 @@ mod tests {
     fn distinct_target_catalogs_are_not_duplicates() {
         let m = mirror("operators: [{catalog: 'q.io/a/b:1'}, {catalog: 'q.io/a/b:1', targetCatalog: other/b}]");
         assert_eq!(paths(&m), Vec::<String>::new());
+    }
+
+    #[test]
+    fn full_with_a_range_is_refused_in_oc_mirrors_words() {
+        let m = mirror("operators: [{catalog: 'q.io/a/b:1', full: true, packages: [{name: p, minVersion: 1.0.0}]}]");
+        let e = validate_mirror("mirror", &m).unwrap_err().to_string();
+        assert!(e.contains("mirror.operators[0]"), "{e}");
+        assert!(e.contains("Full: true cannot be mixed with versionRange"), "{e}");
     }
 }

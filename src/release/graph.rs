@@ -285,7 +285,7 @@ fn path(graph: &Graph, channel: &str, min: &Version, max: &Version, field: &str)
 pub fn eus_warning(ch: &ReleaseChannel, w: &Wanted) -> Option<String> {
     (ch.name.contains("eus") && w.max.minor.saturating_sub(w.min.minor) >= 2).then(|| {
         format!(
-            "channel {}: {}..{} spans several minors; EUS-to-EUS upgrades need the intermediate channel's releases too",
+            "channel {} ({}..{}): Extended Update Support (EUS) channel detected with minor version range >= 2. Please refer to the web console https://access.redhat.com/labs/ocpupgradegraph/update_path To correctly determine the upgrade path for EUS releases",
             ch.name, w.min, w.max
         )
     })

@@ -202,3 +202,19 @@ fn synthetic_graph_of_oc_mirror_parses() {
     assert_eq!(heads.iter().map(|n| n.version.to_string()).collect::<Vec<_>>(), vec!["4.20.2"]);
     assert_eq!(g.nodes[0].channels, vec!["stable-4.20", "eus-4.20"]);
 }
+
+/// oc-mirror's EUS warning, in the words its users' checks grep for; only for an EUS channel
+/// whose range spans two minors or more.
+#[test]
+fn eus_ranges_over_two_minors_warn_in_oc_mirrors_words() {
+    let v = |s: &str| Version::parse(s).unwrap();
+    let w = |min: &str, max: &str| Wanted { min: v(min), max: v(max), shortest_path: false };
+    let eus = chan("eus-4.16", Some("4.14.10"), Some("4.16.3"), false, false);
+    let msg = eus_warning(&eus, &w("4.14.10", "4.16.3")).expect("a warning");
+    assert!(msg.contains("To correctly determine the upgrade path for EUS releases"), "{msg}");
+    assert!(msg.contains("Extended Update Support (EUS) channel detected with minor version range >= 2"), "{msg}");
+    assert!(msg.starts_with("channel eus-4.16 (4.14.10..4.16.3): "), "{msg}");
+    assert_eq!(eus_warning(&eus, &w("4.15.1", "4.16.3")), None);
+    let stable = chan("stable-4.16", Some("4.14.10"), Some("4.16.3"), false, false);
+    assert_eq!(eus_warning(&stable, &w("4.14.10", "4.16.3")), None);
+}
