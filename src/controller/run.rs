@@ -317,7 +317,11 @@ async fn execute(
             counts: Counts { total: n as u64, ..Default::default() },
             dry_run: true,
             mapping: planned.plan.mapping_txt(),
-            summary: format!("{n} images planned ({} blocked); dry run: nothing copied", planned.plan.blocked.len()),
+            summary: format!(
+                "{n} images planned ({} blocked); dry run: nothing copied{}",
+                planned.plan.blocked.len(),
+                planned.warnings.iter().map(|w| format!("; warning: {w}")).collect::<String>()
+            ),
             ..Default::default()
         });
     }
@@ -359,13 +363,14 @@ fn finish(plan_digest: String, planned: &Planned, out: pipeline::copy::Report) -
     let collection_failures: Vec<String> = planned.failures.iter().map(|(_, _, m)| m.clone()).collect();
     let collection_reason = planned.failures.first().map(|(_, r, _)| *r);
     let summary = format!(
-        "{} images: {} copied, {} already present, {} failed, {} skipped{}",
+        "{} images: {} copied, {} already present, {} failed, {} skipped{}{}",
         counts.total,
         counts.copied,
         counts.already_present,
         counts.failed,
         counts.skipped,
-        collection_failures.first().map(|f| format!("; {f}")).unwrap_or_default()
+        collection_failures.first().map(|f| format!("; {f}")).unwrap_or_default(),
+        planned.warnings.iter().map(|w| format!("; warning: {w}")).collect::<String>()
     );
     Finished {
         plan_digest,

@@ -46,6 +46,7 @@ pub fn plan(mirror: &Mirror, req: &Request) -> Result<Planned, Error> {
         platform,
         signatures: BTreeMap::new(),
         failures: Vec::new(),
+        warnings: Vec::new(),
     })
 }
 

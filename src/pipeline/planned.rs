@@ -32,6 +32,8 @@ pub struct Planned {
     pub platform: Option<Platform>,
     /// Verified release signatures by payload digest (for the signature ConfigMap).
     pub signatures: BTreeMap<String, Vec<Vec<u8>>>,
+    /// What collection wants the user to hear (a missing upgrade path, an EUS range).
+    pub warnings: Vec<String>,
     /// Parts that failed before copying (release collection): kind, stable reason (for
     /// conditions and metrics) and message.
     pub failures: Vec<(ImageKind, &'static str, String)>,

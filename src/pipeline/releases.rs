@@ -72,9 +72,11 @@ pub async fn collect(
     };
     for w in &collected.warnings {
         tracing::warn!("mirror.platform: {w}");
+        planned.warnings.push(format!("mirror.platform: {w}"));
     }
     let items = plan::plan_releases(&collected, &platform.platforms, &inv.destination, inv.max_nested_paths)?;
     let mut lines = summary(&collected, &platform);
+    lines.extend(collected.warnings.iter().map(|w| format!("warning: mirror.platform: {w}")));
     for r in &collected.releases {
         if let Some(s) = &r.signature {
             planned.signatures.entry(r.digest.clone()).or_default().push(s.clone());

@@ -79,18 +79,6 @@ pub enum GraphError {
         /// maxVersion.
         max: String,
     },
-    /// No upgrade path between two versions.
-    #[error("{field}: no upgrade path from {from} to {to} in the {channel:?} channel")]
-    NoPath {
-        /// The channel's field.
-        field: String,
-        /// Start.
-        from: String,
-        /// End.
-        to: String,
-        /// The channel.
-        channel: String,
-    },
 }
 
 #[derive(Deserialize)]
@@ -255,16 +243,35 @@ pub fn wanted(graph: &Graph, ch: &ReleaseChannel, arch: &str, field: &str) -> Re
     Ok(Wanted { min, max, shortest_path: ch.shortest_path })
 }
 
-/// The releases a channel entry selects, ascending by version.
-pub fn select(graph: &Graph, ch: &ReleaseChannel, arch: &str, field: &str) -> Result<Vec<Node>, GraphError> {
+/// The releases a channel entry selects, ascending by version, with what the user should
+/// hear about them (a shortest path that does not exist: only its two ends are taken).
+pub fn select(
+    graph: &Graph,
+    ch: &ReleaseChannel,
+    arch: &str,
+    field: &str,
+) -> Result<(Vec<Node>, Vec<String>), GraphError> {
     let w = wanted(graph, ch, arch, field)?;
-    let idx =
-        if w.shortest_path { path(graph, &ch.name, &w.min, &w.max, field)? } else { graph.in_range(&w.min, &w.max) };
-    Ok(idx.into_iter().map(|i| graph.nodes[i].clone()).collect())
+    let mut warnings = Vec::new();
+    let idx = if w.shortest_path {
+        path(graph, &ch.name, &w.min, &w.max, field, &mut warnings)?
+    } else {
+        graph.in_range(&w.min, &w.max)
+    };
+    Ok((idx.into_iter().map(|i| graph.nodes[i].clone()).collect(), warnings))
 }
 
-/// The shortest path between two versions of one channel, both of which must be in it.
-fn path(graph: &Graph, channel: &str, min: &Version, max: &Version, field: &str) -> Result<Vec<usize>, GraphError> {
+/// The shortest path between two versions of one channel, both of which must be in it. With
+/// no upgrade path between them, oc-mirror takes the two versions alone and goes on: so do we,
+/// with a warning naming both.
+fn path(
+    graph: &Graph,
+    channel: &str,
+    min: &Version,
+    max: &Version,
+    field: &str,
+    warnings: &mut Vec<String>,
+) -> Result<Vec<usize>, GraphError> {
     let find = |v: &Version, which: &str| {
         graph.find(v).ok_or_else(|| GraphError::VersionNotFound {
             field: format!("{field}.{which}"),
@@ -273,12 +280,13 @@ fn path(graph: &Graph, channel: &str, min: &Version, max: &Version, field: &str)
         })
     };
     let (from, to) = (find(min, "minVersion")?, find(max, "maxVersion")?);
-    graph.shortest_path(from, to).ok_or_else(|| GraphError::NoPath {
-        field: field.to_string(),
-        from: min.to_string(),
-        to: max.to_string(),
-        channel: channel.to_string(),
-    })
+    if let Some(p) = graph.shortest_path(from, to) {
+        return Ok(p);
+    }
+    warnings.push(format!(
+        "{field}: no upgrade path from {min} to {max} in the {channel:?} channel; mirroring only {min} and {max}"
+    ));
+    Ok(if from == to { vec![from] } else { vec![from, to] })
 }
 
 /// Whether a channel range spans two or more minors of an EUS channel (oc-mirror warns).
@@ -354,7 +362,7 @@ pub fn cross_channel(
         && channel_minor(&walk.source).map(|c| (c.1, c.2)) == channel_minor(&walk.target).map(|c| (c.1, c.2));
     if walk.source != walk.target && !same_minor {
         let head = source.bounds().map(|b| b.1.clone()).unwrap_or_else(|| start.clone());
-        take(source, path(source, &walk.source, &start, &head, field)?);
+        take(source, path(source, &walk.source, &start, &head, field, &mut warnings)?);
         start = head;
     }
     for (i, ch) in steps.iter().enumerate() {
@@ -364,10 +372,10 @@ pub fn cross_channel(
         if g.find(&start).is_none() {
             warnings.push(format!("No upgrade path for {start} in target channel {}", walk.target));
             let target = get(&walk.target)?;
-            take(target, path(target, &walk.target, &walk.end, &walk.end, field)?);
+            take(target, path(target, &walk.target, &walk.end, &walk.end, field, &mut warnings)?);
             break;
         }
-        take(g, path(g, ch, &start, &goal, field)?);
+        take(g, path(g, ch, &start, &goal, field, &mut warnings)?);
         start = goal;
     }
     found.sort_by(|a, b| a.version.cmp(&b.version));

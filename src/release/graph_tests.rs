@@ -78,7 +78,7 @@ fn heads_full_and_ranges_match_the_raw_versions() {
     let g = Graph::parse(&bytes).unwrap();
     let all = versions(&v);
     let head = *all.iter().max().unwrap();
-    let sel = |c: ReleaseChannel| picked(&select(&g, &c, "amd64", "channels[0]").unwrap());
+    let sel = |c: ReleaseChannel| picked(&select(&g, &c, "amd64", "channels[0]").unwrap().0);
     assert_eq!(sel(chan("stable-4.13", None, None, false, false)), BTreeSet::from([head]));
     assert_eq!(sel(chan("stable-4.13", None, None, true, false)), all.iter().copied().collect());
     let from = |lo: (u64, u64, u64)| all.iter().copied().filter(|t| *t >= lo).collect::<BTreeSet<_>>();
@@ -106,7 +106,9 @@ fn shortest_path_is_a_real_path_of_minimal_length() {
             .collect()
     };
     for (min, max) in [("4.12.30", "4.13.42"), ("4.12.0", "4.13.43"), ("4.13.0", "4.13.15"), ("4.12.10", "4.12.10")] {
-        let got = select(&g, &chan("stable-4.13", Some(min), Some(max), false, true), "amd64", "c").unwrap();
+        let (got, warnings) =
+            select(&g, &chan("stable-4.13", Some(min), Some(max), false, true), "amd64", "c").unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
         let names: Vec<String> = got.iter().map(|n| n.version.to_string()).collect();
         assert_eq!(names.first().map(String::as_str), Some(min));
         assert_eq!(names.last().map(String::as_str), Some(max));
@@ -118,8 +120,17 @@ fn shortest_path_is_a_real_path_of_minimal_length() {
     }
     // The real graph has no edge chain from 4.12.30 to 4.13.21 (relaxation agrees).
     assert_eq!(distances(&v, index_of(&v, "4.12.30"))[index_of(&v, "4.13.21")], None);
-    let e = select(&g, &chan("stable-4.13", Some("4.12.30"), Some("4.13.21"), false, true), "amd64", "c").unwrap_err();
-    assert_eq!(e.to_string(), "c: no upgrade path from 4.12.30 to 4.13.21 in the \"stable-4.13\" channel");
+    // As oc-mirror does, the two ends are taken alone, and the user is told.
+    let (got, warnings) =
+        select(&g, &chan("stable-4.13", Some("4.12.30"), Some("4.13.21"), false, true), "amd64", "c").unwrap();
+    let names: Vec<String> = got.iter().map(|n| n.version.to_string()).collect();
+    assert_eq!(names, ["4.12.30", "4.13.21"]);
+    assert_eq!(
+        warnings,
+        [
+            "c: no upgrade path from 4.12.30 to 4.13.21 in the \"stable-4.13\" channel; mirroring only 4.12.30 and 4.13.21"
+        ]
+    );
 }
 
 #[test]
@@ -198,7 +209,7 @@ fn cross_channel_walks_through_the_source_head() {
 fn synthetic_graph_of_oc_mirror_parses() {
     let p = crate::release::test_data("cincinnati/oc-mirror-synthetic/graph_data.json");
     let g = Graph::parse(&std::fs::read(p).unwrap()).unwrap();
-    let heads = select(&g, &chan("stable-4.20", None, None, false, false), "amd64", "c").unwrap();
+    let heads = select(&g, &chan("stable-4.20", None, None, false, false), "amd64", "c").unwrap().0;
     assert_eq!(heads.iter().map(|n| n.version.to_string()).collect::<Vec<_>>(), vec!["4.20.2"]);
     assert_eq!(g.nodes[0].channels, vec!["stable-4.20", "eus-4.20"]);
 }

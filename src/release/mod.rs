@@ -209,7 +209,9 @@ pub async fn resolve(
             let g = graphs.get(ch.release_type, &ch.name, &arch).await?;
             let w = graph::wanted(g, ch, &arch, &field)?;
             warnings.extend(graph::eus_warning(ch, &w));
-            found.extend(graph::select(g, ch, &arch, &field)?);
+            let (nodes, notes) = graph::select(g, ch, &arch, &field)?;
+            found.extend(nodes);
+            warnings.extend(notes);
             if ch.release_type == ReleaseType::Ocp {
                 ends.push((ch.name.clone(), w));
             }
