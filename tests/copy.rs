@@ -370,3 +370,21 @@ fn real_layouts_and_an_oci_artifact_mirror_byte_for_byte_through_every_workflow(
         }
     }
 }
+
+/// An image that cannot be copied is named in its error as references are written: a digest
+/// after `@`, never `repo:sha256:...`.
+#[test]
+fn errors_name_digest_references_with_an_at_sign() {
+    let src = Registry::start(RegistryOptions::default());
+    let dst = Registry::start(RegistryOptions::default());
+    let dir = temp_dir("digest-named-");
+    let digest = format!("sha256:{}", "0".repeat(64));
+    let isc = write_isc(dir.path(), &[format!("{}/gone/img@{digest}", src.host)]);
+    let out = mirror_to_mirror(&isc, dir.path(), &format!("docker://{}/m", dst.host), &[]).output().unwrap();
+    assert!(!out.status.success(), "a missing image mirrored");
+    let logs = dir.path().join("ws/working-dir/logs");
+    let log = std::fs::read_dir(&logs).unwrap().flatten().next().expect("an error log").path();
+    let text = std::fs::read_to_string(log).unwrap();
+    assert!(text.contains(&format!("{}/gone/img@{digest}", src.host)), "{text}");
+    assert!(!text.contains("img:sha256:"), "{text}");
+}

@@ -24,7 +24,7 @@ impl Client {
         repo: &str,
         reference: &str,
     ) -> Result<Option<(String, String)>, RegistryError> {
-        let what = format!("HEAD manifest {registry}/{repo}:{reference}");
+        let what = format!("HEAD manifest {}", named(registry, repo, reference));
         let url = format!("/v2/{repo}/manifests/{reference}");
         let build =
             move |c: &reqwest::Client, base: &str| c.head(format!("{base}{url}")).header(ACCEPT, manifest::ACCEPT);
@@ -47,7 +47,7 @@ impl Client {
         repo: &str,
         reference: &str,
     ) -> Result<(Vec<u8>, String), RegistryError> {
-        let what = format!("GET manifest {registry}/{repo}:{reference}");
+        let what = format!("GET manifest {}", named(registry, repo, reference));
         let url = format!("/v2/{repo}/manifests/{reference}");
         let build =
             move |c: &reqwest::Client, base: &str| c.get(format!("{base}{url}")).header(ACCEPT, manifest::ACCEPT);
@@ -80,7 +80,7 @@ impl Client {
         bytes: &[u8],
         media_type: &str,
     ) -> Result<(), RegistryError> {
-        let what = format!("PUT manifest {registry}/{repo}:{reference}");
+        let what = format!("PUT manifest {}", named(registry, repo, reference));
         let url = format!("/v2/{repo}/manifests/{reference}");
         let body = bytes::Bytes::copy_from_slice(bytes);
         let mt = media_type.to_string();
@@ -253,4 +253,20 @@ struct Upload<'a> {
     digest: &'a str,
     size: u64,
     what: &'a str,
+}
+
+/// `registry/repo:tag`, or `registry/repo@sha256:...` for a digest, as references are written.
+fn named(registry: &str, repo: &str, reference: &str) -> String {
+    let sep = if crate::image::reference::is_digest(reference) { '@' } else { ':' };
+    format!("{registry}/{repo}{sep}{reference}")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn digests_are_named_with_an_at_sign_and_tags_with_a_colon() {
+        let d = format!("sha256:{}", "a".repeat(64));
+        assert_eq!(super::named("r.io:5000", "ns/app", &d), format!("r.io:5000/ns/app@{d}"));
+        assert_eq!(super::named("r.io:5000", "ns/app", "v1.2"), "r.io:5000/ns/app:v1.2");
+    }
 }
