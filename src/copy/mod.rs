@@ -98,7 +98,6 @@ pub struct Engine {
 /// One run's use of the engine: its client, its concurrency, its progress.
 pub struct Session<'e> {
     engine: &'e Engine,
-    cache: &'e Cache,
     client: Arc<Client>,
     opts: Options,
     /// Progress counters.
@@ -171,7 +170,7 @@ impl Engine {
 
     /// A run through this engine with `client` (its credentials and request slots).
     pub fn session(&self, client: Arc<Client>, opts: Options) -> Session<'_> {
-        Session { engine: self, cache: &self.cache, client, opts, progress: Arc::default() }
+        Session { engine: self, client, opts, progress: Arc::default() }
     }
 }
 
@@ -217,14 +216,14 @@ impl Session<'_> {
 
     /// A manifest by digest: from the cache, else from the source registry (verified, cached).
     async fn manifest(&self, src: &ImageRef, source: &Source, digest: &str) -> Result<Vec<u8>, RegistryError> {
-        if self.cache.has(digest) {
-            self.cache.count(true);
-            return self.cache.read(digest).map_err(|e| local("reading cache", e));
+        if self.engine.cache.has(digest) {
+            self.engine.cache.count(true);
+            return self.engine.cache.read(digest).map_err(|e| local("reading cache", e));
         }
         if let Source::Archive(_) = source {
             return Err(RegistryError::NotFound { what: format!("manifest {digest} of {src} in the archives") });
         }
-        fetch::manifest(&self.client, self.cache, &src.registry, &src.path, digest).await
+        fetch::manifest(&self.client, &self.engine.cache, &src.registry, &src.path, digest).await
     }
 
     /// The top manifest of a source reference: `(bytes, media type, digest)`.
@@ -248,7 +247,7 @@ impl Session<'_> {
         let tag = src.tag.as_deref().unwrap_or("latest");
         let (bytes, mt) = self.client.manifest_get(&src.registry, &src.path, tag).await?;
         let d = manifest::sha256_digest(&bytes);
-        self.cache.put(&d, &bytes).map_err(|e| local("writing cache", e))?;
+        self.engine.cache.put(&d, &bytes).map_err(|e| local("writing cache", e))?;
         Ok((bytes, mt, d))
     }
 
@@ -332,7 +331,7 @@ impl Session<'_> {
         let Found { src, dst, dest_reference, top_mt, top_digest, at_dest } = survey.found?;
         let what = item.source.clone();
         // The survey left it in the cache (read without counting a second hit).
-        let top = match self.cache.read(&top_digest) {
+        let top = match self.engine.cache.read(&top_digest) {
             Ok(b) => b,
             Err(_) => self.manifest(&src, source, &top_digest).await?,
         };
@@ -364,7 +363,7 @@ impl Session<'_> {
                 let (bytes, digest) = match sparse {
                     Some(b) => {
                         let d = manifest::sha256_digest(&b);
-                        self.cache.put(&d, &b).map_err(|e| local("writing cache", e))?;
+                        self.engine.cache.put(&d, &b).map_err(|e| local("writing cache", e))?;
                         (b, d)
                     }
                     None => (top, top_digest),
@@ -441,7 +440,7 @@ impl Session<'_> {
         session: Option<String>,
     ) -> Result<(), RegistryError> {
         self.cached(src, source, desc).await?;
-        let path = self.cache.path(&desc.digest).map_err(|e| local("cache", e))?;
+        let path = self.engine.cache.path(&desc.digest).map_err(|e| local("cache", e))?;
         self.client.blob_upload(&dst.registry, &dst.path, &desc.digest, desc.size, &path, session).await
     }
 
@@ -455,14 +454,14 @@ impl Session<'_> {
         desc: &Descriptor,
         session: Option<String>,
     ) -> Result<bool, RegistryError> {
-        let _turn = self.cache.flight(&desc.digest).await;
-        if self.cache.has(&desc.digest) {
+        let _turn = self.engine.cache.flight(&desc.digest).await;
+        if self.engine.cache.has(&desc.digest) {
             return Ok(false);
         }
         let (tx, rx) = tokio::sync::mpsc::channel(4);
         let chunks = futures::stream::unfold(rx, |mut rx| async { rx.recv().await.map(|c| (c, rx)) });
         let upload = self.client.blob_upload_stream(&dst.registry, &dst.path, &desc.digest, desc.size, chunks, session);
-        let download = fetch::blob(&self.client, self.cache, &src.registry, &src.path, desc, Some(tx));
+        let download = fetch::blob(&self.client, &self.engine.cache, &src.registry, &src.path, desc, Some(tx));
         let (uploaded, downloaded) = futures::join!(upload, download);
         downloaded?;
         if let Err(e) = &uploaded {
@@ -473,17 +472,19 @@ impl Session<'_> {
 
     /// Makes one blob present in the cache (single flight per digest).
     async fn cached(&self, src: &ImageRef, source: &Source, desc: &Descriptor) -> Result<(), RegistryError> {
-        if self.cache.has(&desc.digest) {
-            self.cache.count(true);
+        if self.engine.cache.has(&desc.digest) {
+            self.engine.cache.count(true);
             return Ok(());
         }
-        let _turn = self.cache.flight(&desc.digest).await;
-        if self.cache.has(&desc.digest) {
-            self.cache.count(true);
+        let _turn = self.engine.cache.flight(&desc.digest).await;
+        if self.engine.cache.has(&desc.digest) {
+            self.engine.cache.count(true);
             return Ok(());
         }
         match source {
-            Source::Registry => fetch::blob(&self.client, self.cache, &src.registry, &src.path, desc, None).await,
+            Source::Registry => {
+                fetch::blob(&self.client, &self.engine.cache, &src.registry, &src.path, desc, None).await
+            }
             Source::Archive(_) => {
                 Err(RegistryError::NotFound { what: format!("blob {} in the archives", desc.digest) })
             }
@@ -500,7 +501,7 @@ impl Session<'_> {
         desc: &Descriptor,
     ) -> Result<(), RegistryError> {
         if target == Target::Cache {
-            let _transfer = match self.cache.has(&desc.digest) {
+            let _transfer = match self.engine.cache.has(&desc.digest) {
                 true => None,
                 false => Some(self.engine.transfers.acquire().await.expect("never closed")),
             };
@@ -531,7 +532,7 @@ impl Session<'_> {
             }
         }
         let _transfer = self.engine.transfers.acquire().await.expect("never closed");
-        if matches!(source, Source::Registry) && !self.cache.has(&desc.digest) && src.registry != dst.registry {
+        if matches!(source, Source::Registry) && !self.engine.cache.has(&desc.digest) && src.registry != dst.registry {
             if !self.stream_through(src, dst, desc, session.take()).await? {
                 self.upload_from_cache(src, dst, source, desc, None).await?;
             }
