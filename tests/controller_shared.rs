@@ -10,34 +10,7 @@ use imageset_operator::api::ImageSetConfiguration;
 use kube::api::{Api, DeleteParams, PostParams};
 use serde_json::json;
 use support::cluster;
-
-/// Operators watch every namespace: the tests of this file take turns.
-static OPERATOR: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-async fn clear_left_behind(client: &kube::Client) {
-    let all: Api<ImageSetConfiguration> = Api::all(client.clone());
-    for isc in all.list(&Default::default()).await.unwrap().items {
-        let ns = isc.metadata.namespace.clone().unwrap_or_default();
-        let name = isc.metadata.name.clone().unwrap_or_default();
-        let api: Api<ImageSetConfiguration> = Api::namespaced(client.clone(), &ns);
-        let clear = json!({"metadata": {"finalizers": null}});
-        let _ = api.patch(&name, &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&clear)).await;
-        let _ = api.delete(&name, &DeleteParams::default()).await;
-    }
-}
-
-fn operator(cp: &cluster::ControlPlane, dir: &std::path::Path, flags: &[&str]) -> support::Guarded {
-    let mut args = vec!["run".to_string(), format!("--admin-addr=127.0.0.1:{}", support::free_port())];
-    args.push(format!("--cache-dir={}", dir.join("cache").display()));
-    args.extend(flags.iter().map(|f| f.to_string()));
-    support::Guarded::spawn_with_env(
-        std::path::Path::new(env!("CARGO_BIN_EXE_imageset-operator")),
-        &args,
-        &[("KUBECONFIG", cp.kubeconfig.display().to_string())],
-        &dir.join("operator.log"),
-        None,
-    )
-}
+use support::operator::{OPERATOR, clear_left_behind, dynamic, finished, operator};
 
 fn image_set(ns: &str, name: &str, destination: String, hosts: &[&str], images: &[String]) -> ImageSetConfiguration {
     let registries: Vec<_> = hosts.iter().map(|h| json!({"host": h, "insecure": true})).collect();
@@ -48,34 +21,6 @@ fn image_set(ns: &str, name: &str, destination: String, hosts: &[&str], images: 
         "spec": {"destination": destination, "registries": registries, "mirror": {"additionalImages": images}},
     }))
     .unwrap()
-}
-
-async fn finished(
-    api: &Api<ImageSetConfiguration>,
-    name: &str,
-    secs: u64,
-) -> imageset_operator::api::status::ImageSetStatus {
-    for _ in 0..secs * 10 {
-        let obj = api.get(name).await.unwrap();
-        if let Some(st) = obj.status.clone()
-            && st.observed_generation == obj.metadata.generation
-            && st.conditions.iter().any(|c| c.type_ == "Progressing" && c.status == "False")
-            && st.conditions.iter().any(|c| c.type_ == "Ready" && c.reason != "Started")
-        {
-            return st;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("{name}: run not finished within {secs}s: {:?}", api.get(name).await.unwrap().status);
-}
-
-fn idms_api(client: &kube::Client) -> Api<kube::api::DynamicObject> {
-    let ar = kube::core::ApiResource::from_gvk(&kube::core::GroupVersionKind::gvk(
-        "config.openshift.io",
-        "v1",
-        "ImageDigestMirrorSet",
-    ));
-    Api::all_with(client.clone(), &ar)
 }
 
 fn ready(
@@ -107,7 +52,12 @@ async fn sets_named_alike_keep_their_own_objects_and_foreign_objects_are_left_al
         cluster::ensure_namespace(&client, ns).await;
     }
     let dir = support::temp_dir("operator-shared-");
-    let _operator = operator(cp, dir.path(), &["--namespace=team", "--allowed-namespaces=team,team-a"]);
+    let _operator = operator(
+        cp,
+        dir.path(),
+        &format!("127.0.0.1:{}", support::free_port()),
+        &["--namespace=team", "--allowed-namespaces=team,team-a"],
+    );
     let db = format!("{}/apps/db@{}", src.host, pinned.digest);
     let hosts = [src.host.as_str(), dst.host.as_str()];
     let a: Api<ImageSetConfiguration> = Api::namespaced(client.clone(), "team-a");
@@ -128,7 +78,7 @@ async fn sets_named_alike_keep_their_own_objects_and_foreign_objects_are_left_al
         let st = finished(api, name, 90).await;
         assert_eq!(ready(&st).status, "True", "{name}: {} {:?}", ready(&st).message, st.failed_images);
     }
-    let idms = idms_api(&client);
+    let idms = dynamic(&client, "config.openshift.io", "v1", "ImageDigestMirrorSet");
     for (owner, prefix) in [("team-a.x", "one"), ("team.a-x", "two")] {
         let lp = kube::api::ListParams::default().labels(&format!("mirror.openshift.io/owned-by={owner}"));
         let list = idms.list(&lp).await.unwrap().items;
@@ -212,7 +162,12 @@ async fn two_sets_pushing_the_same_blobs_at_once_both_finish() {
         cluster::ensure_namespace(&client, ns).await;
     }
     let dir = support::temp_dir("operator-race-");
-    let _operator = operator(cp, dir.path(), &["--namespace=race-a", "--max-concurrent-runs=2"]);
+    let _operator = operator(
+        cp,
+        dir.path(),
+        &format!("127.0.0.1:{}", support::free_port()),
+        &["--namespace=race-a", "--max-concurrent-runs=2"],
+    );
     let hosts = [src.host.as_str(), dst.host.as_str()];
     let apis: Vec<Api<ImageSetConfiguration>> =
         ["race-a", "race-b"].iter().map(|ns| Api::namespaced(client.clone(), ns)).collect();

@@ -22,7 +22,7 @@ use serde_json::json;
 use crate::World;
 use crate::operator::Operator;
 use crate::support::registry::{Registry, RegistryOptions};
-use crate::support::storage::{Written, small_images};
+use crate::support::storage::{Written, missing_at, small_images};
 
 /// Repositories the images are spread over, and each image's layer size.
 pub const REPOS: usize = 50;
@@ -370,20 +370,7 @@ pub fn cli(bin: &Path, time: Option<&Path>, dir: &Path, set: &LargeSet, timeout:
 /// Every image is at `dst` under `<prefix>/<repo>:<tag>` with its source digest (a HEAD of
 /// each manifest).
 fn verify(dst: &Registry, prefix: &str, images: &[Written]) -> Result<()> {
-    let http = dst.http();
-    let mut wrong = Vec::new();
-    for w in images {
-        let url = format!("{}/v2/{prefix}/{}/manifests/{}", dst.base_url(), w.repo, w.tag);
-        let r = http
-            .head(url)
-            .header("Accept", "application/vnd.oci.image.manifest.v1+json")
-            .send()
-            .context("HEAD a mirrored manifest")?;
-        let digest = r.headers().get("docker-content-digest").and_then(|v| v.to_str().ok()).unwrap_or("");
-        if !r.status().is_success() || digest != w.digest {
-            wrong.push(format!("{}:{} ({} {digest})", w.repo, w.tag, r.status()));
-        }
-    }
+    let wrong = missing_at(dst, prefix, images);
     if !wrong.is_empty() {
         bail!(
             "{} of {} images missing or wrong at the destination, e.g. {:?}",

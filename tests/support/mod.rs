@@ -10,6 +10,7 @@ pub mod content;
 pub mod fbc;
 pub mod gpg;
 pub mod image;
+pub mod operator;
 pub mod opm;
 pub mod proxy;
 pub mod registry;
