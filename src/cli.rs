@@ -229,9 +229,24 @@ pub struct DeleteArgs {
     /// Suffix for the generated delete files.
     #[arg(long)]
     pub delete_id: Option<String>,
+    /// With --generate: also list the sigstore signature tags (`sha256-<hex>.sig`) of the
+    /// images.
+    #[arg(long)]
+    pub delete_signatures: bool,
+    /// When executing: also forget the deleted images in the cache and remove the cache
+    /// entries no other image there needs.
+    #[arg(long)]
+    pub force_cache_delete: bool,
+    /// When executing: an ImageSetConfiguration whose images stay (each image it needs in
+    /// the registry is kept, with every tag of its digest). Repeatable.
+    #[arg(long, value_name = "ISC")]
+    pub protect_config: Vec<PathBuf>,
     /// Shared flags.
     #[command(flatten)]
     pub common: CommonFlags,
+    /// Release sources (for platform deletes and protected image sets with releases).
+    #[command(flatten)]
+    pub release: ReleaseFlags,
 }
 
 /// `cache` subcommands.

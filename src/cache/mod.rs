@@ -10,7 +10,10 @@
 pub mod archive;
 pub mod durable;
 pub mod fetch;
+mod forget;
 pub mod staging;
+
+pub use forget::ForgetReport;
 
 use std::collections::BTreeSet;
 use std::fs::{self, File};

@@ -2,14 +2,13 @@
 //! flags, the registry client and the cache of a run.
 
 use std::collections::BTreeSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::CliError;
-use super::mirror::Invocation;
 use crate::cache::Cache;
-use crate::cli::{Env, MirrorArgs};
+use crate::cli::{CommonFlags, Env};
 use crate::image::ImageRef;
 use crate::pipeline::Planned;
 use crate::pipeline::copy::CACHE_SUBDIR;
@@ -32,14 +31,13 @@ pub fn credentials(authfile: Option<&Path>, env: &Env) -> Result<DockerAuth, Cli
 
 /// Client options for a run: the hosts marked insecure by the TLS flags (sources are the
 /// plan's sources and the catalogs), credentials, CAs.
-fn client_options(
-    args: &MirrorArgs,
+pub fn client_options(
+    c: &CommonFlags,
     env: &Env,
     plan: &CopyPlan,
     catalogs: &[String],
     dest: &Destination,
 ) -> Result<ClientOptions, CliError> {
-    let c = &args.common;
     let mut insecure = BTreeSet::new();
     let sources = plan.items.iter().map(|i| i.source.as_str()).chain(catalogs.iter().map(String::as_str));
     for source in sources {
@@ -85,16 +83,25 @@ fn client_options(
 }
 
 /// The registry client for a run.
-pub fn open_client(inv: &Invocation, args: &MirrorArgs, env: &Env, planned: &Planned) -> Result<Arc<Client>, CliError> {
+pub fn open_client(c: &CommonFlags, env: &Env, planned: &Planned, dest: &Destination) -> Result<Arc<Client>, CliError> {
     let catalogs: Vec<String> = planned.operators.iter().map(|o| o.catalog.clone()).collect();
-    let opts = client_options(args, env, &planned.plan, &catalogs, &inv.request.destination)?;
+    let opts = client_options(c, env, &planned.plan, &catalogs, dest)?;
     Ok(Arc::new(Client::new(opts).map_err(|e| CliError::Setup(e.to_string()))?))
 }
 
+/// The cache directory `--cache-dir` or `OC_MIRROR_CACHE` names (default `$HOME`).
+pub fn cache_root(c: &CommonFlags, env: &Env) -> Result<PathBuf, CliError> {
+    match (&c.cache_dir, &env.oc_mirror_cache) {
+        (Some(_), Some(_)) => Err(CliError::Usage("use either --cache-dir or OC_MIRROR_CACHE, not both".into())),
+        (Some(d), None) | (None, Some(d)) => Ok(d.clone()),
+        (None, None) => Ok(env.home.clone().unwrap_or_else(|| PathBuf::from("."))),
+    }
+}
+
 /// The cache for a run (created if missing).
-pub fn open_cache(inv: &Invocation, args: &MirrorArgs) -> Result<Arc<Cache>, CliError> {
-    let cache = Cache::open(&inv.cache_dir.join(CACHE_SUBDIR)).map_err(|e| CliError::Setup(e.to_string()))?;
-    let cache = Arc::new(if args.common.no_cache_fsync { cache.without_fsync() } else { cache });
+pub fn open_cache(cache_dir: &Path, c: &CommonFlags) -> Result<Arc<Cache>, CliError> {
+    let cache = Cache::open(&cache_dir.join(CACHE_SUBDIR)).map_err(|e| CliError::Setup(e.to_string()))?;
+    let cache = Arc::new(if c.no_cache_fsync { cache.without_fsync() } else { cache });
     // What earlier runs wrote (long written back by the kernel) is confirmed on disk while
     // this run works, so the journal's marker moves on.
     cache.sync_in_background(std::time::Duration::from_secs(120));

@@ -96,11 +96,7 @@ pub fn validate_flags(args: &MirrorArgs, env: &Env) -> Result<Invocation, CliErr
             return Err(CliError::Usage(format!("--since {since:?} must be a date in the format yyyy-MM-dd")));
         }
     }
-    let cache_dir = match (&c.cache_dir, &env.oc_mirror_cache) {
-        (Some(_), Some(_)) => return usage("use either --cache-dir or OC_MIRROR_CACHE, not both"),
-        (Some(d), None) | (None, Some(d)) => d.clone(),
-        (None, None) => env.home.clone().unwrap_or_else(|| PathBuf::from(".")),
-    };
+    let cache_dir = super::access::cache_root(c, env)?;
     let from = args.from.as_deref().map(|f| PathBuf::from(f.trim_start_matches("file://")));
     let archive_dir = (mode == Mode::MirrorToDisk).then(|| PathBuf::from(dest_arg.trim_start_matches("file://")));
     let request = Request {
@@ -147,8 +143,8 @@ pub fn run(args: &MirrorArgs, env: &Env) -> Result<Vec<String>, CliError> {
     if !args.common.dry_run || !planned.operators.is_empty() || planned.platform.is_some() {
         let rt = tokio::runtime::Runtime::new().map_err(|e| CliError::Unsupported(format!("tokio runtime: {e}")))?;
         let copied = rt.block_on(async {
-            let client = super::access::open_client(&inv, args, env, &planned)?;
-            let cache = super::access::open_cache(&inv, args)?;
+            let client = super::access::open_client(&args.common, env, &planned, &inv.request.destination)?;
+            let cache = super::access::open_cache(&inv.cache_dir, &args.common)?;
             summary.extend(pipeline::collect(&inv.request, &client, &cache, &mut planned).await?);
             if args.common.dry_run {
                 return Ok(None);

@@ -166,6 +166,9 @@ pub async fn execute(
         .collect();
     cache.record_names(&names).map_err(|e| Error::Setup(e.to_string()))?;
     let failed: Vec<&ItemResult> = results.iter().filter(|r| matches!(r.outcome, Outcome::Failed { .. })).collect();
+    if inv.mode != Mode::MirrorToDisk {
+        write_record(inv, &results)?;
+    }
     if inv.mode == Mode::MirrorToDisk && failed.is_empty() && planned.failures.is_empty() {
         lines.extend(write_archives(inv, cache, &results, archive_size)?);
     }
@@ -226,6 +229,27 @@ pub async fn execute(
         .fold(0, |a, b| a | b);
     let failure = Error::CopyFailed { failed: failed.len() + planned.failures.len(), total: results.len(), log, bits };
     Ok(Report { lines, results, objects, failure: Some(failure) })
+}
+
+/// Records in the working directory what the run left at the destination, digest by
+/// digest, so that a delete knows what this image set needs there.
+fn write_record(inv: &Request, results: &[ItemResult]) -> Result<(), Error> {
+    use super::delete::{RECORD_FILE, Record, RecordedImage};
+    let mut images: Vec<RecordedImage> = results
+        .iter()
+        .filter(|r| !matches!(r.outcome, Outcome::Failed { .. }))
+        .filter_map(|r| {
+            let reference = r.item.destination.trim_start_matches("docker://").to_string();
+            Some(RecordedImage { reference, digest: r.digest.clone()? })
+        })
+        .collect();
+    images.sort_by(|a, b| a.reference.cmp(&b.reference));
+    let destination = match &inv.destination {
+        Destination::Registry(r) => format!("docker://{r}"),
+        Destination::Disk => String::new(),
+    };
+    let body = serde_json::to_vec(&Record { destination, images }).expect("a record serialises");
+    write_atomic(&inv.working_dir.join(RECORD_FILE), &body)
 }
 
 /// Writes `working-dir/cluster-resources/` from what the run left at the destination.

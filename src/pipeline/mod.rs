@@ -5,6 +5,7 @@
 //! each build a request and call [`plan`], [`collect`] and [`copy::execute`].
 
 pub mod copy;
+pub mod delete;
 mod error;
 mod files;
 pub mod operators;
