@@ -24,6 +24,10 @@ pub struct Metrics {
     pub images_copied: AtomicU64,
     /// Images that failed.
     pub images_failed: AtomicU64,
+    /// Manifests deleted by approved delete plans.
+    pub images_deleted: AtomicU64,
+    /// Images a delete kept because a live image set needs them.
+    pub images_protected: AtomicU64,
     /// Bytes received from registries by runs.
     pub bytes_copied: AtomicU64,
     /// Runs under way (including those waiting for a slot).
@@ -50,6 +54,16 @@ impl Metrics {
             ("imageset_operator_runs_failed_total", "Mirror runs that ended incomplete or failed.", &self.runs_failed),
             ("imageset_operator_images_copied_total", "Images copied.", &self.images_copied),
             ("imageset_operator_images_failed_total", "Images that failed to copy.", &self.images_failed),
+            (
+                "imageset_operator_images_deleted_total",
+                "Manifests deleted by approved delete plans.",
+                &self.images_deleted,
+            ),
+            (
+                "imageset_operator_images_protected_total",
+                "Images a delete kept because a live image set needs them.",
+                &self.images_protected,
+            ),
             ("imageset_operator_bytes_copied_total", "Bytes received from registries by runs.", &self.bytes_copied),
         ] {
             out.push_str(&format!(

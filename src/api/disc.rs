@@ -21,7 +21,9 @@ use super::status::DeleteStatus;
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
     printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
     printcolumn = r#"{"name":"Registry","type":"string","jsonPath":".spec.destination"}"#,
-    printcolumn = r#"{"name":"Planned","type":"integer","jsonPath":".status.counts.total"}"#,
+    printcolumn = r#"{"name":"To Delete","type":"integer","jsonPath":".status.counts.toDelete"}"#,
+    printcolumn = r#"{"name":"Protected","type":"integer","jsonPath":".status.counts.protected"}"#,
+    printcolumn = r#"{"name":"Deleted","type":"integer","jsonPath":".status.counts.deleted"}"#,
     printcolumn = r#"{"name":"Plan","type":"string","jsonPath":".status.planDigest","priority":1}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]

@@ -125,20 +125,65 @@ pub struct FailedImage {
 pub struct DeleteStatus {
     /// Ready, Progressing and Degraded, with reasons.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
     /// The generation these conditions describe.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// Digest of the delete plan awaiting approval (copy it into `spec.approvedPlanDigest`).
+    /// Digest of the delete plan: copy it into `spec.approvedPlanDigest` to delete exactly
+    /// what it lists.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plan_digest: Option<String>,
-    /// Name of the ConfigMap listing every planned deletion.
+    /// Name of the ConfigMap (beside this object, owned by it) listing every item of the plan.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plan_config_map: Option<String>,
-    /// Counts: total planned, deleted (`copied`), already absent, failed.
+    /// Counts of the plan, and of the deletion once it ran.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub counts: Option<Counts>,
+    pub counts: Option<DeleteCounts>,
+    /// The plan's first items (at most 50; the ConfigMap has them all).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub planned: Vec<PlannedDeletion>,
     /// Deletions that failed, at most 50.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub failed_images: Vec<FailedImage>,
+    /// When the approved plan was carried out (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion_time: Option<String>,
+}
+
+/// Counts of a delete plan and of its execution.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct DeleteCounts {
+    /// Images the delete names.
+    pub total: u64,
+    /// Images the plan deletes.
+    pub to_delete: u64,
+    /// Images kept because a live image set still needs them.
+    pub protected: u64,
+    /// Images already absent from the registry.
+    pub already_gone: u64,
+    /// Manifests deleted (after approval).
+    pub deleted: u64,
+    /// Deletions that failed (after approval).
+    pub failed: u64,
+}
+
+/// The most plan items listed in status.
+pub const MAX_LISTED_PLAN: usize = 50;
+
+/// One item of a delete plan.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct PlannedDeletion {
+    /// `Delete`, `Protected` or `Gone`.
+    pub action: String,
+    /// The reference at the registry.
+    pub reference: String,
+    /// The manifest digest it resolves to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+    /// The image set (`namespace/name`) that keeps a protected image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protected_by: Option<String>,
 }

@@ -211,8 +211,20 @@ pub fn keys(objects: &[Value]) -> BTreeSet<ObjKey> {
 /// `registries[].caBundle` ConfigMaps, both in its own namespace; insecure hosts as marked.
 pub async fn access(client: &Client, isc: &ImageSetConfiguration) -> Result<ClientOptions, String> {
     let ns = isc.namespace().unwrap_or_default();
+    access_in(client, &ns, isc.spec.auth_secret_ref.as_ref(), &isc.spec.registries).await
+}
+
+/// Registry access from a Secret and registry settings in namespace `ns` (an image set's or
+/// a delete's).
+pub async fn access_in(
+    client: &Client,
+    ns: &str,
+    auth_secret_ref: Option<&crate::api::isc::LocalObjectReference>,
+    registries: &[crate::api::isc::RegistrySettings],
+) -> Result<ClientOptions, String> {
+    let ns = ns.to_string();
     let mut opts = ClientOptions::default();
-    if let Some(r) = &isc.spec.auth_secret_ref {
+    if let Some(r) = auth_secret_ref {
         let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(client.clone(), &ns);
         let s = secrets
             .get(&r.name)
@@ -226,7 +238,7 @@ pub async fn access(client: &Client, isc: &ImageSetConfiguration) -> Result<Clie
             DockerAuth::parse(&bytes.0).map_err(|e| format!("spec.authSecretRef: Secret {ns}/{}: {e}", r.name))?;
     }
     let cms: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(client.clone(), &ns);
-    for (i, reg) in isc.spec.registries.iter().enumerate() {
+    for (i, reg) in registries.iter().enumerate() {
         if reg.insecure {
             opts.insecure.push(reg.host.clone());
         }

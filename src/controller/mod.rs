@@ -190,7 +190,7 @@ pub fn run(args: RunArgs) -> Result<(), StartError> {
         let disc = Controller::new(discs, watcher::Config::default())
             .graceful_shutdown_on(signalled(signal_rx))
             .run(
-                |d, ctx: Arc<Ctx>| delete::reconcile(d, ctx.client.clone()),
+                delete::reconcile,
                 |_, err: &ReconcileError, ctx: Arc<Ctx>| {
                     ctx.metrics.reconcile_errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     warn!(reason = err.reason(), error = %err, "reconcile of a delete failed");

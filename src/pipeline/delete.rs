@@ -230,8 +230,10 @@ pub enum Action {
     Protected(String),
     /// Not there (any more).
     Gone,
-    /// Refused by the safety checks, or its digest could not be read (why).
+    /// Refused by the safety checks (why).
     Invalid(String),
+    /// The registry could not be read for it (why): the plan is incomplete.
+    Unreadable(String),
 }
 
 /// One item of a plan, resolved at the registry.
@@ -366,7 +368,7 @@ pub async fn resolve(
         let (digest, action) = match head {
             Ok(None) => (None, Action::Gone),
             Err(RegistryError::NotFound { .. }) => (None, Action::Gone),
-            Err(e) => (None, Action::Invalid(e.to_string())),
+            Err(e) => (None, Action::Unreadable(e.to_string())),
             Ok(Some((d, _))) => {
                 let action = match protection.who(&target.repository(), &d) {
                     Some(who) => Action::Protected(who.to_string()),
@@ -394,6 +396,7 @@ pub fn plan_lines(resolved: &[Resolved]) -> Vec<String> {
                 Action::Protected(who) => format!("protected {reference} {d} {who}"),
                 Action::Gone => format!("gone {reference} -"),
                 Action::Invalid(why) => format!("invalid {reference} - {why}"),
+                Action::Unreadable(why) => format!("unreadable {reference} - {why}"),
             }
         })
         .collect()
@@ -494,7 +497,7 @@ pub async fn execute(
                 let who = who.clone();
                 out.push((r, Outcome::Protected(who)));
             }
-            Action::Invalid(why) => {
+            Action::Invalid(why) | Action::Unreadable(why) => {
                 let why = why.clone();
                 out.push((r, Outcome::Failed(why)));
             }
