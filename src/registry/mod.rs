@@ -351,27 +351,28 @@ impl Client {
         Ok(Some(value))
     }
 
-    /// Adds credentials for the host's known challenge; returns the bearer token used, if any.
+    /// Adds credentials for the host's known challenge; returns the bearer token used, if any,
+    /// and whether basic credentials were sent.
     async fn authorize(
         &self,
         host: &Host,
         rb: RequestBuilder,
         scopes: &[String],
         repo: &str,
-    ) -> Result<(RequestBuilder, Option<String>), RegistryError> {
+    ) -> Result<(RequestBuilder, Option<String>, bool), RegistryError> {
         let challenge = host.challenge.lock().expect("challenge lock").clone();
         Ok(match challenge {
             Some(Challenge::Basic) => match self.opts.auth.lookup(&host.name, repo) {
-                Some(c) => (rb.header(AUTHORIZATION, auth::basic_header(c)), None),
-                None => (rb, None),
+                Some(c) => (rb.header(AUTHORIZATION, auth::basic_header(c)), None, true),
+                None => (rb, None, false),
             },
             Some(Challenge::Bearer { realm, service }) => {
                 match self.token(host, &realm, service.as_deref(), scopes, repo).await? {
-                    Some(t) => (rb.bearer_auth(&t), Some(t)),
-                    None => (rb, None),
+                    Some(t) => (rb.bearer_auth(&t), Some(t), false),
+                    None => (rb, None, false),
                 }
             }
-            _ => (rb, None),
+            _ => (rb, None, false),
         })
     }
 
@@ -387,7 +388,7 @@ impl Client {
     ) -> Result<Response, RegistryError> {
         let base = self.base(host).await?;
         for round in 0..2 {
-            let (rb, used) = self.authorize(host, build(self.http(host), &base), scopes, repo).await?;
+            let (rb, used, sent_basic) = self.authorize(host, build(self.http(host), &base), scopes, repo).await?;
             self.counters.requests.fetch_add(1, Ordering::Relaxed);
             let resp = rb.send().await.map_err(|e| RegistryError::transport(what, e))?;
             if resp.status() == StatusCode::UNAUTHORIZED && round == 0 {
@@ -398,7 +399,7 @@ impl Client {
                     .map(auth::parse_challenge)
                     .unwrap_or(Challenge::None);
                 tracing::debug!(what, with_token = used.is_some(), ?challenge, "401; authenticating");
-                let had = host.challenge.lock().expect("challenge lock").replace(challenge.clone());
+                host.challenge.lock().expect("challenge lock").replace(challenge.clone());
                 // Forget the token only if this request was refused with it (others may have
                 // fetched a good one meanwhile).
                 if let Some(used) = used {
@@ -408,8 +409,10 @@ impl Client {
                         tokens.remove(&key);
                     }
                 }
-                // A token refused though fresh, or no way to authenticate: give up now.
-                if challenge == Challenge::None || (had == Some(challenge) && matches!(had, Some(Challenge::Basic))) {
+                // No way to authenticate, or basic credentials refused: give up now. A request
+                // sent before the challenge was known (several start at once) goes again with
+                // credentials.
+                if challenge == Challenge::None || (sent_basic && challenge == Challenge::Basic) {
                     return Ok(resp);
                 }
                 continue;
