@@ -10,24 +10,18 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
 use imageset_operator::api::ImageSetConfiguration;
 use imageset_operator::api::status::ImageSetStatus;
-use k8s_openapi::api::authentication::v1::TokenRequest;
-use k8s_openapi::api::core::v1::ServiceAccount;
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, PostParams};
 use serde_json::json;
 use support::cluster;
 use support::registry::{Registry, RegistryOptions};
 use support::storage::{Written, missing_at, small_images};
 
-/// The operator's namespace and ServiceAccount, as `config/rbac` ships them.
-const OPERATOR_NS: &str = "imageset-operator";
-const OPERATOR_SA: &str = "imageset-operator";
+use support::operator::OPERATOR_NS;
 const IMAGES: usize = 2000;
 const REPOS: usize = 50;
 const LAYER_BYTES: usize = 4096;
@@ -36,57 +30,6 @@ const LAYER_BYTES: usize = 4096;
 const STATUS_BOUND: usize = 16 << 10;
 const READY_WITHIN: Duration = Duration::from_secs(240);
 const SAMPLE_EVERY: Duration = Duration::from_secs(1);
-
-/// Applies the operator's ServiceAccount, ClusterRole and ClusterRoleBinding from
-/// `config/rbac` (what a deployment installs) and writes a kubeconfig holding a token of that
-/// ServiceAccount; returns its path.
-async fn operator_kubeconfig(cp: &cluster::ControlPlane, admin: &kube::Client, dir: &Path) -> PathBuf {
-    let rbac = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/rbac");
-    let read = |name: &str| std::fs::read_to_string(rbac.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
-    let apply = PatchParams::apply("imageset-operator-tests").force();
-    let sa: ServiceAccount = serde_saphyr::from_str(&read("service_account.yaml")).expect("service_account.yaml");
-    let role: ClusterRole = serde_saphyr::from_str(&read("role.yaml")).expect("role.yaml");
-    let binding: ClusterRoleBinding = serde_saphyr::from_str(&read("role_binding.yaml")).expect("role_binding.yaml");
-    assert_eq!(
-        (sa.metadata.namespace.as_deref(), sa.metadata.name.as_deref()),
-        (Some(OPERATOR_NS), Some(OPERATOR_SA)),
-        "config/rbac names another ServiceAccount"
-    );
-    let sas: Api<ServiceAccount> = Api::namespaced(admin.clone(), OPERATOR_NS);
-    sas.patch(OPERATOR_SA, &apply, &Patch::Apply(&sa)).await.expect("apply the ServiceAccount");
-    let roles: Api<ClusterRole> = Api::all(admin.clone());
-    roles.patch(role.metadata.name.as_deref().unwrap(), &apply, &Patch::Apply(&role)).await.expect("apply the role");
-    let bindings: Api<ClusterRoleBinding> = Api::all(admin.clone());
-    bindings
-        .patch(binding.metadata.name.as_deref().unwrap(), &apply, &Patch::Apply(&binding))
-        .await
-        .expect("apply the role binding");
-    // Empty audiences: the apiserver's own.
-    let request: TokenRequest =
-        serde_json::from_value(json!({"spec": {"audiences": [], "expirationSeconds": 3600}})).unwrap();
-    let token = sas
-        .create_token_request(OPERATOR_SA, &PostParams::default(), &request)
-        .await
-        .expect("a token for the operator's ServiceAccount")
-        .status
-        .and_then(|s| s.token)
-        .expect("a token in the token request's status");
-    let ca = base64::engine::general_purpose::STANDARD.encode(&cp.ca_pem);
-    let text = format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster:\n    server: {}\n    certificate-authority-data: {ca}\nusers:\n- name: operator\n  user:\n    token: {token}\ncontexts:\n- name: test\n  context:\n    cluster: test\n    user: operator\n    namespace: {OPERATOR_NS}\ncurrent-context: test\n",
-        cp.url
-    );
-    let path = dir.join("operator.kubeconfig");
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
-/// A client from a kubeconfig file.
-async fn client_for(path: &Path) -> kube::Client {
-    let kc = kube::config::Kubeconfig::read_from(path).expect("read kubeconfig");
-    let config = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await.expect("kubeconfig");
-    kube::Client::try_from(config).expect("kube client")
-}
 
 /// The most `spec.mirror.additionalImages` the installed ImageSetConfiguration CRD admits in
 /// one image set (None: no limit).
@@ -145,9 +88,9 @@ async fn two_thousand_images_progress_and_land_with_small_status() {
         sets.len()
     );
     let dir = support::temp_dir("operator-scale-");
-    let kubeconfig = operator_kubeconfig(cp, &admin, dir.path()).await;
+    let kubeconfig = support::operator::service_account_kubeconfig(cp, &admin, dir.path()).await;
     // The operator's credentials are its ServiceAccount's, not an admin's: it may not list nodes.
-    let as_operator = client_for(&kubeconfig).await;
+    let as_operator = support::operator::client_for(&kubeconfig).await;
     let nodes: Api<k8s_openapi::api::core::v1::Node> = Api::all(as_operator);
     match nodes.list(&Default::default()).await {
         Err(kube::Error::Api(s)) if s.code == 403 => {}

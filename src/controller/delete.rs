@@ -52,13 +52,17 @@ fn host_of(d: &Destination) -> Option<&str> {
     }
 }
 
+/// Image sets (`namespace/name`) with what their last run recorded, and image sets without a
+/// record with their planned images.
+type Protecting = (Vec<(String, Record)>, Vec<(String, Vec<CopyItem>)>);
+
 /// What live image sets that mirror into `host` need there: their records, or for a set
 /// that has not finished a run yet, its additional images as planned (resolved later).
 fn protecting_sets(
     sets: &[ImageSetConfiguration],
     root: &std::path::Path,
     host: &str,
-) -> (Vec<(String, Record)>, Vec<(String, Vec<CopyItem>)>) {
+) -> Protecting {
     let mut recorded = Vec::new();
     let mut planned = Vec::new();
     for isc in sets.iter().filter(|s| s.metadata.deletion_timestamp.is_none()) {

@@ -22,6 +22,44 @@ pub struct RegistryOptions {
     pub token: Option<(String, String)>,
     /// The tokens' `expires_in` in seconds (default 300); see [`TokenServer::set_expires_in`].
     pub token_expires_in: Option<u64>,
+    /// Refuse manifest deletes (Distribution's `storage.delete.enabled: false`): a `DELETE`
+    /// is answered 405 UNSUPPORTED.
+    pub deletion_disabled: bool,
+    /// Log every request (Distribution's access log, `log.accesslog.disabled: false`) to the
+    /// registry's log; read with [`Registry::access_log`] and [`Registry::requests`].
+    pub access_log: bool,
+}
+
+/// One request of a registry's access log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Access {
+    /// `GET`, `HEAD`, `DELETE`, ...
+    pub method: String,
+    /// The request URI (path and query).
+    pub uri: String,
+    /// The status answered.
+    pub status: u16,
+}
+
+impl Access {
+    /// Parses a line of Distribution's access log, the Apache combined format gorilla's
+    /// logging handler writes: `127.0.0.1 - - [05/Dec/2026:09:14:34 +0000] "DELETE
+    /// /v2/foo/manifests/sha256:... HTTP/1.1" 405 78 "" "agent"`. Any other line of the log
+    /// (Distribution's own `time=... level=...` lines name requests too) is `None`.
+    pub fn parse(line: &str) -> Option<Access> {
+        let (_, rest) = line.split_once("] \"")?;
+        let (request, after) = rest.split_once('"')?;
+        let mut parts = request.split(' ');
+        let (method, uri, proto) = (parts.next()?, parts.next()?, parts.next()?);
+        if parts.next().is_some() || !proto.starts_with("HTTP/") || method.is_empty() {
+            return None;
+        }
+        if !method.bytes().all(|b| b.is_ascii_uppercase()) || !uri.starts_with('/') {
+            return None;
+        }
+        let status = after.split_whitespace().next()?.parse().ok()?;
+        Some(Access { method: method.to_string(), uri: uri.to_string(), status })
+    }
 }
 
 /// A PEM CA certificate and a server certificate signed by it for 127.0.0.1 and localhost.
@@ -68,6 +106,8 @@ pub struct Registry {
     pub cert_dir: Option<PathBuf>,
     /// Storage root (the registry's own files).
     pub storage: PathBuf,
+    /// Whether requests are logged (see [`Registry::access_log`]).
+    access_log: bool,
     /// Tokens the harness itself holds, per scope, with when they expire.
     tokens: Mutex<HashMap<String, (String, Instant)>>,
     _proc: Guarded,
@@ -83,8 +123,10 @@ impl Registry {
         let host = format!("127.0.0.1:{port}");
         let storage = dir.path().join("storage");
         let mut config = format!(
-            "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {host}\n",
-            storage.display()
+            "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: {}\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: {}\nhttp:\n  addr: {host}\n",
+            !opts.access_log,
+            storage.display(),
+            !opts.deletion_disabled,
         );
         let ca = opts.tls.then(TestCa::generate);
         let mut cert_dir = None;
@@ -149,9 +191,27 @@ impl Registry {
             cert_dir,
             storage,
             ca,
+            access_log: opts.access_log,
             _proc: proc,
             _dir: dir,
         }
+    }
+
+    /// Every request answered so far, oldest first, as the access log has them. Panics unless
+    /// the registry was started with `access_log`. Distribution writes a request's line when
+    /// its handler returns, before the server flushes a small (buffered) response: the line of
+    /// a `HEAD`, `DELETE` or manifest request is there once its answer has been read; a large
+    /// blob's may follow the body's last bytes by a moment.
+    pub fn access_log(&self) -> Vec<Access> {
+        assert!(self.access_log, "the registry at {} was started without access_log", self.host);
+        let text =
+            std::fs::read_to_string(&self._proc.log).unwrap_or_else(|e| panic!("{}: {e}", self._proc.log.display()));
+        text.lines().filter_map(Access::parse).collect()
+    }
+
+    /// How many requests so far had this method and a URI containing `path_contains`.
+    pub fn requests(&self, method: &str, path_contains: &str) -> usize {
+        self.access_log().iter().filter(|a| a.method == method && a.uri.contains(path_contains)).count()
     }
 
     /// `http://` or `https://` plus host.
