@@ -211,6 +211,7 @@ impl ReleaseFlags {
             graph_base_image: self.graph_base_image.clone(),
             timeout_seconds: self.release_timeout,
             ca_files,
+            kept_graphs_first: false,
         }
     }
 }

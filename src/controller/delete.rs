@@ -58,11 +58,7 @@ type Protecting = (Vec<(String, Record)>, Vec<(String, Vec<CopyItem>)>);
 
 /// What live image sets that mirror into `host` need there: their records, or for a set
 /// that has not finished a run yet, its additional images as planned (resolved later).
-fn protecting_sets(
-    sets: &[ImageSetConfiguration],
-    root: &std::path::Path,
-    host: &str,
-) -> Protecting {
+fn protecting_sets(sets: &[ImageSetConfiguration], root: &std::path::Path, host: &str) -> Protecting {
     let mut recorded = Vec::new();
     let mut planned = Vec::new();
     for isc in sets.iter().filter(|s| s.metadata.deletion_timestamp.is_none()) {

@@ -104,6 +104,10 @@ pub async fn generate(
     client: &Arc<Client>,
     cache: &Arc<Cache>,
 ) -> Result<(DeleteImageList, Vec<String>), Error> {
+    // What was mirrored was selected from the graphs the mirror run kept: read those first.
+    let mut req = req.clone();
+    req.releases.kept_graphs_first = true;
+    let req = &req;
     let mut planned: Planned = super::plan(&as_mirror(delete), req)?;
     let mut lines: Vec<String> = planned.left_out.iter().map(|l| format!("warning: {l}")).collect();
     match super::collect(req, client, cache, &mut planned).await {

@@ -61,6 +61,7 @@ pub async fn collect(
         graph_base_image: inv.releases.graph_base_image.clone(),
         ignore_signatures: inv.releases.ignore_signatures,
         parallel: inv.parallel_images,
+        kept_graphs_first: inv.releases.kept_graphs_first,
     };
     let collected = match release::collect(client, cache, &settings, &platform).await {
         Ok(c) => c,

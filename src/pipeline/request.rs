@@ -38,6 +38,10 @@ pub struct ReleaseSources {
     pub timeout_seconds: u64,
     /// PEM CA bundles trusted beside the system roots.
     pub ca_files: Vec<PathBuf>,
+    /// Read update graphs the working directory kept before asking the update service
+    /// (deletes).
+    #[serde(default)]
+    pub kept_graphs_first: bool,
 }
 
 /// Which files a run writes into its working directory beside what the next run needs.

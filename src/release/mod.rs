@@ -147,6 +147,10 @@ pub struct Settings<'a> {
     pub ignore_signatures: bool,
     /// Payloads read at once.
     pub parallel: usize,
+    /// Read update graphs kept in the working directory by the mirror run before asking the
+    /// update service (deletes: what was mirrored was selected from those graphs, and a
+    /// disconnected site has no update service).
+    pub kept_graphs_first: bool,
 }
 
 /// The Cincinnati architectures a platform block queries.
@@ -167,6 +171,7 @@ pub fn arches(p: &Platform) -> Vec<String> {
 struct Graphs<'a> {
     up: &'a Upstream,
     keep: Option<PathBuf>,
+    kept_first: bool,
     got: BTreeMap<(String, String), Graph>,
 }
 
@@ -174,6 +179,13 @@ impl Graphs<'_> {
     async fn get(&mut self, kind: ReleaseType, channel: &str, arch: &str) -> Result<&Graph, ReleaseError> {
         let key = (arch.to_string(), channel.to_string());
         if !self.got.contains_key(&key) {
+            let kept = self.keep.as_ref().map(|d| d.join(format!("{arch}-{channel}.json")));
+            if self.kept_first
+                && let Some(bytes) = kept.as_ref().and_then(|p| std::fs::read(p).ok())
+            {
+                self.got.insert(key.clone(), Graph::parse(&bytes)?);
+                return Ok(&self.got[&key]);
+            }
             let bytes = self.up.graph(kind, channel, arch).await?;
             let g = Graph::parse(&bytes)?;
             if let Some(dir) = &self.keep {
@@ -193,12 +205,13 @@ pub async fn resolve(
     up: &Upstream,
     p: &Platform,
     working_dir: Option<&Path>,
+    kept_first: bool,
 ) -> Result<(Vec<Selected>, Vec<String>), ReleaseError> {
     if let Some(r) = &p.release {
         return Ok((vec![Selected { version: String::new(), arch: arches(p)[0].clone(), payload: r.clone() }], vec![]));
     }
     let keep = working_dir.map(|w| w.join("hold-release/cincinnati-graph-data"));
-    let mut graphs = Graphs { up, keep, got: BTreeMap::new() };
+    let mut graphs = Graphs { up, keep, kept_first, got: BTreeMap::new() };
     let mut out = Vec::new();
     let mut warnings = Vec::new();
     for arch in arches(p) {
@@ -252,7 +265,7 @@ pub async fn collect(
     s: &Settings<'_>,
     p: &Platform,
 ) -> Result<Collected, ReleaseError> {
-    let (selected, warnings) = resolve(s.upstream, p, s.working_dir).await?;
+    let (selected, warnings) = resolve(s.upstream, p, s.working_dir, s.kept_graphs_first).await?;
     let kube_arches: Vec<&str> = if p.platforms.is_empty() {
         payload::kubevirt_arches(arches(p).iter().map(String::as_str))
     } else {
