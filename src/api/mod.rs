@@ -36,6 +36,15 @@ pub mod names {
     pub const OWNER_LABEL: &str = "mirror.openshift.io/owned-by";
 }
 
+/// YAML as oc-mirror's Go writer lays it out: every scalar on its key's line, however long
+/// (serde-saphyr would fold strings over 80 characters into `>-` blocks, which are harder to
+/// review and to grep).
+pub fn to_yaml_lines<T: serde::Serialize>(value: &T) -> Result<String, serde_saphyr::ser::Error> {
+    let mut o = serde_saphyr::SerializerOptions::default();
+    o.prefer_block_scalars = false;
+    serde_saphyr::to_string_with_options(value, o)
+}
+
 /// Both CRDs as one multi-document YAML stream, as committed in `crds/`.
 pub fn crds_yaml() -> String {
     use kube::CustomResourceExt;

@@ -66,7 +66,7 @@ impl DeleteImageList {
 
     /// The list as YAML.
     pub fn to_yaml(&self) -> String {
-        serde_saphyr::to_string(self).expect("a delete list serialises")
+        crate::api::to_yaml_lines(self).expect("a delete list serialises")
     }
 }
 
@@ -509,38 +509,29 @@ pub async fn execute(
     }
     let one = |r: Resolved| async move {
         let (Some(t), Some(d)) = (&r.target, &r.digest) else {
-            return Ok((r, Outcome::Failed("nothing to delete".into())));
+            return (r, Ok(Outcome::Failed("nothing to delete".into())));
         };
-        match client.manifest_delete(&t.host, &t.repo, d).await {
-            Ok(()) => Ok((r, Outcome::Deleted)),
-            Err(RegistryError::NotFound { .. }) => Ok((r, Outcome::AlreadyGone)),
+        let done = match client.manifest_delete(&t.host, &t.repo, d).await {
+            Ok(()) => Ok(Outcome::Deleted),
+            Err(RegistryError::NotFound { .. }) => Ok(Outcome::AlreadyGone),
             Err(e) => match refusal(&t.host, &e) {
                 Some(refused) => Err(refused),
-                None => {
-                    let why = e.to_string();
-                    Ok((r, Outcome::Failed(why)))
-                }
+                None => Ok(Outcome::Failed(e.to_string())),
             },
-        }
+        };
+        (r, done)
     };
     let mut rest = todo.into_iter();
     if let Some(first) = rest.next() {
-        out.push(one(first).await?);
+        let (r, done) = one(first).await;
+        out.push((r, done?));
     }
     let results: Vec<_> = futures::stream::iter(rest.map(one)).buffer_unordered(parallel.max(1)).collect().await;
-    let mut refused = None;
-    for r in results {
-        match r {
-            Ok(o) => out.push(o),
-            Err(e) => refused = Some(e),
-        }
-    }
-    // A registry that starts refusing midway (its configuration changed) is reported too.
-    if let Some(e) = refused
-        && !out.iter().any(|(_, o)| *o == Outcome::Deleted)
-    {
-        return Err(e);
-    }
+    // A registry that starts refusing midway (its configuration changed) fails those items.
+    out.extend(results.into_iter().map(|(r, done)| {
+        let o = done.unwrap_or_else(|refused| Outcome::Failed(refused.to_string()));
+        (r, o)
+    }));
     Ok(out)
 }
 
@@ -559,6 +550,13 @@ mod tests {
 
     fn item(reference: &str, ty: &str) -> DeleteItem {
         DeleteItem { image_name: "quay.io/x/y:1".into(), image_reference: reference.into(), image_type: ty.into() }
+    }
+
+    #[test]
+    fn long_references_stay_on_their_line() {
+        let long = format!("docker://registry.example.com:5000/{}/bundle:v1", "deep/".repeat(30));
+        let yaml = DeleteImageList::new(vec![item(&long, "operatorBundle")]).to_yaml();
+        assert!(yaml.contains(&format!("  imageReference: {long}\n")), "{yaml}");
     }
 
     #[test]

@@ -230,7 +230,7 @@ pub fn all(
 pub fn to_yaml(objects: &[Value]) -> String {
     objects
         .iter()
-        .map(|o| format!("---\n{}", serde_saphyr::to_string(o).expect("JSON values serialise to YAML")))
+        .map(|o| format!("---\n{}", crate::api::to_yaml_lines(o).expect("JSON values serialise to YAML")))
         .collect()
 }
 
