@@ -548,8 +548,12 @@ fn a_release_range_is_listed_as_payloads_components_and_graph_image_and_deleted(
     let graph_digest = digest_at(&dst, graph_ref).expect("the graph image was mirrored");
 
     let before = writes(&dst);
+    let graph_requests = || w.requests().iter().filter(|r| r.contains("channel=")).count();
+    let asked = graph_requests();
+    assert!(asked > 0, "the mirror run asked the update service: {:?}", w.requests());
     run(generate(&disc, dir.path(), &dest, &flags)).ok();
     assert_eq!(writes(&dst), before, "generating wrote to the registry");
+    assert_eq!(graph_requests(), asked, "the delete reads the graph the mirror run kept, not the update service");
     let items = read_list(&list_path(dir.path(), None));
     let h = &dst.host;
     let mut want: BTreeMap<String, String> = BTreeMap::new();
