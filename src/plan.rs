@@ -131,6 +131,28 @@ fn destination_for(root: &str, path: &str, tag: &str, max_nested: u32) -> String
     format!("docker://{host}/{}:{tag}", fold_nested_paths(&full, max_nested))
 }
 
+/// Where an image is pulled from: itself, or by digest alone when it names both a tag and a
+/// digest (oc-mirror pulls by digest and keeps the tag for the destination).
+fn pull_source(r: &ImageRef) -> String {
+    if r.tag.is_some() && r.digest.is_some() { ImageRef { tag: None, ..r.clone() }.to_string() } else { r.to_string() }
+}
+
+/// oc-mirror's warning for each planned image that names both a tag and a digest. Pure.
+pub fn tag_and_digest_warnings(items: &[CopyItem]) -> Vec<String> {
+    items
+        .iter()
+        .filter_map(|i| {
+            let r = ImageRef::parse(&i.origin).ok()?;
+            (r.tag.is_some() && r.digest.is_some() && r.transport == Transport::Docker).then(|| {
+                format!(
+                    "{} has both tag and digest : using digest to pull, but tag only for mirroring",
+                    i.origin.trim_start_matches("docker://")
+                )
+            })
+        })
+        .collect()
+}
+
 fn additional_item(
     img: &AdditionalImage,
     idx: usize,
@@ -147,7 +169,7 @@ fn additional_item(
     };
     let tag = img.target_tag.clone().unwrap_or_else(|| r.destination_tag());
     let max_nested = if matches!(dest, Destination::Disk) { 0 } else { max_nested };
-    let source = if from_disk { destination_for(DISK_ROOT, &path, &tag, 0) } else { r.to_string() };
+    let source = if from_disk { destination_for(DISK_ROOT, &path, &tag, 0) } else { pull_source(&r) };
     Ok(CopyItem {
         kind: ImageKind::Additional,
         origin: r.to_string(),
@@ -236,7 +258,7 @@ pub fn plan_operators(
             Ok(CopyItem {
                 kind,
                 origin: r.to_string(),
-                source: r.to_string(),
+                source: pull_source(&r),
                 destination: destination_for(dest.root(), &r.path, &r.destination_tag(), max_nested),
                 platforms: c.op.platforms.clone(),
             })
@@ -490,6 +512,28 @@ mod tests {
 
     fn mirror(yaml: &str) -> Mirror {
         serde_saphyr::from_str(yaml).unwrap()
+    }
+
+    #[test]
+    fn an_image_with_tag_and_digest_is_pulled_by_digest_and_mirrored_under_its_tag() {
+        let both = format!("quay.io/ns/rel:1.2@{D}");
+        let op = Operator { catalog: "quay.io/cat/index:v1".into(), ..Default::default() };
+        let bundles = vec![("p".to_string(), "p.v1".to_string(), format!("quay.io/ns/bundle@{D}"), vec![both.clone()])];
+        let input = CatalogInput { index: 0, op: &op, bundles, rebuilt: None, imported: None };
+        let dest = Destination::Registry("r.example.com/m".into());
+        let (items, _) = plan_operators(&[input], &dest, 0).unwrap();
+        let rel = items.iter().find(|i| i.kind == ImageKind::OperatorRelatedImage).unwrap();
+        assert_eq!(rel.source, format!("docker://quay.io/ns/rel@{D}"));
+        assert_eq!(rel.origin, format!("docker://{both}"));
+        assert_eq!(rel.destination, "docker://r.example.com/m/ns/rel:1.2");
+        assert_eq!(
+            tag_and_digest_warnings(&items),
+            [format!("{both} has both tag and digest : using digest to pull, but tag only for mirroring")]
+        );
+        let m = mirror(&format!("additionalImages:\n- name: {both}\n"));
+        let p = plan_additional(&m, &dest, 0, false).unwrap();
+        assert_eq!(p.items[0].source, format!("docker://quay.io/ns/rel@{D}"));
+        assert_eq!(p.items[0].destination, "docker://r.example.com/m/ns/rel:1.2");
     }
 
     #[test]

@@ -228,3 +228,81 @@ fn list_checks_its_flags() {
     );
     assert_one_line_error(&run(&["list", "operators", "--channel", "stable"]), "--package");
 }
+
+/// oc-mirror warns about an additional image whose `targetRepo` is not a repository path and
+/// mirrors the rest (its e2e tests grep `invalid targetRepo` and `SKIPPING`, and exit 0); an
+/// image set in the cluster with it is refused at admission instead.
+#[test]
+fn an_invalid_target_repo_is_skipped_with_oc_mirror_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let isc = dir.path().join("isc.yaml");
+    std::fs::write(
+        &isc,
+        "kind: ImageSetConfiguration\napiVersion: mirror.openshift.io/v2alpha1\nmirror:\n  additionalImages:\n  - name: quay.io/a/bad:1\n    targetRepo: Not/A:Path\n  - name: quay.io/a/good:1\n",
+    )
+    .unwrap();
+    let ws = dir.path().join("ws");
+    let o = run(&[
+        "mirror",
+        "-c",
+        isc.to_str().unwrap(),
+        "--workspace",
+        &format!("file://{}", ws.display()),
+        "docker://mirror.example.com:5000",
+        "--dry-run",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(stdout.contains("warning: invalid targetRepo Not/A:Path for image quay.io/a/bad:1 : SKIPPING"), "{stdout}");
+    let mapping = std::fs::read_to_string(ws.join("working-dir/dry-run/mapping.txt")).unwrap();
+    assert_eq!(mapping, "docker://quay.io/a/good:1=docker://mirror.example.com:5000/a/good:1\n");
+    // The same entry in a custom resource is refused, naming the field.
+    let cr = dir.path().join("cr.yaml");
+    std::fs::write(
+        &cr,
+        "kind: ImageSetConfiguration\napiVersion: mirror.openshift.io/v2alpha1\nmetadata: {name: x}\nspec:\n  destination: docker://mirror.example.com:5000\n  mirror:\n    additionalImages:\n    - name: quay.io/a/bad:1\n      targetRepo: Not/A:Path\n",
+    )
+    .unwrap();
+    let o = run(&[
+        "mirror",
+        "-c",
+        cr.to_str().unwrap(),
+        "--workspace",
+        &format!("file://{}", ws.display()),
+        "docker://mirror.example.com:5000",
+        "--dry-run",
+    ]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("spec.mirror.additionalImages[0].targetRepo"), "{}", stderr(&o));
+}
+
+/// An image named by both a tag and a digest is pulled by its digest and keeps its tag at the
+/// destination, with oc-mirror's warning.
+#[test]
+fn an_image_with_tag_and_digest_is_pulled_by_digest_with_oc_mirror_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let isc = dir.path().join("isc.yaml");
+    std::fs::write(
+        &isc,
+        format!("kind: ImageSetConfiguration\napiVersion: mirror.openshift.io/v2alpha1\nmirror:\n  additionalImages:\n  - name: quay.io/a/b:1.0@{DIGEST}\n"),
+    )
+    .unwrap();
+    let ws = dir.path().join("ws");
+    let o = run(&[
+        "mirror",
+        "-c",
+        isc.to_str().unwrap(),
+        "--workspace",
+        &format!("file://{}", ws.display()),
+        "docker://mirror.example.com:5000",
+        "--dry-run",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    let want = format!(
+        "warning: quay.io/a/b:1.0@{DIGEST} has both tag and digest : using digest to pull, but tag only for mirroring"
+    );
+    assert!(stdout.lines().any(|l| l == want), "{stdout}");
+    let mapping = std::fs::read_to_string(ws.join("working-dir/dry-run/mapping.txt")).unwrap();
+    assert_eq!(mapping, format!("docker://quay.io/a/b@{DIGEST}=docker://mirror.example.com:5000/a/b:1.0\n"));
+}

@@ -405,6 +405,21 @@ fn catalogs_from_oci_layouts_are_mirrored_filtered_and_whole() {
         let present = get(&dst, &format!("mirror/{path}/manifests/{digest}")).status().is_success();
         assert!(present, "{old} (a bundle or related image of the whole catalog) not mirrored");
     }
+    // A filter that selects nothing (a channel the package does not have) is an operator
+    // error: oc-mirror's operator bit, 4, not a generic 1.
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        format!(
+            "apiVersion: mirror.openshift.io/v2alpha1\nkind: ImageSetConfiguration\nmirror:\n  operators:\n  - catalog: oci://{}\n    packages:\n    - name: baz\n      channels:\n      - name: no-such-channel\n",
+            layout.display()
+        ),
+    )
+    .unwrap();
+    let out = mirror_to_mirror(bad.to_str().unwrap(), dir.path(), &dest, &["--dry-run"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(4), "{stderr}");
+    assert!(stderr.contains("no-such-channel"), "{stderr}");
 }
 
 #[test]

@@ -63,6 +63,9 @@ pub struct ImageSetFile {
     pub archive_size: Option<i64>,
     /// The whole spec when the file is one of our custom resources.
     pub spec: Option<ImageSetConfigurationSpec>,
+    /// Entries left out with a warning, as oc-mirror leaves them out (oc-mirror files only:
+    /// a custom resource with them is refused).
+    pub skipped: Vec<String>,
 }
 
 /// A DeleteImageSetConfiguration read from a file.
@@ -169,7 +172,12 @@ pub fn image_set(text: &str) -> Result<ImageSetFile, LoadError> {
         }
         let spec: ImageSetConfigurationSpec = decode(spec, "ImageSetConfiguration")?;
         validate::validate_spec(&spec)?;
-        return Ok(ImageSetFile { mirror: spec.mirror.clone(), archive_size: spec.archive_size, spec: Some(spec) });
+        return Ok(ImageSetFile {
+            mirror: spec.mirror.clone(),
+            archive_size: spec.archive_size,
+            spec: Some(spec),
+            skipped: Vec::new(),
+        });
     }
     let spec_schema = &schema["properties"]["spec"]["properties"];
     let mut archive_size = None;
@@ -188,9 +196,19 @@ pub fn image_set(text: &str) -> Result<ImageSetFile, LoadError> {
             _ => return Err(LoadError::UnknownField(key)),
         }
     }
-    let mirror = mirror.ok_or_else(|| LoadError::Missing("mirror: is required in ImageSetConfiguration".into()))?;
+    let mut mirror = mirror.ok_or_else(|| LoadError::Missing("mirror: is required in ImageSetConfiguration".into()))?;
+    // oc-mirror warns about an additional image with an invalid targetRepo and mirrors the
+    // rest; scripts rely on that.
+    let mut skipped = Vec::new();
+    mirror.additional_images.retain(|img| match &img.target_repo {
+        Some(t) if !validate::is_path(t) => {
+            skipped.push(format!("invalid targetRepo {t} for image {} : SKIPPING", img.name));
+            false
+        }
+        _ => true,
+    });
     validate::validate_mirror("mirror", &mirror)?;
-    Ok(ImageSetFile { mirror, archive_size, spec: None })
+    Ok(ImageSetFile { mirror, archive_size, spec: None, skipped })
 }
 
 /// Reads and validates a DeleteImageSetConfiguration (oc-mirror file or custom resource).

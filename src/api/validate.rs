@@ -61,6 +61,11 @@ pub fn parse_version(v: &str) -> Option<semver::Version> {
 /// oc-mirror's repository-path rule, compiled once.
 static PATH_RE: LazyLock<regex::Regex> = LazyLock::new(|| regex::Regex::new(PATH_PATTERN).expect("static pattern"));
 
+/// Whether `s` is a destination repository path (oc-mirror's `targetRepo` rule).
+pub fn is_path(s: &str) -> bool {
+    PATH_RE.is_match(s)
+}
+
 struct Checker {
     errors: Vec<FieldError>,
 }

@@ -123,6 +123,10 @@ pub fn plan(inv: &Invocation) -> Result<Planned, CliError> {
     let isc = load::image_set(&text).map_err(|source| CliError::Config { path: inv.config.clone(), source })?;
     let mut planned = pipeline::plan(&isc.mirror, &inv.request)?;
     planned.archive_size = isc.archive_size;
+    for s in &isc.skipped {
+        tracing::warn!("{s}");
+        planned.left_out.push(s.clone());
+    }
     for op in &isc.mirror.operators {
         if let Some(path) = &op.target_catalog_source_template {
             let text = std::fs::read_to_string(path)
@@ -139,7 +143,8 @@ pub fn plan(inv: &Invocation) -> Result<Planned, CliError> {
 pub fn run(args: &MirrorArgs, env: &Env) -> Result<Vec<String>, CliError> {
     let inv = validate_flags(args, env)?;
     let mut planned = plan(&inv)?;
-    let mut summary: Vec<String> = planned.left_out.iter().map(|l| format!("warning: {l}")).collect();
+    let mut summary: Vec<String> =
+        planned.left_out.iter().chain(&planned.warnings).map(|l| format!("warning: {l}")).collect();
     if !args.common.dry_run || !planned.operators.is_empty() || planned.platform.is_some() {
         let rt = tokio::runtime::Runtime::new().map_err(|e| CliError::Unsupported(format!("tokio runtime: {e}")))?;
         let copied = rt.block_on(async {

@@ -46,10 +46,14 @@ pub enum CliError {
 }
 
 impl CliError {
-    /// Process exit code (oc-mirror uses 1 for generic errors).
+    /// Process exit code: oc-mirror's bits of the content type that failed (2 release, 4
+    /// operator, 8 additional, 16 helm), 1 for anything else.
     pub fn exit_code(&self) -> i32 {
+        use crate::pipeline::Error;
         match self {
-            CliError::Pipeline(crate::pipeline::Error::CopyFailed { bits, .. }) => *bits,
+            CliError::Pipeline(Error::CopyFailed { bits, .. }) => *bits,
+            CliError::Pipeline(Error::Releases(_)) => 2,
+            CliError::Pipeline(Error::Catalog(_) | Error::CatalogFetch(_)) => 4,
             _ => 1,
         }
     }

@@ -320,13 +320,22 @@ async fn execute(
             summary: format!(
                 "{n} images planned ({} blocked); dry run: nothing copied{}",
                 planned.plan.blocked.len(),
-                planned.warnings.iter().map(|w| format!("; warning: {w}")).collect::<String>()
+                warning_text(&planned.warnings)
             ),
             ..Default::default()
         });
     }
     let out = pipeline::copy::execute(&req, &mut planned, &shared.engine, client, Some(tx)).await?;
     Ok(finish(plan_digest, &planned, out))
+}
+
+/// Warnings for a condition message: the first five, and how many more.
+fn warning_text(warnings: &[String]) -> String {
+    let mut out: String = warnings.iter().take(5).map(|w| format!("; warning: {w}")).collect();
+    if warnings.len() > 5 {
+        out.push_str(&format!("; and {} more warnings", warnings.len() - 5));
+    }
+    out
 }
 
 fn finish(plan_digest: String, planned: &Planned, out: pipeline::copy::Report) -> Finished {
@@ -370,7 +379,7 @@ fn finish(plan_digest: String, planned: &Planned, out: pipeline::copy::Report) -
         counts.failed,
         counts.skipped,
         collection_failures.first().map(|f| format!("; {f}")).unwrap_or_default(),
-        planned.warnings.iter().map(|w| format!("; warning: {w}")).collect::<String>()
+        warning_text(&planned.warnings)
     );
     Finished {
         plan_digest,

@@ -32,6 +32,10 @@ pub fn plan(mirror: &Mirror, req: &Request) -> Result<Planned, Error> {
         left_out.push("mirror.helm: chart collection is not available in this build".to_string());
     }
     let plan = plan::plan_additional(mirror, &req.destination, req.max_nested_paths, req.mode == Mode::DiskToMirror)?;
+    let warnings = plan::tag_and_digest_warnings(&plan.items);
+    for w in &warnings {
+        tracing::warn!("{w}");
+    }
     if plan.items.is_empty() && left_out.is_empty() && mirror.operators.is_empty() && platform.is_none() {
         return Err(plan::PlanError::Empty.into());
     }
@@ -47,7 +51,7 @@ pub fn plan(mirror: &Mirror, req: &Request) -> Result<Planned, Error> {
         platform,
         signatures: BTreeMap::new(),
         failures: Vec::new(),
-        warnings: Vec::new(),
+        warnings,
     })
 }
 

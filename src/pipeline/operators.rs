@@ -91,6 +91,11 @@ pub async fn collect(
         inputs.push(CatalogInput { index: s.index, op, bundles, rebuilt, imported });
     }
     let (items, needs) = plan::plan_operators(&inputs, &inv.destination, inv.max_nested_paths)?;
+    for w in plan::tag_and_digest_warnings(&items) {
+        tracing::warn!("{w}");
+        lines.push(format!("warning: {w}"));
+        planned.warnings.push(w);
+    }
     let digests: Vec<Option<String>> = inputs.into_iter().map(|i| i.rebuilt).collect();
     planned.add(items);
     planned.needs = needs;
