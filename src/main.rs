@@ -13,7 +13,8 @@ fn main() {
         }
         Err(e) => {
             eprintln!("imageset-operator: {}", telemetry::one_line_clap_error(&e));
-            std::process::exit(2);
+            // oc-mirror exits 1 on flag errors; 2 is its release-error bit, which scripts read.
+            std::process::exit(1);
         }
     };
     telemetry::init(cli.log_format, &cli.log_level);

@@ -306,3 +306,11 @@ fn an_image_with_tag_and_digest_is_pulled_by_digest_with_oc_mirror_warning() {
     let mapping = std::fs::read_to_string(ws.join("working-dir/dry-run/mapping.txt")).unwrap();
     assert_eq!(mapping, format!("docker://quay.io/a/b@{DIGEST}=docker://mirror.example.com:5000/a/b:1.0\n"));
 }
+
+/// A flag error exits 1 as oc-mirror's does: 2 is the release-error bit scripts test for.
+#[test]
+fn a_flag_error_exits_one() {
+    let o = run(&["mirror", "--no-such-flag"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--no-such-flag"), "{}", stderr(&o));
+}

@@ -309,6 +309,14 @@ fn a_mirror_to_disk_dry_run_lists_what_the_cache_lacks_in_missing_txt() {
     let lines: Vec<String> = mapping.lines().skip(2).map(|l| format!("{l}\n")).collect();
     assert_eq!(std::fs::read_to_string(&missing).unwrap(), lines.concat());
     assert!(lines.iter().all(|l| l.starts_with("docker://") && l.contains("=docker://localhost:55000/")), "{lines:?}");
+    // The two cached ones alone: oc-mirror's words for a cache that holds everything.
+    let out = dry(&isc_two);
+    assert!(out.lines().any(|l| l == "workflow mode: mirrorToDisk"), "{out}");
+    assert!(out.lines().any(|l| l == "images to copy 2"), "{out}");
+    assert!(
+        out.contains("all 2 images required for mirroring are available in local cache. You may proceed with mirroring from disk to disconnected registry"),
+        "{out}"
+    );
 }
 
 #[test]

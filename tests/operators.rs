@@ -380,6 +380,10 @@ fn catalogs_from_oci_layouts_are_mirrored_filtered_and_whole() {
     let out = mirror_to_mirror(isc.to_str().unwrap(), dir.path(), &dest, &[]).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(out.status.success(), "{stdout} {}", String::from_utf8_lossy(&out.stderr));
+    // Bundles, related images and catalogs are one oc-mirror content type: one result line.
+    let results: Vec<&str> = stdout.lines().filter(|l| l.contains(" images mirrored")).collect();
+    assert_eq!(results.len(), 1, "{stdout}");
+    assert!(results[0].starts_with("✓ ") && results[0].contains(" operator images mirrored successfully"), "{stdout}");
     let tags = |repo: &str| -> Vec<String> {
         let v: Value = get(&dst, &format!("mirror/{repo}/tags/list")).json().unwrap();
         v["tags"].as_array().unwrap().iter().map(|t| t.as_str().unwrap().into()).collect()

@@ -143,14 +143,20 @@ pub fn plan(inv: &Invocation) -> Result<Planned, CliError> {
 pub fn run(args: &MirrorArgs, env: &Env) -> Result<Vec<String>, CliError> {
     let inv = validate_flags(args, env)?;
     let mut planned = plan(&inv)?;
-    let mut summary: Vec<String> =
-        planned.left_out.iter().chain(&planned.warnings).map(|l| format!("warning: {l}")).collect();
+    let mode = match inv.request.mode {
+        Mode::MirrorToMirror => "mirrorToMirror",
+        Mode::MirrorToDisk => "mirrorToDisk",
+        Mode::DiskToMirror => "diskToMirror",
+    };
+    let mut summary = vec![format!("workflow mode: {mode}")];
+    summary.extend(planned.left_out.iter().chain(&planned.warnings).map(|l| format!("warning: {l}")));
     if !args.common.dry_run || !planned.operators.is_empty() || planned.platform.is_some() {
         let rt = tokio::runtime::Runtime::new().map_err(|e| CliError::Unsupported(format!("tokio runtime: {e}")))?;
         let copied = rt.block_on(async {
             let client = super::access::open_client(&args.common, env, &planned, &inv.request.destination)?;
             let cache = super::access::open_cache(&inv.cache_dir, &args.common)?;
             summary.extend(pipeline::collect(&inv.request, &client, &cache, &mut planned).await?);
+            summary.push(format!("images to copy {}", planned.plan.items.len()));
             if args.common.dry_run {
                 return Ok(None);
             }
@@ -178,6 +184,9 @@ pub fn run(args: &MirrorArgs, env: &Env) -> Result<Vec<String>, CliError> {
         }
     }
     let plan = &planned.plan;
+    if !summary.iter().any(|l| l.starts_with("images to copy ")) {
+        summary.push(format!("images to copy {}", plan.items.len()));
+    }
     let dir = inv.request.working_dir.join("dry-run");
     if dir.exists() {
         std::fs::remove_dir_all(&dir).map_err(io_err(&dir))?;
@@ -194,11 +203,18 @@ pub fn run(args: &MirrorArgs, env: &Env) -> Result<Vec<String>, CliError> {
     summary.push(format!("mapping written to {}", mapping.display()));
     if inv.request.mode == Mode::MirrorToDisk {
         let missing = missing_from_cache(&inv, plan)?;
-        summary.push(format!(
-            "{}/{} images necessary for mirroring are not available in the cache",
-            missing.items.len(),
-            plan.items.len()
-        ));
+        summary.push(if missing.items.is_empty() {
+            format!(
+                "all {} images required for mirroring are available in local cache. You may proceed with mirroring from disk to disconnected registry",
+                plan.items.len()
+            )
+        } else {
+            format!(
+                "{}/{} images necessary for mirroring are not available in the cache",
+                missing.items.len(),
+                plan.items.len()
+            )
+        });
         if !missing.items.is_empty() {
             let path = dir.join("missing.txt");
             write_atomic(&path, missing.mapping_txt().as_bytes())?;

@@ -199,13 +199,14 @@ impl Session<'_> {
                     ItemResult { item, outcome, digest: Some(digest), media_type: Some(media_type), contents }
                 }
                 Err(e) => {
-                    tracing::warn!(image = %item.source, error = %e, "image failed");
+                    tracing::warn!(image = %item.source, "error mirroring image {} error: {e}", item.origin);
                     let outcome = Outcome::Failed { reason: e.reason(), message: e.to_string() };
                     ItemResult { item, outcome, digest: None, media_type: None, contents: Vec::new() }
                 }
             };
             if result.outcome == Outcome::Copied {
-                tracing::info!(source = %result.item.source, destination = %result.item.destination, "copied");
+                let (origin, destination) = (&result.item.origin, &result.item.destination);
+                tracing::info!(source = %result.item.source, "Success copying {origin} ➡️ {destination}");
             }
             result
         };

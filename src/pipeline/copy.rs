@@ -179,18 +179,19 @@ pub async fn execute(
         objects = o;
     }
     lines.push("=== Results ===".to_string());
-    let kinds: BTreeSet<ImageKind> = results.iter().map(|r| r.item.kind).collect();
-    for kind in kinds {
-        let of_kind: Vec<&ItemResult> = results.iter().filter(|r| r.item.kind == kind).collect();
+    // One line per oc-mirror content type (release, operator, additional, helm), in its words.
+    let labels: BTreeSet<(i32, &str)> = results.iter().map(|r| kind_label(r.item.kind)).map(|(l, b)| (b, l)).collect();
+    for (_, label) in labels {
+        let of_kind: Vec<&ItemResult> = results.iter().filter(|r| kind_label(r.item.kind).0 == label).collect();
         let ok = of_kind.iter().filter(|r| !matches!(r.outcome, Outcome::Failed { .. })).count();
         let present = of_kind.iter().filter(|r| r.outcome == Outcome::AlreadyPresent).count();
-        let (label, _) = kind_label(kind);
         let mark = if ok == of_kind.len() { "✓" } else { "✗" };
-        lines.push(format!(
-            "{mark} {ok} / {} {label} images mirrored{} ({present} already present)",
-            of_kind.len(),
-            if ok == of_kind.len() { " successfully" } else { ": some failed, see the error log" }
-        ));
+        let how = if ok == of_kind.len() {
+            " successfully".to_string()
+        } else {
+            format!(": Some {label} images failed to be mirrored - please check the logs")
+        };
+        lines.push(format!("{mark} {ok} / {} {label} images mirrored{how} ({present} already present)", of_kind.len()));
     }
     let counters = &session.client().counters;
     lines.push(format!(
@@ -282,8 +283,9 @@ fn write_cluster_resources(
     if files.is_empty() {
         return Ok((vec![], objects));
     }
-    let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
-    Ok((vec![format!("cluster resources written to {}: {}", dir.display(), names.join(", "))], objects))
+    // oc-mirror's line per file, which scripts grep for.
+    let lines = files.iter().map(|(n, _)| format!("{} file created", dir.join(n).display())).collect();
+    Ok((lines, objects))
 }
 
 /// Logs images done of total, blob bytes in place of those needed, and the transfer rate
