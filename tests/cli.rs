@@ -314,3 +314,39 @@ fn a_flag_error_exits_one() {
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(stderr(&o).contains("--no-such-flag"), "{}", stderr(&o));
 }
+
+/// Disk-to-mirror from a directory without archives, and from an empty archive file, fails in
+/// oc-mirror's words (its tests grep them).
+#[test]
+fn missing_and_empty_archives_are_reported_in_oc_mirror_words() {
+    let dir = tempfile::tempdir().unwrap();
+    let isc = dir.path().join("isc.yaml");
+    std::fs::write(
+        &isc,
+        "kind: ImageSetConfiguration\napiVersion: mirror.openshift.io/v2alpha1\nmirror:\n  additionalImages:\n  - name: quay.io/a/b:1\n",
+    )
+    .unwrap();
+    let from = dir.path().join("from");
+    std::fs::create_dir_all(&from).unwrap();
+    let d2m = || {
+        run(&[
+            "mirror",
+            "-c",
+            isc.to_str().unwrap(),
+            "--from",
+            &format!("file://{}", from.display()),
+            "docker://127.0.0.1:9",
+            "--cache-dir",
+            dir.path().join("cache").to_str().unwrap(),
+        ])
+    };
+    let o = d2m();
+    assert!(!o.status.success());
+    let want = format!(r#"no tar archives matching "mirror_[0-9]{{6}}\\.tar" found in "{}""#, from.display());
+    assert!(stderr(&o).contains(&want), "{want}\n{}", stderr(&o));
+    std::fs::write(from.join("mirror_000001.tar"), b"").unwrap();
+    let o = d2m();
+    assert!(!o.status.success());
+    let want = format!("empty archive file \"{}\"", from.join("mirror_000001.tar").display());
+    assert!(stderr(&o).contains(&want), "{want}\n{}", stderr(&o));
+}

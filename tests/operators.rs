@@ -423,7 +423,7 @@ fn catalogs_from_oci_layouts_are_mirrored_filtered_and_whole() {
     let out = mirror_to_mirror(bad.to_str().unwrap(), dir.path(), &dest, &["--dry-run"]).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
     assert_eq!(out.status.code(), Some(4), "{stderr}");
-    assert!(stderr.contains("no-such-channel"), "{stderr}");
+    assert!(stderr.contains("collection error: ") && stderr.contains("no-such-channel"), "{stderr}");
 }
 
 #[test]

@@ -228,6 +228,7 @@ fn a_bad_signature_stops_the_releases_and_the_rest_goes_on() {
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     assert_eq!(out.status.code(), Some(2), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("signature not trusted") && stdout.contains(&bad.digest), "{stdout}");
+    assert!(stdout.lines().any(|l| l.starts_with("✗ releases: collection error: ")), "{stdout}");
     let logs: Vec<_> =
         std::fs::read_dir(dir.path().join("ws/working-dir/logs")).unwrap().map(|e| e.unwrap().path()).collect();
     let log = std::fs::read_to_string(&logs[0]).unwrap();

@@ -94,6 +94,11 @@ fn invalid(path: &Path, message: impl Into<String>) -> ArchiveError {
     ArchiveError::Invalid { path: path.to_path_buf(), message: message.into() }
 }
 
+/// oc-mirror's words for a directory without archives (its tests grep them).
+pub fn no_archives(dir: &Path) -> String {
+    format!(r#"no tar archives matching "mirror_[0-9]{{6}}\\.tar" found in {:?}"#, dir.display().to_string())
+}
+
 /// Archives in a directory, in sequence order.
 pub fn list(dir: &Path) -> Result<Vec<(u32, PathBuf)>, ArchiveError> {
     let mut out = Vec::new();
@@ -119,7 +124,10 @@ pub fn read_contents(path: &Path) -> Result<Contents, ArchiveError> {
     let f = File::open(path).map_err(io(path))?;
     let mut ar = tar::Archive::new(BufReader::new(f));
     let mut entries = ar.entries().map_err(io(path))?;
-    let mut first = entries.next().ok_or_else(|| invalid(path, "empty archive"))?.map_err(io(path))?;
+    let mut first = entries
+        .next()
+        .ok_or_else(|| invalid(path, format!("empty archive file {:?}", path.display().to_string())))?
+        .map_err(io(path))?;
     if first.path().map_err(io(path))?.as_os_str() != CONTENTS || first.size() > MAX_CONTENTS {
         return Err(invalid(path, format!("first member is not {CONTENTS}")));
     }
@@ -206,7 +214,7 @@ fn append<W: Write>(b: &mut tar::Builder<W>, name: &str, size: u64, data: impl R
 pub fn import(dir: &Path, cache: &Cache) -> Result<HashMap<String, (String, String)>, ArchiveError> {
     let parts = list(dir)?;
     if parts.is_empty() {
-        return Err(invalid(dir, "no mirror_*.tar archives here"));
+        return Err(invalid(dir, no_archives(dir)));
     }
     let mut images = HashMap::new();
     for (_, path) in &parts {

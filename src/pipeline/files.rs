@@ -12,7 +12,7 @@ pub fn newest_archive(req: &Request, field: &str) -> Result<(PathBuf, crate::cac
     let from = req.from.clone().unwrap_or_default();
     let parts = archive::list(&from).map_err(|e| Error::Archive(e.to_string()))?;
     let Some((_, newest)) = parts.last() else {
-        return Err(Error::Archive(format!("{field}: no archives in {}", from.display())));
+        return Err(Error::Archive(format!("{field}: {}", archive::no_archives(&from))));
     };
     let contents = archive::read_contents(newest).map_err(|e| Error::Archive(e.to_string()))?;
     Ok((from, contents))

@@ -40,8 +40,9 @@ pub async fn collect(
         let field = format!("mirror.operators[{i}]");
         let fetched = collect::fetch_catalog(client, cache, &op.catalog)
             .await
-            .map_err(|e| Error::CatalogFetch(format!("{field}: catalog {}: {e}", op.catalog)))?;
-        let selection = catalog::select(&fetched.catalog, op, &field).map_err(|e| Error::Catalog(e.to_string()))?;
+            .map_err(|e| Error::CatalogFetch(format!("collection error: {field}: catalog {}: {e}", op.catalog)))?;
+        let selection = catalog::select(&fetched.catalog, op, &field)
+            .map_err(|e| Error::Catalog(format!("collection error: {e}")))?;
         for w in &selection.warnings {
             tracing::warn!(catalog = %op.catalog, "{w}");
         }

@@ -68,7 +68,7 @@ pub async fn collect(
         Err(e) => {
             tracing::error!(reason = e.reason(), "mirror.platform: {e}");
             planned.failures.push((ImageKind::Release, e.reason(), format!("mirror.platform: {e}")));
-            return Ok(vec![format!("✗ releases: {e}")]);
+            return Ok(vec![format!("✗ releases: collection error: {e}")]);
         }
     };
     for w in &collected.warnings {
