@@ -7,12 +7,28 @@ use serde::{Deserialize, Serialize};
 /// The most failures kept in status; the full list is in the run report.
 pub const MAX_LISTED_FAILURES: usize = 50;
 
+/// Condition types beside Ready, Progressing and Degraded. `Reconciling` and `Stalled` are
+/// kstatus's (sigs.k8s.io/cli-utils/pkg/kstatus): abnormal-true, present only while true.
+pub mod conditions {
+    /// A run, resync or delete plan is under way (present only then).
+    pub const RECONCILING: &str = "Reconciling";
+    /// It cannot progress without a change: to the spec, a Secret, the registry's
+    /// permissions or an approval (present only then).
+    pub const STALLED: &str = "Stalled";
+    /// Cluster-object changes are held for review (`clusterResources.apply: Hold`; present
+    /// only then).
+    pub const CHANGES_HELD: &str = "ChangesHeld";
+}
+
 /// Status of an ImageSetConfiguration.
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct ImageSetStatus {
-    /// Ready, Progressing and Degraded, with reasons.
+    /// Ready, Progressing and Degraded, with reasons; Reconciling (a run under way), Stalled
+    /// (it cannot progress without a change) and ChangesHeld (cluster-object changes held for
+    /// review) only while true.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
     /// The generation these conditions describe.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -123,7 +139,8 @@ pub struct FailedImage {
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct DeleteStatus {
-    /// Ready, Progressing and Degraded, with reasons.
+    /// Ready, Progressing and Degraded, with reasons; Reconciling (planning or deleting) and
+    /// Stalled (it cannot progress without a change) only while true.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,

@@ -25,8 +25,9 @@ use crate::plan::{self, CopyItem, Destination};
 use crate::registry::{Client, ClientOptions};
 
 /// Reasons of a delete that is done with its generation: nothing runs again until the spec
-/// changes.
-const FINAL: &[&str] = &["Deleted", "DeleteIncomplete", "DeleteUnsupported"];
+/// changes (an approval is a spec change). A plan awaiting approval is not planned again
+/// meanwhile: approving it plans again and compares.
+const FINAL: &[&str] = &["Deleted", "DeleteIncomplete", "DeleteUnsupported", "AwaitingApproval", "ApprovalStale"];
 
 /// The spec's first problem, naming the field. Pure.
 pub fn check(disc: &DeleteImageSetConfiguration) -> Result<Destination, String> {
@@ -275,24 +276,28 @@ pub(super) async fn reconcile(disc: Arc<DeleteImageSetConfiguration>, ctx: Arc<C
     if disc.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
+    // The object as the API server has it now, not as the watch cache last saw it: a cache
+    // that has not seen this controller's last write would plan (and with an approval,
+    // delete) again, and a status built on it would drop what that write said.
+    let api: Api<DeleteImageSetConfiguration> =
+        Api::namespaced(ctx.client.clone(), &disc.namespace().unwrap_or_default());
+    let Some(disc) = api.get_opt(&disc.name_any()).await?.map(Arc::new) else {
+        return Ok(Action::await_change());
+    };
+    if disc.metadata.deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
     let generation = disc.metadata.generation;
     let old = disc.status.clone().unwrap_or_default();
-    if old.observed_generation == generation && ready_reason(&old).is_some_and(|r| FINAL.contains(&r)) {
+    if settled(&old, generation) {
         return Ok(Action::await_change());
     }
     let mut st = old.clone();
     st.observed_generation = generation;
     let c = Cond { generation, now: jiff::Timestamp::now() };
     let k = key(&disc);
-    let write = |st: DeleteStatus| {
-        let (client, disc, old) = (ctx.client.clone(), disc.clone(), old.clone());
-        async move {
-            if disc.status.is_none() || old != st {
-                super::reconcile::apply_status(&client, disc.as_ref(), &st).await?;
-            }
-            Ok::<_, ReconcileError>(())
-        }
-    };
+    let writer = Writer { client: ctx.client.clone(), disc: disc.clone(), server: std::sync::Mutex::new(old.clone()) };
+    let write = |st: DeleteStatus| writer.write(st);
     if let Err(msg) = check(&disc) {
         set_invalid(&mut st.conditions, &c, &msg);
         ctx.metrics.invalid_specs.fetch_add(1, Relaxed);
@@ -304,17 +309,17 @@ pub(super) async fn reconcile(disc: Arc<DeleteImageSetConfiguration>, ctx: Arc<C
     let opts = match apply::access_in(&ctx.client, &ns, disc.spec.auth_secret_ref.as_ref(), &disc.spec.registries).await
     {
         Ok(o) => o,
-        Err(msg) => return failed(&ctx, &disc, st, &c, write, "AccessError", &msg, true).await,
+        Err(msg) => return failed(&ctx, &disc, st, &c, &writer, "AccessError", &msg, true).await,
     };
     let sets = Api::<ImageSetConfiguration>::all(ctx.client.clone()).list(&Default::default()).await?.items;
     if !old.conditions.iter().any(|x| x.type_ == PROGRESSING && x.status == "True") {
         let mut planning = st.clone();
         set_condition(&mut planning.conditions, &c, PROGRESSING, true, "Planning", "resolving the images to delete");
-        super::reconcile::apply_status(&ctx.client, disc.as_ref(), &planning).await?;
+        writer.write(planning).await?;
     }
     let (resolved, lines, client) = match make_plan(ctx.shared.clone(), (*disc).clone(), opts, sets).await {
         Ok(p) => p,
-        Err(f) => return failed(&ctx, &disc, st, &c, write, f.reason, &f.message, f.retryable).await,
+        Err(f) => return failed(&ctx, &disc, st, &c, &writer, f.reason, &f.message, f.retryable).await,
     };
     let digest = delete::plan_digest(&resolved);
     let (mut counts, listed) = summarise(&resolved);
@@ -330,15 +335,20 @@ pub(super) async fn reconcile(disc: Arc<DeleteImageSetConfiguration>, ctx: Arc<C
     match disc.spec.approved_plan_digest.as_deref() {
         Some(a) if a == digest => {
             info!(delete = %k, to_delete = counts.to_delete, protected = counts.protected, "deleting the approved plan");
+            let mut deleting = st.clone();
+            let msg = format!("deleting the {} images of the approved plan {digest}", counts.to_delete);
+            set_condition(&mut deleting.conditions, &c, PROGRESSING, true, "Deleting", &msg);
+            writer.write(deleting).await?;
             let outcomes = match carry_out(resolved, client).await {
                 Ok(o) => o,
-                Err(f) => return failed(&ctx, &disc, st, &c, write, f.reason, &f.message, f.retryable).await,
+                Err(f) => return failed(&ctx, &disc, st, &c, &writer, f.reason, &f.message, f.retryable).await,
             };
             let outcomes = match outcomes {
                 Ok(o) => o,
                 Err(refused) => {
                     st.counts = Some(counts);
-                    return failed(&ctx, &disc, st, &c, write, "DeleteUnsupported", &refused.to_string(), false).await;
+                    return failed(&ctx, &disc, st, &c, &writer, "DeleteUnsupported", &refused.to_string(), false)
+                        .await;
                 }
             };
             let t = Tally::of(&outcomes);
@@ -406,28 +416,54 @@ pub(super) async fn reconcile(disc: Arc<DeleteImageSetConfiguration>, ctx: Arc<C
     }
 }
 
+/// Whether the delete is done with `generation` until its spec changes: its outcome, or its
+/// plan for review, describes that generation and nothing is under way. Status events of
+/// its own writes then plan nothing again. Pure.
+pub fn settled(st: &DeleteStatus, generation: Option<i64>) -> bool {
+    let busy = st.conditions.iter().any(|x| x.type_ == PROGRESSING && x.status == "True");
+    st.observed_generation == generation && !busy && ready_reason(st).is_some_and(|r| FINAL.contains(&r))
+}
+
+/// Writes one delete's status through a reconcile, each write completed with kstatus's
+/// conditions and skipped when it would change nothing on the server.
+struct Writer {
+    client: kube::Client,
+    disc: Arc<DeleteImageSetConfiguration>,
+    /// The status the API server has: read at the start of the reconcile, then each write
+    /// (one reconcile at a time per object, so nothing else writes it meanwhile).
+    server: std::sync::Mutex<DeleteStatus>,
+}
+
+impl Writer {
+    async fn write(&self, mut st: DeleteStatus) -> Result<(), ReconcileError> {
+        super::status::delete_health(&mut st, jiff::Timestamp::now());
+        let before = self.server.lock().expect("status").clone();
+        if before != st {
+            super::reconcile::apply_status(&self.client, self.disc.as_ref(), &st).await?;
+            *self.server.lock().expect("status") = st;
+        }
+        Ok(())
+    }
+}
+
 /// Records a delete that could not plan or execute; retried after a while when it may help.
 #[allow(clippy::too_many_arguments)]
-async fn failed<W, F>(
+async fn failed(
     ctx: &Ctx,
     disc: &DeleteImageSetConfiguration,
     mut st: DeleteStatus,
     c: &Cond,
-    write: W,
+    writer: &Writer,
     reason: &str,
     msg: &str,
     retryable: bool,
-) -> Result<Action, ReconcileError>
-where
-    W: FnOnce(DeleteStatus) -> F,
-    F: std::future::Future<Output = Result<(), ReconcileError>>,
-{
+) -> Result<Action, ReconcileError> {
     let conds = &mut st.conditions;
     set_condition(conds, c, READY, false, reason, msg);
     set_condition(conds, c, PROGRESSING, false, reason, msg);
     set_condition(conds, c, DEGRADED, true, reason, msg);
     ctx.metrics.failed(reason);
-    write(st).await?;
+    writer.write(st).await?;
     event(ctx, disc, EventType::Warning, reason, msg).await;
     warn!(delete = %key(disc), reason, "{msg}");
     Ok(if retryable { Action::requeue(ctx.retry.max(Duration::from_secs(5))) } else { Action::await_change() })
@@ -446,6 +482,27 @@ mod tests {
         assert!(m.starts_with("nothing deleted") && m.contains("sha256:b"), "{m}");
         let m = stale_message("sha256:a", "sha256:b", Some(&now), &now);
         assert!(m.contains("another digest"), "{m}");
+    }
+
+    #[test]
+    fn a_plan_awaiting_approval_or_an_outcome_settles_its_generation_unless_work_is_under_way() {
+        let c = Cond { generation: Some(2), now: jiff::Timestamp::now() };
+        let mut st = DeleteStatus { observed_generation: Some(2), ..Default::default() };
+        assert!(!settled(&st, Some(2)), "nothing planned yet");
+        for reason in FINAL {
+            set_condition(&mut st.conditions, &c, READY, *reason == "Deleted", reason, "m");
+            set_condition(&mut st.conditions, &c, PROGRESSING, false, reason, "m");
+            assert!(settled(&st, Some(2)), "{reason}");
+            assert!(!settled(&st, Some(3)), "{reason}: a new generation plans again");
+        }
+        // Planning or deleting was under way when the operator stopped: it goes on.
+        set_condition(&mut st.conditions, &c, PROGRESSING, true, "Deleting", "m");
+        assert!(!settled(&st, Some(2)));
+        for reason in ["RegistryUnavailable", "PlanFailed", "InvalidSpec"] {
+            set_condition(&mut st.conditions, &c, READY, false, reason, "m");
+            set_condition(&mut st.conditions, &c, PROGRESSING, false, reason, "m");
+            assert!(!settled(&st, Some(2)), "{reason} is retried or checked again");
+        }
     }
 
     #[test]

@@ -65,6 +65,16 @@ fn reboots(kind: &str, action: &str) -> bool {
     }
 }
 
+/// What a set's held changes are and how to approve them, for its conditions and events.
+pub fn held_message(p: &PendingChanges) -> String {
+    format!(
+        "{} cluster object changes held for review{} (clusterResources.apply: Hold): approve them with spec.clusterResources.approvedChangesDigest: {}",
+        p.objects.len(),
+        if p.reboots_nodes { ", applying them reboots nodes" } else { "" },
+        p.digest
+    )
+}
+
 /// The held changes between `desired` (with their `live` counterparts, `None` when absent)
 /// and the owned objects to delete; `None` when applying would change nothing.
 pub fn pending(desired: &[(Value, Option<Value>)], deletes: &BTreeSet<ObjKey>) -> Option<PendingChanges> {

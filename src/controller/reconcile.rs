@@ -57,26 +57,43 @@ pub(super) async fn reconcile(isc: Arc<ImageSetConfiguration>, ctx: Arc<Ctx>) ->
     if seen.stale_run() || matches!(decision, Decision::CleanUp | Decision::Invalid(_)) {
         stop_run(&ctx, &key);
     }
-    let old = isc.status.clone().unwrap_or_default();
-    let mut st = old.clone();
-    st.observed_generation = generation;
     match decision {
         Decision::CleanUp => clean_up(&ctx, &isc).await,
         Decision::Invalid(msg) => {
+            let old = latest(&ctx, &isc).await?;
+            let mut st = next(&old, generation);
             let (c, cs) = conds(&mut st, generation);
             set_invalid(cs, &c, &msg);
             st.progress = None;
-            write_status(&ctx, &isc, &old, &st).await?;
+            write_status(&ctx, &isc, &old, st).await?;
             ctx.metrics.invalid_specs.fetch_add(1, Relaxed);
             ctx.metrics.failed("InvalidSpec");
             Ok(Action::await_change())
         }
         Decision::AwaitChange => Ok(Action::await_change()),
         Decision::Wait(d) => Ok(Action::requeue(d)),
-        Decision::Poll => poll(&ctx, &isc, &key, &old, st).await,
-        Decision::Take => take(&ctx, &isc, &key, &old, st, resync).await,
-        Decision::Start => start(&ctx, &isc, &key, &old, st, last, resync).await,
+        Decision::Poll => poll(&ctx, &isc, &key).await,
+        Decision::Take => take(&ctx, &isc, &key, resync).await,
+        Decision::Start => start(&ctx, &isc, &key, last, resync).await,
     }
+}
+
+/// The status as the API server has it now. Every write starts from it rather than from the
+/// watch cache, which may not have seen this controller's last write yet: a status built
+/// on a stale copy and applied whole would drop what that write added (Ready, seen blank
+/// mid-run). One reconcile at a time per object, so nothing else writes it meanwhile.
+async fn latest(ctx: &Ctx, isc: &ImageSetConfiguration) -> Result<ImageSetStatus, ReconcileError> {
+    let api: Api<ImageSetConfiguration> = Api::namespaced(ctx.client.clone(), &isc.namespace().unwrap_or_default());
+    Ok(match api.get_opt(&isc.name_any()).await? {
+        Some(o) => o.status.unwrap_or_default(),
+        None => isc.status.clone().unwrap_or_default(),
+    })
+}
+
+/// The status to write for `generation`, starting from `old`: it describes that generation
+/// (the decision was made for it, and a run polled or taken is of it).
+fn next(old: &ImageSetStatus, generation: Option<i64>) -> ImageSetStatus {
+    ImageSetStatus { observed_generation: generation, ..old.clone() }
 }
 
 fn stop_run(ctx: &Ctx, key: &str) {
@@ -124,43 +141,41 @@ fn keeps(isc: &ImageSetConfiguration) -> bool {
 
 /// A run under way: its progress in status (a short run is taken as soon as it ends rather
 /// than at the next poll).
-async fn poll(
-    ctx: &Ctx,
-    isc: &ImageSetConfiguration,
-    key: &str,
-    old: &ImageSetStatus,
-    mut st: ImageSetStatus,
-) -> Result<Action, ReconcileError> {
+async fn poll(ctx: &Ctx, isc: &ImageSetConfiguration, key: &str) -> Result<Action, ReconcileError> {
     let ended = ctx.shared.runs.lock().expect("runs").get(key).map(|r| r.ended.clone());
     if let Some(mut ended) = ended
         && tokio::time::timeout(POLL, ended.wait_for(|e| *e)).await.is_ok()
     {
         return Ok(Action::requeue(Duration::from_millis(50)));
     }
-    let progress = ctx.shared.runs.lock().expect("runs").get(key).and_then(|r| r.progress());
-    if let Some(p) = progress.filter(|p| p.bytes_done > 0 || !is_true(old, READY)) {
-        let blobs = crate::copy::bytes_of(p.bytes_done, p.bytes_total.unwrap_or(0));
-        let msg = format!("{} of {} images, blobs {blobs}", p.images_done, p.images_total);
-        st.progress = Some(p);
-        let (c, cs) = conds(&mut st, isc.metadata.generation);
-        set_condition(cs, &c, PROGRESSING, true, "Copying", &msg);
-        write_status(ctx, isc, old, &st).await?;
+    // The run's own generation: a progress write never claims a generation it is not of.
+    let (generation, progress) = match ctx.shared.runs.lock().expect("runs").get(key) {
+        Some(r) => (r.generation, r.progress()),
+        None => return Ok(Action::requeue(Duration::from_millis(50))),
+    };
+    if let Some(p) = progress {
+        let old = latest(ctx, isc).await?;
+        if p.bytes_done > 0 || !is_true(&old, READY) {
+            let blobs = crate::copy::bytes_of(p.bytes_done, p.bytes_total.unwrap_or(0));
+            let msg = format!("{} of {} images, blobs {blobs}", p.images_done, p.images_total);
+            let mut st = next(&old, generation);
+            st.progress = Some(p);
+            let (c, cs) = conds(&mut st, generation);
+            set_condition(cs, &c, PROGRESSING, true, "Copying", &msg);
+            write_status(ctx, isc, &old, st).await?;
+        }
     }
     Ok(Action::requeue(POLL))
 }
 
 /// A run ended: its result in status, what it produced applied, the next run scheduled.
-async fn take(
-    ctx: &Ctx,
-    isc: &ImageSetConfiguration,
-    key: &str,
-    old: &ImageSetStatus,
-    mut st: ImageSetStatus,
-    resync: Duration,
-) -> Result<Action, ReconcileError> {
+async fn take(ctx: &Ctx, isc: &ImageSetConfiguration, key: &str, resync: Duration) -> Result<Action, ReconcileError> {
+    // Read before the run is taken: an API error here leaves the result to the next reconcile.
+    let old = latest(ctx, isc).await?;
     let Some(r) = ctx.shared.runs.lock().expect("runs").remove(key) else {
         return Ok(Action::requeue(Duration::from_millis(50)));
     };
+    let mut st = next(&old, r.generation);
     let result = match r.handle.await {
         Ok(r) => r,
         Err(e) => Err(run::Failure { reason: "RunFailed", message: format!("run stopped: {e}"), retryable: true }),
@@ -175,7 +190,7 @@ async fn take(
         done.insert(key.to_string(), last);
         last
     };
-    write_status(ctx, isc, old, &st).await?;
+    write_status(ctx, isc, &old, st).await?;
     Ok(match decide::after(&last, resync, ctx.retry, last.at) {
         Decision::Wait(d) => Action::requeue(d),
         Decision::AwaitChange => Action::await_change(),
@@ -188,12 +203,12 @@ async fn start(
     ctx: &Ctx,
     isc: &ImageSetConfiguration,
     key: &str,
-    old: &ImageSetStatus,
-    mut st: ImageSetStatus,
     last: Option<run::LastRun>,
     resync: Duration,
 ) -> Result<Action, ReconcileError> {
     let generation = isc.metadata.generation;
+    let old = latest(ctx, isc).await?;
+    let mut st = next(&old, generation);
     if allowed(ctx, isc) && !keeps(isc) && !isc.finalizers().iter().any(|f| f == FINALIZER) {
         set_finalizer(&ctx.client, isc, true).await?;
     }
@@ -208,7 +223,7 @@ async fn start(
             set_condition(cs, &c, READY, false, "AccessError", &msg);
             set_condition(cs, &c, PROGRESSING, false, "AccessError", &msg);
             set_condition(cs, &c, DEGRADED, true, "AccessError", &msg);
-            write_status(ctx, isc, old, &st).await?;
+            write_status(ctx, isc, &old, st).await?;
             ctx.metrics.failed("AccessError");
             event(ctx, isc, EventType::Warning, "AccessError", &msg).await;
             let l = run::LastRun::after(last, generation, false);
@@ -220,14 +235,21 @@ async fn start(
     let running = run::start(&ctx.shared, isc, access, retrying);
     ctx.shared.runs.lock().expect("runs").insert(key.to_string(), running);
     ctx.metrics.runs_started.fetch_add(1, Relaxed);
-    if !is_true(old, READY) || old.observed_generation != generation {
-        let (c, cs) = conds(&mut st, generation);
+    // A resync (this generation already mirrored) is under way too: kstatus readers see it
+    // as Reconciling, without the event a new generation or a retry gets.
+    let resyncing = is_true(&old, READY) && old.observed_generation == generation;
+    let (c, cs) = conds(&mut st, generation);
+    if resyncing {
+        set_condition(cs, &c, PROGRESSING, true, "Resync", "checking the sources and copying what changed");
+    } else {
         set_condition(cs, &c, PROGRESSING, true, "Started", "collecting and copying");
         if !cs.iter().any(|x| x.type_ == READY) {
             set_condition(cs, &c, READY, false, "Started", "first run under way");
             set_condition(cs, &c, DEGRADED, false, "AsExpected", "spec is valid");
         }
-        write_status(ctx, isc, old, &st).await?;
+    }
+    write_status(ctx, isc, &old, st).await?;
+    if !resyncing {
         event(ctx, isc, EventType::Normal, "Started", &format!("mirroring to {}", isc.spec.destination)).await;
     }
     info!(image_set = %key, "run started");
@@ -286,12 +308,7 @@ async fn finish(
                 format!("; approved changes {} applied ({} changed, {} pruned)", p.digest, done.changed, pruned.len())
             }
             Some(p) => {
-                let msg = format!(
-                    "; {} cluster object changes held for review{} (clusterResources.apply: Hold): approve them with clusterResources.approvedChangesDigest: {}",
-                    p.objects.len(),
-                    if p.reboots_nodes { ", applying them reboots nodes" } else { "" },
-                    p.digest
-                );
+                let msg = format!("; {}", pending::held_message(&p));
                 if st.pending_changes.as_ref().map(|x| &x.digest) != Some(&p.digest) {
                     event(ctx, isc, EventType::Normal, "ChangesHeld", msg.trim_start_matches("; ")).await;
                 }
@@ -342,16 +359,17 @@ async fn finish(
     Ok(ok)
 }
 
-/// Writes status when it differs from what the object has (a resync that finds nothing new
-/// writes nothing).
+/// Writes status, completed with the conditions derived from it (kstatus's and
+/// `ChangesHeld`), when it differs from `old`, the status the API server has.
 async fn write_status(
     ctx: &Ctx,
     isc: &ImageSetConfiguration,
     old: &ImageSetStatus,
-    st: &ImageSetStatus,
+    mut st: ImageSetStatus,
 ) -> Result<(), ReconcileError> {
-    if old != st || isc.status.is_none() {
-        apply_status(&ctx.client, isc, st).await?;
+    super::status::image_set_health(&mut st, jiff::Timestamp::now());
+    if *old != st {
+        apply_status(&ctx.client, isc, &st).await?;
     }
     Ok(())
 }
