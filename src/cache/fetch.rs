@@ -21,10 +21,12 @@ pub async fn manifest(
     digest: &str,
 ) -> Result<Vec<u8>, RegistryError> {
     if cache.has(digest) {
+        client.prove_manifest(registry, repo, digest).await?;
         cache.count(true);
         return cache.read(digest).map_err(|e| io_err("reading cache", e));
     }
     let (bytes, _) = client.manifest_get(registry, repo, digest).await?;
+    client.note_read(registry, repo);
     let actual = crate::image::manifest::sha256_digest(&bytes);
     if actual != digest {
         return Err(RegistryError::DigestMismatch {
@@ -61,7 +63,7 @@ pub async fn blob_once(
     desc: &Descriptor,
 ) -> Result<(), RegistryError> {
     if cache.has(&desc.digest) {
-        return Ok(());
+        return client.prove_blob(registry, repo, &desc.digest).await;
     }
     let _turn = cache.flight(&desc.digest).await;
     blob(client, cache, registry, repo, desc, None).await
@@ -88,6 +90,7 @@ pub async fn blob(
     mut tee: Option<Tee>,
 ) -> Result<(), RegistryError> {
     if cache.has(&desc.digest) {
+        client.prove_blob(registry, repo, &desc.digest).await?;
         cache.count(true);
         return Ok(());
     }

@@ -291,6 +291,31 @@ pub fn request(
     })
 }
 
+/// An image set may not name the cache's own registry name (`localhost:55000`): what is
+/// there is other image sets' rebuilt catalogs. Pure.
+pub fn cache_name_refused(m: &crate::api::mirror::Mirror) -> Result<(), Failure> {
+    let own = |r: &str| crate::image::ImageRef::parse(r).is_ok_and(|r| r.registry == crate::plan::DISK_ROOT);
+    let named = m
+        .additional_images
+        .iter()
+        .enumerate()
+        .map(|(i, a)| (format!("spec.mirror.additionalImages[{i}].name"), &a.name))
+        .chain(m.operators.iter().enumerate().map(|(i, o)| (format!("spec.mirror.operators[{i}].catalog"), &o.catalog)));
+    for (field, r) in named {
+        if own(r) {
+            return Err(Failure {
+                reason: "InvalidSpec",
+                message: format!(
+                    "{field}: {r}: {} is the name of the operator's cache; name the image's own registry",
+                    crate::plan::DISK_ROOT
+                ),
+                retryable: false,
+            });
+        }
+    }
+    Ok(())
+}
+
 async fn execute(
     shared: &Shared,
     isc: &ImageSetConfiguration,
@@ -300,6 +325,10 @@ async fn execute(
 ) -> Result<Finished, Failure> {
     let spec = &isc.spec;
     let req = request(&shared.root, &shared.releases, isc)?;
+    cache_name_refused(&spec.mirror)?;
+    // The cache is shared by every namespace: what it holds is served to this image set only
+    // once its own credentials have read it at the source.
+    opts.prove_cached = true;
     opts.backoff.retries = shared.retry_times;
     opts.stall_timeout = shared.stall_timeout;
     opts.breaker_window = shared.unreachable_after;

@@ -218,6 +218,9 @@ impl Session<'_> {
     /// A manifest by digest: from the cache, else from the source registry (verified, cached).
     async fn manifest(&self, src: &ImageRef, source: &Source, digest: &str) -> Result<Vec<u8>, RegistryError> {
         if self.engine.cache.has(digest) {
+            if let Source::Registry = source {
+                self.client.prove_manifest(&src.registry, &src.path, digest).await?;
+            }
             self.engine.cache.count(true);
             return self.engine.cache.read(digest).map_err(|e| local("reading cache", e));
         }
@@ -237,7 +240,13 @@ impl Session<'_> {
         }
         let digest = match (&src.digest, &src.tag) {
             (Some(d), _) => Some(d.clone()),
-            (None, Some(t)) => self.client.manifest_head(&src.registry, &src.path, t).await?.map(|(d, _)| d),
+            (None, Some(t)) => {
+                let head = self.client.manifest_head(&src.registry, &src.path, t).await?;
+                if head.is_some() {
+                    self.client.note_read(&src.registry, &src.path);
+                }
+                head.map(|(d, _)| d)
+            }
             (None, None) => None,
         };
         if let Some(d) = digest {
@@ -473,14 +482,19 @@ impl Session<'_> {
 
     /// Makes one blob present in the cache (single flight per digest).
     async fn cached(&self, src: &ImageRef, source: &Source, desc: &Descriptor) -> Result<(), RegistryError> {
-        if self.engine.cache.has(&desc.digest) {
+        let hit = || async {
+            if let Source::Registry = source {
+                self.client.prove_blob(&src.registry, &src.path, &desc.digest).await?;
+            }
             self.engine.cache.count(true);
-            return Ok(());
+            Ok(())
+        };
+        if self.engine.cache.has(&desc.digest) {
+            return hit().await;
         }
         let _turn = self.engine.cache.flight(&desc.digest).await;
         if self.engine.cache.has(&desc.digest) {
-            self.engine.cache.count(true);
-            return Ok(());
+            return hit().await;
         }
         match source {
             Source::Registry => {

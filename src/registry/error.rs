@@ -103,7 +103,7 @@ impl RegistryError {
         match self {
             RegistryError::Transport { .. } => "Transport",
             RegistryError::Status { .. } => "RegistryStatus",
-            RegistryError::Denied { .. } => "Denied",
+            RegistryError::Denied { .. } => "AccessDenied",
             RegistryError::NotFound { .. } => "NotFound",
             RegistryError::DigestMismatch { .. } => "DigestMismatch",
             RegistryError::Manifest { .. } => "UnsupportedManifest",
@@ -121,6 +121,53 @@ impl RegistryError {
             message.push_str(&s.to_string());
             src = s.source();
         }
+        if let Some(go) = go_words(&message) {
+            message.push_str(&format!(" ({go})"));
+        }
         RegistryError::Transport { what: what.to_string(), message }
+    }
+}
+
+/// The words oc-mirror (Go's net and crypto/x509) uses for the common connection failures,
+/// which scripts and runbooks grep for. Pure.
+pub fn go_words(message: &str) -> Option<&'static str> {
+    let m = message.to_ascii_lowercase();
+    if m.contains("connection refused") {
+        Some("connect: connection refused")
+    } else if m.contains("dns error")
+        || m.contains("failed to lookup address")
+        || m.contains("name or service not known")
+    {
+        Some("no such host")
+    } else if m.contains("unknownissuer") || m.contains("unknown issuer") {
+        Some("x509: certificate signed by unknown authority")
+    } else if m.contains("invalid peer certificate") {
+        Some("tls: failed to verify certificate")
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_failures_carry_go_words() {
+        assert_eq!(
+            go_words("tcp connect error: Connection refused (os error 111)"),
+            Some("connect: connection refused")
+        );
+        assert_eq!(
+            go_words(
+                "client error (Connect): dns error: failed to lookup address information: Name or service not known"
+            ),
+            Some("no such host")
+        );
+        assert_eq!(
+            go_words("invalid peer certificate: UnknownIssuer"),
+            Some("x509: certificate signed by unknown authority")
+        );
+        assert_eq!(go_words("registry answered 500"), None);
     }
 }

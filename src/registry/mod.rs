@@ -54,6 +54,11 @@ pub struct ClientOptions {
     /// Request slots shared with other clients of the process (so that the cap per registry
     /// holds across image sets); None: this client's own.
     pub slots: Option<Slots>,
+    /// Content found in a cache other tenants fill is served to this client only once its own
+    /// credentials have read the source: a manifest of the repository, each blob in it (see
+    /// [`Client::prove_manifest`], [`Client::prove_blob`]). The operator sets it; the command
+    /// line, with a cache of its own user, does not.
+    pub prove_cached: bool,
 }
 
 /// Request slots per registry, shared by every client given the same `Slots`.
@@ -87,6 +92,7 @@ impl Default for ClientOptions {
             stall_timeout: Duration::from_secs(30),
             breaker_window: Duration::from_secs(30),
             slots: None,
+            prove_cached: false,
         }
     }
 }
@@ -192,6 +198,9 @@ pub struct Client {
     upload_unverified: reqwest::Client,
     opts: ClientOptions,
     hosts: Mutex<HashMap<String, Arc<Host>>>,
+    /// What this client's credentials have been seen to read at the source: repositories
+    /// (`registry/repo`) and blobs (`registry/repo@digest`).
+    proven: Mutex<std::collections::HashSet<String>>,
     /// Counters.
     pub counters: Counters,
 }
@@ -240,8 +249,56 @@ impl Client {
             upload_unverified: build_http(&opts, false, true)?,
             opts,
             hosts: Mutex::new(HashMap::new()),
+            proven: Mutex::default(),
             counters: Counters::default(),
         })
+    }
+
+    /// Records that this client read a manifest of `registry/repo` at the source itself.
+    pub fn note_read(&self, registry: &str, repo: &str) {
+        if self.opts.prove_cached {
+            self.proven.lock().expect("proven lock").insert(format!("{registry}/{repo}"));
+        }
+    }
+
+    fn is_proven(&self, key: &str) -> bool {
+        self.proven.lock().expect("proven lock").contains(key)
+    }
+
+    /// Before a cached manifest of `registry/repo` is served to this client: unless it has
+    /// read that repository at the source in this run, one HEAD of the manifest with its own
+    /// credentials. A refusal is [`RegistryError::Denied`]; a manifest the source does not
+    /// have is not served either.
+    pub async fn prove_manifest(&self, registry: &str, repo: &str, digest: &str) -> Result<(), RegistryError> {
+        if !self.opts.prove_cached || registry == crate::plan::DISK_ROOT || self.is_proven(&format!("{registry}/{repo}"))
+        {
+            return Ok(());
+        }
+        match self.manifest_head(registry, repo, digest).await? {
+            Some(_) => {
+                self.note_read(registry, repo);
+                Ok(())
+            }
+            None => Err(RegistryError::NotFound { what: format!("manifest {registry}/{repo}@{digest} at the source") }),
+        }
+    }
+
+    /// Before a cached blob is served to this client: unless it has seen the blob in
+    /// `registry/repo` in this run, one HEAD of the blob there with its own credentials (a
+    /// manifest of its own may name any digest; the source says whether the blob is in that
+    /// repository and readable by it).
+    pub async fn prove_blob(&self, registry: &str, repo: &str, digest: &str) -> Result<(), RegistryError> {
+        let key = format!("{registry}/{repo}@{digest}");
+        if !self.opts.prove_cached || registry == crate::plan::DISK_ROOT || self.is_proven(&key) {
+            return Ok(());
+        }
+        match self.blob_head(registry, repo, digest).await? {
+            Some(_) => {
+                self.proven.lock().expect("proven lock").insert(key);
+                Ok(())
+            }
+            None => Err(RegistryError::NotFound { what: format!("blob {registry}/{repo}@{digest} at the source") }),
+        }
     }
 
     /// Requests in flight at once per registry.
