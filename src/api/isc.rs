@@ -27,6 +27,9 @@ use super::status::ImageSetStatus;
 #[serde(rename_all = "camelCase")]
 pub struct ImageSetConfigurationSpec {
     /// What to mirror: oc-mirror v2's `mirror:` block, field for field.
+    // In the cluster a CatalogSource template is a ConfigMap key (the controller's
+    // `template_ref`); a file path is the command line's and means nothing here.
+    #[x_kube(validation = Rule::new("!has(self.operators) || self.operators.all(o, !has(o.targetCatalogSourceTemplate) || o.targetCatalogSourceTemplate.matches('^configmap:[^/]+/[^/]+$'))").message("operators[].targetCatalogSourceTemplate must be configmap:<name>/<key>: a key of a ConfigMap in the image set's namespace"))]
     pub mirror: Mirror,
     /// Where to: `docker://registry[:port][/prefix]`, or `file:///path` for archives on a volume.
     #[schemars(regex(pattern = r"^(docker://[^/\s]+(/[^\s]*)?|file:///[^\s]*)$"), length(max = 1024))]

@@ -4,10 +4,44 @@
 use kube::KubeSchema;
 use serde::{Deserialize, Serialize};
 
-/// Semantic version as oc-mirror accepts it (Masterminds semver: optional `v`, optional minor/patch).
-pub const SEMVER_PATTERN: &str = r"^v?(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))?(\.(0|[1-9][0-9]*))?(-[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?(\+[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?$";
+/// Semantic version as oc-mirror accepts it (Masterminds semver: optional `v`, optional
+/// minor/patch), with semver's rules for identifiers: no leading zeros in numbers, pre-release
+/// and build identifiers of `[0-9A-Za-z-]`. Version numbers have at most 19 digits, so that
+/// every one fits the 64 bits oc-mirror and the operator compare them in.
+pub const SEMVER_PATTERN: &str = r"^v?(0|[1-9][0-9]{0,18})(\.(0|[1-9][0-9]{0,18}))?(\.(0|[1-9][0-9]{0,18}))?(-(0|[1-9][0-9]*|[0-9]*[A-Za-z-][0-9A-Za-z-]*)(\.(0|[1-9][0-9]*|[0-9]*[A-Za-z-][0-9A-Za-z-]*))*)?(\+[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?$";
 /// Destination path components (oc-mirror's targetRepo / targetCatalog rule).
 pub const PATH_PATTERN: &str = r"^[a-z0-9]+((?:[._]|__|[-]*)[a-z0-9]+)*(/[a-z0-9]+((?:[._]|__|[-]*)[a-z0-9]+)*)*$";
+/// A destination tag (targetTag): what a registry accepts as a tag.
+pub const TAG_PATTERN: &str = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$";
+/// An image reference as the operator parses it (`image::ImageRef::parse`), with no spaces
+/// around it: `oci://` and a path, or an optional `docker://`, then `registry/path` (the part
+/// before the first `/` is the registry: letters, digits, `.`, `-`, `:`, `[`, `]`; the path is
+/// lowercase components) or a single lowercase component, then a tag, a digest
+/// (`sha256:` and 64 lowercase hex digits, or `sha512:` and 128), or both. The syntax is Go's
+/// (RE2) and Rust's alike, and `\s\v\x{85}\p{Z}` is Unicode's whitespace in both.
+pub const REFERENCE_PATTERN: &str = r"^(oci://[\s\S]*[^\s\v\x{85}\p{Z}]|(docker://)?([A-Za-z0-9.:\[\]-]*/[a-z0-9._-]+(/[a-z0-9._-]+)*|[a-z0-9._-]+)(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}(@(sha256:[0-9a-f]{64}|sha512:[0-9a-f]{128}))?|@(sha256:[0-9a-f]{64}|sha512:[0-9a-f]{128})))$";
+/// What a reference must look like, for messages.
+pub const REFERENCE_SYNTAX: &str = "an image reference with a tag or a digest, without spaces around it: [docker://]registry/path:tag, registry/path@sha256:<64 lowercase hex digits> (or sha512:<128>), registry/path:tag@digest, or oci://<path>; the path is lowercase";
+
+/// The CEL rule of a reference field: the whole of [`REFERENCE_PATTERN`], with a message
+/// saying what is expected (affordable on fields with few values: a catalog, a release).
+fn reference_rule(field: &str) -> kube::core::Rule {
+    kube::core::Rule::new(format!("self.matches(r'{REFERENCE_PATTERN}')"))
+        .message(kube::core::Message::Message(format!("{field} must be {REFERENCE_SYNTAX}")))
+}
+
+/// The CEL rule of a list of platforms: os and architecture must not be blank (whitespace
+/// alone, in Unicode's sense, is blank: CEL's `trim()` and Rust's `trim()` agree on it).
+fn platforms_rule() -> kube::core::Rule {
+    kube::core::Rule::new("self.all(p, p.os.trim() != '' && p.architecture.trim() != '')")
+        .message("each platform needs an os and an architecture that are not blank")
+}
+
+/// The CEL rule of a name that must not be blank.
+fn not_blank_rule(field: &str) -> kube::core::Rule {
+    kube::core::Rule::new("self.trim() != ''")
+        .message(kube::core::Message::Message(format!("{field} must not be blank")))
+}
 
 /// What to mirror: the `mirror:` block of an oc-mirror ImageSetConfiguration.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
@@ -55,9 +89,12 @@ pub struct Platform {
     /// Platforms to keep: the multi payload is queried and every image copied as a sparse index.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 16))]
+    #[x_kube(validation = platforms_rule())]
     pub platforms: Vec<PlatformSelector>,
     /// One explicit release payload (tag or digest); channels are then ignored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 256))]
+    #[x_kube(validation = reference_rule("release"))]
     pub release: Option<String>,
     /// Also mirror the KubeVirt container-disk images named by the payload.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -99,6 +136,7 @@ pub enum ReleaseType {
 pub struct ReleaseChannel {
     /// Channel name, e.g. stable-4.18.
     #[schemars(length(min = 1, max = 64))]
+    #[x_kube(validation = not_blank_rule("name"))]
     pub name: String,
     /// ocp (default) or okd.
     #[serde(default, rename = "type", skip_serializing_if = "is_default")]
@@ -126,6 +164,7 @@ pub struct ReleaseChannel {
 pub struct Operator {
     /// Catalog image (`registry/ns/name:tag`, `...@sha256:...`) or `oci:///abs/path`.
     #[schemars(length(min = 1, max = 256))]
+    #[x_kube(validation = reference_rule("catalog"))]
     pub catalog: String,
     /// Destination repository path for the catalog.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -133,7 +172,7 @@ pub struct Operator {
     pub target_catalog: Option<String>,
     /// Destination tag for the catalog.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"), length(max = 128))]
+    #[schemars(regex(pattern = TAG_PATTERN), length(max = 128))]
     pub target_tag: Option<String>,
     /// Without packages: the whole catalog unfiltered. With packages: all bundles of the selected channels.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -151,10 +190,12 @@ pub struct Operator {
     pub include_dependencies: bool,
     /// CatalogSource template (a file path for the CLI, a ConfigMap key for the controller).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 4096))]
     pub target_catalog_source_template: Option<String>,
     /// Copy every image of this catalog as a sparse index with only these platforms.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 16))]
+    #[x_kube(validation = platforms_rule())]
     pub platforms: Vec<PlatformSelector>,
     /// Packages to take (all packages when empty).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -170,6 +211,7 @@ pub struct Operator {
 pub struct IncludePackage {
     /// Package name.
     #[schemars(length(min = 1, max = 253))]
+    #[x_kube(validation = not_blank_rule("name"))]
     pub name: String,
     /// Channels to take (all channels when empty).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -221,10 +263,14 @@ pub struct IncludeBundle {
 /// An additional image.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("self.name.startsWith('oci://') || self.name.contains('@') || self.name.matches(':[^/]+$')").message("name must have a tag or a digest"))]
+// The whole syntax is the schema's pattern (a CEL regular expression over 10,000 names of up to
+// 256 characters would exceed the apiserver's cost estimate); these two cheap rules say in
+// words what is wrong in the commonest mistakes, beside the pattern's own error.
+#[x_kube(validation = Rule::new("self.name.startsWith('oci://') || self.name.contains('@') || self.name.matches(':[^/]+$')").message("name must have a tag or a digest").field_path(".name"))]
+#[x_kube(validation = Rule::new("self.name.startsWith('oci://') || !self.name.contains('@') || size(self.name) - self.name.indexOf('@') == 72 || size(self.name) - self.name.indexOf('@') == 136").message("the digest after @ must be sha256: and 64 lowercase hex digits, or sha512: and 128").field_path(".name"))]
 pub struct AdditionalImage {
     /// Image reference with a tag or digest (`docker://` implied), or `oci://` layout.
-    #[schemars(length(min = 1, max = 256))]
+    #[schemars(regex(pattern = REFERENCE_PATTERN), length(min = 1, max = 256))]
     pub name: String,
     /// Destination repository path override.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -232,11 +278,12 @@ pub struct AdditionalImage {
     pub target_repo: Option<String>,
     /// Destination tag override.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"), length(max = 128))]
+    #[schemars(regex(pattern = TAG_PATTERN), length(max = 128))]
     pub target_tag: Option<String>,
     /// Copy as a sparse index with only these platforms.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 16))]
+    #[x_kube(validation = platforms_rule())]
     pub platforms: Vec<PlatformSelector>,
 }
 
@@ -245,7 +292,11 @@ pub struct AdditionalImage {
 #[serde(rename_all = "camelCase")]
 pub struct BlockedImage {
     /// Regular expression, matched unanchored against source and destination references.
+    // CEL cannot ask whether a string is a regular expression, but matching with an invalid
+    // one is an evaluation error, which the apiserver reports as a refusal of this field with
+    // Go's parse error and this message: the same check oc-mirror makes (Go's regexp).
     #[schemars(length(min = 1, max = 1024))]
+    #[x_kube(validation = Rule::new("''.matches(self) || !''.matches(self)").message("name must be a valid regular expression (Go RE2 syntax, as oc-mirror reads it)"))]
     pub name: String,
 }
 
