@@ -71,7 +71,9 @@ enum Origin<'a> {
 impl Origin<'_> {
     /// A blob or manifest by digest, verified, into the cache.
     async fn cache_blob(&self, cache: &Cache, desc: &Descriptor) -> Result<(), CollectError> {
-        if cache.has(&desc.digest) {
+        // From a registry, even a cached blob goes through the fetch layer: it checks that
+        // this client may read it at the source before the cache serves it.
+        if cache.has(&desc.digest) && matches!(self, Origin::Layout(_)) {
             return Ok(());
         }
         match self {

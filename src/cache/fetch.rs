@@ -48,7 +48,10 @@ pub async fn top_digest(client: &Client, r: &crate::image::ImageRef, what: &str)
     }
     let tag = r.tag.as_deref().unwrap_or("latest");
     match client.manifest_head(&r.registry, &r.path, tag).await? {
-        Some((d, _)) => Ok(d),
+        Some((d, _)) => {
+            client.note_read(&r.registry, &r.path);
+            Ok(d)
+        }
         None => Err(RegistryError::NotFound { what: what.to_string() }),
     }
 }
