@@ -24,7 +24,7 @@
 
 #[path = "catalog/child.rs"]
 mod child;
-#[path = "entry.rs"]
+#[path = "common/entry.rs"]
 mod entry;
 #[path = "catalog/measure.rs"]
 mod measure;
@@ -59,21 +59,8 @@ const KNOWN: &[&str] = &["runs", "catalogs", "forms", "cases", "json-from", "dat
 
 impl Options {
     fn parse(args: &[String]) -> Result<Options> {
-        let given = entry::flags(args)?;
-        for (k, _) in &given {
-            if !KNOWN.contains(&k.as_str()) {
-                bail!("unknown option --{k}");
-            }
-        }
-        let get = |key: &str, env: &str| -> Option<String> {
-            given
-                .iter()
-                .rev()
-                .find(|(k, _)| k == key)
-                .map(|(_, v)| v.clone())
-                .or_else(|| std::env::var(env).ok())
-                .filter(|v| !v.is_empty())
-        };
+        let given = entry::Given::parse(args, KNOWN)?;
+        let get = |key: &str, env: &str| given.get_or_env(key, env);
         let list = |key: &str, env: &str| -> Vec<String> {
             get(key, env).map(|v| v.split(',').map(|s| s.trim().to_string()).collect()).unwrap_or_default()
         };
@@ -138,7 +125,7 @@ fn run(args: &[String]) -> Result<()> {
     if json_from == JsonFrom::Opm && opts.opm.is_none() {
         bail!("--json-from opm needs opm");
     }
-    let cache = prepare::cache_root();
+    let cache = entry::cache_root();
     let tarballs = prepare::tarballs(&opts.data, &opts.catalogs)?;
     let mut catalogs = Vec::new();
     for tarball in &tarballs {
@@ -152,7 +139,7 @@ fn run(args: &[String]) -> Result<()> {
     if let Some(opm) = &opts.opm {
         tools.push(Tool::Opm(opm.clone()));
     }
-    let load_before = loadavg();
+    let load_before = entry::loadavg();
     let mut samples: Vec<Sample> = Vec::new();
     for run in 0..opts.runs {
         for cat in &catalogs {
@@ -176,7 +163,7 @@ fn run(args: &[String]) -> Result<()> {
     let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
     let machine = format!(
         "machine: {cpus} CPUs, load average {load_before} before, {} after; JSON form from {}; C parser: {}; opm: {}",
-        loadavg(),
+        entry::loadavg(),
         json_from.describe(),
         python.as_deref().unwrap_or("none"),
         opts.opm.as_deref().map(measure::opm_version).unwrap_or_else(|| "none".into()),
@@ -189,9 +176,4 @@ fn run(args: &[String]) -> Result<()> {
     print!("{table}");
     println!("results: {}", out.display());
     Ok(())
-}
-
-fn loadavg() -> String {
-    let text = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    text.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
 }

@@ -40,7 +40,7 @@
 
 #[path = "controller/copies.rs"]
 mod copies;
-#[path = "entry.rs"]
+#[path = "common/entry.rs"]
 mod entry;
 #[path = "controller/large.rs"]
 mod large;
@@ -230,7 +230,7 @@ fn run(args: &[String]) -> Result<()> {
     let w = World { bin, kubeconfig: cp.kubeconfig.clone(), src, _dst: dst, pushed, root, rt, api };
     eprintln!("bench: control plane and registries up in {:.1} s", started.elapsed().as_secs_f64());
 
-    let load_before = loadavg();
+    let load_before = entry::loadavg();
     let measured = Instant::now();
     let small = if large_opts.only {
         None
@@ -245,7 +245,7 @@ fn run(args: &[String]) -> Result<()> {
     let machine = format!(
         "machine: {} CPUs, load average {load_before} before, {} after; skopeo {}",
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
-        loadavg(),
+        entry::loadavg(),
         skopeo_version(&copies.skopeo)
     );
     if let Some((samples, after_copies, idle)) = &small {
@@ -602,9 +602,4 @@ fn skopeo_version(skopeo: &Path) -> String {
     let out = std::process::Command::new(skopeo).arg("--version").output().ok();
     let text = out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
     text.split_whitespace().find(|w| w.starts_with(|c: char| c.is_ascii_digit())).unwrap_or("?").to_string()
-}
-
-fn loadavg() -> String {
-    let text = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    text.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
 }

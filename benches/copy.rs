@@ -24,6 +24,12 @@
 //! run's logs and inputs under its `runs/`; scratch registries go to BENCH_TMPDIR (default
 //! the system temp directory).
 
+#[path = "common/entry.rs"]
+mod entry;
+#[path = "common/measure.rs"]
+mod measure;
+#[path = "common/registry.rs"]
+mod registry;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
@@ -31,12 +37,12 @@ mod support;
 mod bare;
 #[path = "copy/generate.rs"]
 mod generate;
-#[path = "copy/registry.rs"]
-mod registry;
 #[path = "copy/report.rs"]
 mod report;
 #[path = "copy/tools.rs"]
 mod tools;
+#[path = "copy/traffic.rs"]
+mod traffic;
 #[path = "copy/workload.rs"]
 mod workload;
 
@@ -46,10 +52,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result, bail};
 use serde_json::json;
 
+use entry::Given;
 use generate::Workload;
-use registry::BenchRegistry;
+use registry::{LoggedRegistry, Storage};
 use report::{Phase, Row};
 use tools::{CommandOptions, Tool};
+use traffic::Traffic;
 use workload::{Plan, SMALL_IMAGES, Variant};
 
 struct Options {
@@ -82,41 +90,19 @@ const KNOWN: &[&str] = &[
 
 impl Options {
     fn parse(args: &[String]) -> Result<Options> {
-        let mut given: Vec<(String, String)> = Vec::new();
-        let mut it = args.iter();
-        while let Some(a) = it.next() {
-            let Some(flag) = a.strip_prefix("--") else { bail!("unexpected argument {a:?}") };
-            match flag {
-                // cargo passes --bench to every bench binary.
-                "bench" => {}
-                "big" => given.push(("variant".into(), "big".into())),
-                "small" => given.push(("variant".into(), "small".into())),
-                "plan-only" => given.push(("plan-only".into(), "1".into())),
-                _ => match flag.split_once('=') {
-                    Some((k, v)) => given.push((k.into(), v.into())),
-                    None => {
-                        given.push((flag.into(), it.next().with_context(|| format!("--{flag} needs a value"))?.clone()))
-                    }
-                },
-            }
-        }
-        let get = |key: &str| -> Option<String> {
-            given
-                .iter()
-                .rev()
-                .find(|(k, _)| k == key)
-                .map(|(_, v)| v.clone())
-                .or_else(|| std::env::var(format!("BENCH_{}", key.to_uppercase().replace('-', "_"))).ok())
-                .filter(|v| !v.is_empty())
-        };
-        for (k, _) in &given {
-            if !KNOWN.contains(&k.as_str()) {
-                bail!("unknown option --{k}");
-            }
-        }
-        let num = |key: &str, default: u64| -> Result<u64> {
-            get(key).map(|v| v.parse().with_context(|| format!("{key}: {v:?} is not a number"))).unwrap_or(Ok(default))
-        };
+        // The flags without a value, as the options they stand for.
+        let args: Vec<String> = args
+            .iter()
+            .map(|a| match a.as_str() {
+                "--big" => "--variant=big".into(),
+                "--small" => "--variant=small".into(),
+                "--plan-only" => "--plan-only=1".into(),
+                _ => a.clone(),
+            })
+            .collect();
+        let given = Given::parse(&args, KNOWN)?;
+        let get = |key: &str| given.get(key);
+        let num = |key: &str, default: u64| given.num(key, default);
         let variant = match get("variant").as_deref() {
             None | Some("standard") => Variant::Standard,
             Some("big") => Variant::Big,
@@ -175,7 +161,7 @@ fn main() {
 
 fn run(args: &[String]) -> Result<()> {
     let opts = Options::parse(args)?;
-    let root = generate::cache_root();
+    let root = entry::cache_root();
     let plan = Plan::new(opts.variant, opts.seed);
     if opts.plan_only {
         println!("{}", plan.describe());
@@ -190,9 +176,13 @@ fn run(args: &[String]) -> Result<()> {
     std::fs::create_dir_all(&run_dir)?;
     eprintln!("bench: logs and inputs in {}", run_dir.display());
 
-    let src = BenchRegistry::start(&work.storage, true, &run_dir.join("source.log"))?;
+    let src = LoggedRegistry::start(
+        &work.storage,
+        Storage { readonly: true, ..Default::default() },
+        &run_dir.join("source.log"),
+    )?;
     warm_page_cache(&work.storage);
-    let load_before = loadavg();
+    let load_before = entry::loadavg();
     let mut rows = Vec::new();
     for run in 1..=opts.runs {
         for &tool in &opts.tools {
@@ -201,7 +191,7 @@ fn run(args: &[String]) -> Result<()> {
     }
     let stats = &work.stats;
     let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
-    let load_after = loadavg();
+    let load_after = entry::loadavg();
     // Other work on the machine shows up directly in the figures: say how busy it was.
     let mut machine = format!("machine: {cpus} CPUs, load average {load_before} before, {load_after} after");
     if opts.tools.contains(&Tool::Crane) {
@@ -236,14 +226,17 @@ fn bench_tool(
     tool: Tool,
     run: usize,
     work: &Workload,
-    src: &BenchRegistry,
+    src: &LoggedRegistry,
     run_dir: &Path,
     opts: &Options,
 ) -> Result<Vec<Row>> {
-    let tmp_base = std::env::var_os("BENCH_TMPDIR").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
-    let scratch = tempfile::Builder::new().prefix("bench-copy-").tempdir_in(&tmp_base)?;
+    let scratch = entry::scratch_dir("bench-copy-")?;
     let name = format!("{}-{run}", tool.name());
-    let dst = BenchRegistry::start(&scratch.path().join("storage"), false, &run_dir.join(format!("{name}-dest.log")))?;
+    let dst = LoggedRegistry::start(
+        &scratch.path().join("storage"),
+        Storage::default(),
+        &run_dir.join(format!("{name}-dest.log")),
+    )?;
     let copts = CommandOptions {
         parallel_images: opts.parallel,
         crane_jobs: opts.crane_jobs,
@@ -270,14 +263,15 @@ fn bench_tool(
             }
         };
         if phase == Phase::Cold {
-            wait_idle(opts.wait_idle);
+            measure::wait_idle(opts.wait_idle);
         }
         eprintln!("bench: {name} {} ...", phase.name());
         let (smark, dmark) = (src.log_mark(), dst.log_mark());
-        let measured =
-            tools::measure(program, args, &run_dir.join(format!("{name}-{}.log", phase.name())), opts.timeout)?;
+        let log = run_dir.join(format!("{name}-{}.log", phase.name()));
+        let measured = measure::measure(program, args, &log, opts.timeout, &[])?;
         // The traffic before the check: its HEADs are the bench's requests, not the tool's.
-        let (source, dest) = (src.traffic_since(smark)?, dst.traffic_since(dmark)?);
+        let (source, dest) =
+            (Traffic::count(&src.responses_since(smark)?), Traffic::count(&dst.responses_since(dmark)?));
         let failed_images = tools::verify(tool, &work.entries, &dst.host);
         let row = Row { tool, phase, run, source, dest, measured, failed_images, error: None };
         eprintln!(
@@ -312,32 +306,4 @@ fn warm_page_cache(storage: &Path) {
         }
     }
     walk(&storage.join("docker/registry/v2/blobs"));
-}
-
-/// Waits, at most `limit`, until the machine has been nearly idle for a few seconds: on a
-/// shared machine, a copy that starts during someone's build measures the build.
-fn wait_idle(limit: Duration) {
-    let start = std::time::Instant::now();
-    let mut said = false;
-    while start.elapsed() < limit {
-        let a = tools::cpu_times();
-        std::thread::sleep(Duration::from_secs(3));
-        let busy = tools::busy_between(a, tools::cpu_times());
-        if busy < 0.10 {
-            return;
-        }
-        if !said {
-            eprintln!(
-                "bench: machine {:.0} % busy, waiting up to {} s for it to settle",
-                busy * 100.0,
-                limit.as_secs()
-            );
-            said = true;
-        }
-    }
-}
-
-fn loadavg() -> String {
-    let text = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    text.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
 }

@@ -33,15 +33,19 @@
 //! ~/.cache/imageset-operator-bench) in `delete/runs/`; the scratch registries' storage under
 //! BENCH_TMPDIR (default the system temp directory), removed after each tool.
 
-#[path = "entry.rs"]
+#[path = "common/entry.rs"]
 mod entry;
+#[path = "common/measure.rs"]
+mod measure;
+#[path = "common/registry.rs"]
+mod registry;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-#[path = "delete/registry.rs"]
-mod registry;
 #[path = "delete/report.rs"]
 mod report;
+#[path = "delete/requests.rs"]
+mod requests;
 #[path = "delete/tools.rs"]
 mod tools;
 
@@ -51,8 +55,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result, bail};
 use serde_json::json;
 
-use registry::DeleteRegistry;
+use entry::Given;
+use registry::{LoggedRegistry, Storage};
 use report::Row;
+use requests::Requests;
 use support::storage::small_images;
 use tools::{CommandOptions, Tool};
 
@@ -76,22 +82,9 @@ const KNOWN: &[&str] = &["images", "tools", "out", "parallel", "skopeo-jobs", "t
 
 impl Options {
     fn parse(args: &[String]) -> Result<Options> {
-        let given = entry::flags(args)?;
-        if let Some((k, _)) = given.iter().find(|(k, _)| !KNOWN.contains(&k.as_str())) {
-            bail!("unknown option --{k} (known: --{})", KNOWN.join(", --"));
-        }
-        let get = |key: &str| -> Option<String> {
-            given
-                .iter()
-                .rev()
-                .find(|(k, _)| k == key)
-                .map(|(_, v)| v.clone())
-                .or_else(|| std::env::var(format!("BENCH_{}", key.to_uppercase().replace('-', "_"))).ok())
-                .filter(|v| !v.is_empty())
-        };
-        let num = |key: &str, default: u64| -> Result<u64> {
-            get(key).map(|v| v.parse().with_context(|| format!("{key}: {v:?} is not a number"))).unwrap_or(Ok(default))
-        };
+        let given = Given::parse(args, KNOWN)?;
+        let get = |key: &str| given.get(key);
+        let num = |key: &str, default: u64| given.num(key, default);
         let tools = match get("tools") {
             None => Tool::ALL.to_vec(),
             Some(list) => {
@@ -109,22 +102,13 @@ impl Options {
         if images == 0 {
             bail!("--images must be at least 1");
         }
-        // BENCH_IMAGESET_BIN, like the other benches that drive the built binary.
-        let bin = given
-            .iter()
-            .rev()
-            .find(|(k, _)| k == "bin")
-            .map(|(_, v)| v.clone())
-            .or_else(|| std::env::var("BENCH_IMAGESET_BIN").ok())
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_imageset-operator")));
         Ok(Options {
             images,
             tools,
             out: get("out").map(PathBuf::from),
             command: CommandOptions {
-                bin,
+                // BENCH_IMAGESET_BIN, like the other benches that drive the built binary.
+                bin: given.bin(),
                 parallel_images: get("parallel").map(|v| v.parse()).transpose().context("parallel")?,
                 skopeo_jobs: num("skopeo-jobs", 8)?.max(1) as usize,
             },
@@ -150,11 +134,11 @@ fn run(args: &[String]) -> Result<()> {
         bail!("/usr/bin/time (GNU time) not found: run scripts/bench-delete, which installs it");
     }
     let stamp = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
-    let run_dir = cache_root().join("delete/runs").join(format!("{}-{stamp}", opts.images));
+    let run_dir = entry::cache_root().join("delete/runs").join(format!("{}-{stamp}", opts.images));
     std::fs::create_dir_all(&run_dir)?;
     eprintln!("bench: logs and inputs in {}", run_dir.display());
 
-    let load_before = loadavg();
+    let load_before = entry::loadavg();
     let mut rows = Vec::new();
     for &tool in &opts.tools {
         let row = bench_tool(tool, &opts, &run_dir)?;
@@ -169,7 +153,7 @@ fn run(args: &[String]) -> Result<()> {
         );
         rows.push(row);
     }
-    let load_after = loadavg();
+    let load_after = entry::loadavg();
     let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
     let versions = tool_versions();
     let header = vec![
@@ -215,13 +199,13 @@ fn run(args: &[String]) -> Result<()> {
 /// removed after.
 fn bench_tool(tool: Tool, opts: &Options, run_dir: &Path) -> Result<Row> {
     let name = tool.name();
-    let tmp_base = std::env::var_os("BENCH_TMPDIR").map(PathBuf::from).unwrap_or_else(std::env::temp_dir);
-    let scratch = tempfile::Builder::new().prefix("bench-delete-").tempdir_in(&tmp_base)?;
+    let scratch = entry::scratch_dir("bench-delete-")?;
     let storage = scratch.path().join("storage");
     let started = Instant::now();
     let images = small_images(&storage, REPOS, opts.images, LAYER_BYTES, SEED);
-    let reg = DeleteRegistry::start(&storage, &run_dir.join(format!("{name}-registry.log")))?;
-    let absent = reg.not_served(&images);
+    let storage_opts = Storage { delete: true, ..Default::default() };
+    let reg = LoggedRegistry::start(&storage, storage_opts, &run_dir.join(format!("{name}-registry.log")))?;
+    let absent = requests::not_served(&reg, &images);
     if !absent.is_empty() {
         bail!("{name}: {} of {} images not served before the run, e.g. {}", absent.len(), images.len(), absent[0]);
     }
@@ -230,6 +214,7 @@ fn bench_tool(tool: Tool, opts: &Options, run_dir: &Path) -> Result<Row> {
         tool,
         images: images.len(),
         measured: Default::default(),
+        summary: String::new(),
         requests: Default::default(),
         remaining: Vec::new(),
         error: None,
@@ -241,59 +226,23 @@ fn bench_tool(tool: Tool, opts: &Options, run_dir: &Path) -> Result<Row> {
             return Ok(row);
         }
     };
-    wait_idle(opts.wait_idle);
+    measure::wait_idle(opts.wait_idle);
     eprintln!("bench: {name} ...");
     let mark = reg.log_mark();
-    row.measured = tools::measure(&program, &args, &run_dir.join(format!("{name}.log")), opts.timeout)?;
+    let log = run_dir.join(format!("{name}.log"));
+    // Neither a user's cache nor their registry credentials: the tools see loopback only.
+    row.measured = measure::measure(&program, &args, &log, opts.timeout, &["OC_MIRROR_CACHE", "REGISTRY_AUTH_FILE"])?;
+    row.summary = tools::summary(&log);
     // The requests before the check: its HEADs are the bench's, not the tool's.
-    row.requests = reg.requests_since(mark)?;
-    row.remaining = reg.still_there(&images);
+    row.requests = Requests::count(&reg.responses_since(mark)?);
+    row.remaining = requests::still_there(&reg, &images);
     Ok(row)
-}
-
-/// BENCH_CACHE, else `imageset-operator-bench` in the user's cache directory.
-fn cache_root() -> PathBuf {
-    if let Some(d) = std::env::var_os("BENCH_CACHE") {
-        return PathBuf::from(d);
-    }
-    std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").expect("HOME is set")).join(".cache"))
-        .join("imageset-operator-bench")
-}
-
-/// Waits, at most `limit`, until the machine has been nearly idle for a few seconds: on a
-/// shared machine, a run that starts during someone's build measures the build.
-fn wait_idle(limit: Duration) {
-    let start = Instant::now();
-    let mut said = false;
-    while start.elapsed() < limit {
-        let a = tools::cpu_times();
-        std::thread::sleep(Duration::from_secs(3));
-        let busy = tools::busy_between(a, tools::cpu_times());
-        if busy < 0.10 {
-            return;
-        }
-        if !said {
-            eprintln!(
-                "bench: machine {:.0} % busy, waiting up to {} s for it to settle",
-                busy * 100.0,
-                limit.as_secs()
-            );
-            said = true;
-        }
-    }
-}
-
-fn loadavg() -> String {
-    let text = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    text.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
 }
 
 /// skopeo's and the registry's versions, as they print them.
 fn tool_versions() -> String {
     let version = |name: &str| -> String {
-        let Some(p) = tools::find_program(name) else { return format!("{name} not found") };
+        let Some(p) = measure::find_program(name) else { return format!("{name} not found") };
         std::process::Command::new(p)
             .arg("--version")
             .output()

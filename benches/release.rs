@@ -30,7 +30,7 @@
 //! Options (argument or environment): `--runs N` (BENCH_RUNS, default 3; median and minimum
 //! shown), `--bin PATH` (BENCH_IMAGESET_BIN, else the binary cargo built with this bench).
 
-#[path = "entry.rs"]
+#[path = "common/entry.rs"]
 mod entry;
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -132,7 +132,7 @@ fn run(args: &[String]) -> Result<()> {
     let b = Bench { world, bin, isc, time, expected, root, _registry: registry };
     eprintln!("bench: release world up in {:.1} s", started.elapsed().as_secs_f64());
 
-    let load_before = loadavg();
+    let load_before = entry::loadavg();
     let bench_started = Instant::now();
     // One unmeasured round: every program's first start from disk is not timed.
     b.ours(&b.root.path().join("warmup"), Case::Cold).context("warm-up, imageset-operator")?;
@@ -159,7 +159,7 @@ fn run(args: &[String]) -> Result<()> {
     let machine = format!(
         "machine: {} CPUs, load average {load_before} before, {} after; {}",
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
-        loadavg(),
+        entry::loadavg(),
         tool_versions()
     );
     print!("{}", report(&b, &samples, runs, &machine));
@@ -355,9 +355,4 @@ fn tool_versions() -> String {
     };
     let list: Vec<String> = baseline::TOOLS.iter().map(|t| format!("{t} {}", version(t))).collect();
     format!("baseline tools: {}", list.join(", "))
-}
-
-fn loadavg() -> String {
-    let text = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    text.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
 }

@@ -89,17 +89,6 @@ impl Prepared {
     }
 }
 
-/// BENCH_CACHE, else ~/.cache/imageset-operator-bench (shared with the copy benchmark).
-pub fn cache_root() -> PathBuf {
-    if let Some(p) = std::env::var_os("BENCH_CACHE") {
-        return PathBuf::from(p);
-    }
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/tmp".into())).join(".cache"));
-    base.join("imageset-operator-bench")
-}
-
 /// The `.tar.gz` files of `data` whose names contain one of `filters` (all when empty), sorted.
 pub fn tarballs(data: &Path, filters: &[String]) -> Result<Vec<PathBuf>> {
     let mut out: Vec<PathBuf> = std::fs::read_dir(data)

@@ -1,7 +1,8 @@
 //! The entry point every benchmark shares: `--<child flag>` re-enters the binary as the
 //! measured child process (so its peak RSS is the measurement's alone), and without
-//! `--bench` (a test run of all targets) nothing heavy starts. Also the option parsing and
-//! process measurement several benches share.
+//! `--bench` (a test run of all targets) nothing heavy starts. Also the option parsing, the
+//! cache and scratch directories, the load average and the plain process measurement the
+//! benches share (the copy and delete benches' GNU time watchdog is in `measure.rs`).
 // Each bench uses a different part.
 #![allow(dead_code)]
 
@@ -38,26 +39,82 @@ pub fn flags(args: &[String]) -> anyhow::Result<Vec<(String, String)>> {
     Ok(given)
 }
 
+/// The options a bench was given: `--key value` / `--key=value` pairs, each also settable
+/// through an environment variable.
+pub struct Given(Vec<(String, String)>);
+
+impl Given {
+    /// Reads `args` (see [`flags`]); an option not among `known` is an error.
+    pub fn parse(args: &[String], known: &[&str]) -> anyhow::Result<Given> {
+        let given = flags(args)?;
+        if let Some((k, _)) = given.iter().find(|(k, _)| !known.contains(&k.as_str())) {
+            anyhow::bail!("unknown option --{k} (known: --{})", known.join(", --"));
+        }
+        Ok(Given(given))
+    }
+
+    /// The last `--key` given, else `env`; an empty value is no value.
+    pub fn get_or_env(&self, key: &str, env: &str) -> Option<String> {
+        self.0
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+            .or_else(|| std::env::var(env).ok())
+            .filter(|v| !v.is_empty())
+    }
+
+    /// The last `--key` given, else `BENCH_KEY` (upper case, `-` as `_`).
+    pub fn get(&self, key: &str) -> Option<String> {
+        self.get_or_env(key, &format!("BENCH_{}", key.to_uppercase().replace('-', "_")))
+    }
+
+    /// [`Given::get`] as a number, `default` when not given.
+    pub fn num(&self, key: &str, default: u64) -> anyhow::Result<u64> {
+        use anyhow::Context as _;
+        self.get(key).map(|v| v.parse().with_context(|| format!("{key}: {v:?} is not a number"))).unwrap_or(Ok(default))
+    }
+
+    /// `--bin PATH`, else `BENCH_IMAGESET_BIN`, else the release binary cargo built with the
+    /// bench.
+    pub fn bin(&self) -> std::path::PathBuf {
+        self.get_or_env("bin", "BENCH_IMAGESET_BIN")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_BIN_EXE_imageset-operator")))
+    }
+}
+
 /// `--runs N` and `--bin PATH` (as `--key value` or `--key=value`, else `BENCH_RUNS` and
 /// `BENCH_IMAGESET_BIN`), the options of the benches that drive the built binary.
 pub fn runs_and_bin(args: &[String]) -> anyhow::Result<(usize, std::path::PathBuf)> {
-    use anyhow::{Context as _, bail};
-    let given = flags(args)?;
-    if let Some((k, _)) = given.iter().find(|(k, _)| k != "runs" && k != "bin") {
-        bail!("unknown option --{k} (known: --runs N, --bin PATH)");
+    let given = Given::parse(args, &["runs", "bin"])?;
+    Ok((given.num("runs", 3)?.max(1) as usize, given.bin()))
+}
+
+/// The bench cache: `BENCH_CACHE`, else `imageset-operator-bench` in `$XDG_CACHE_HOME` or
+/// `~/.cache`.
+pub fn cache_root() -> std::path::PathBuf {
+    use std::path::PathBuf;
+    if let Some(d) = std::env::var_os("BENCH_CACHE") {
+        return PathBuf::from(d);
     }
-    let get = |key: &str, env: &str| {
-        given.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.clone()).or_else(|| std::env::var(env).ok())
-    };
-    let runs = match get("runs", "BENCH_RUNS").filter(|v| !v.is_empty()) {
-        None => 3,
-        Some(v) => v.parse::<usize>().with_context(|| format!("runs: {v:?} is not a number"))?.max(1),
-    };
-    let bin = get("bin", "BENCH_IMAGESET_BIN")
-        .filter(|v| !v.is_empty())
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_BIN_EXE_imageset-operator")));
-    Ok((runs, bin))
+    std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/tmp".into())).join(".cache"))
+        .join("imageset-operator-bench")
+}
+
+/// A scratch directory named `prefix...` under `BENCH_TMPDIR`, else the system temp
+/// directory; removed when dropped.
+pub fn scratch_dir(prefix: &str) -> anyhow::Result<tempfile::TempDir> {
+    let base = std::env::var_os("BENCH_TMPDIR").map(std::path::PathBuf::from).unwrap_or_else(std::env::temp_dir);
+    Ok(tempfile::Builder::new().prefix(prefix).tempdir_in(&base)?)
+}
+
+/// The 1, 5 and 15 minute load averages, as /proc/loadavg gives them.
+pub fn loadavg() -> String {
+    let text = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    text.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
 }
 
 /// Runs `argv` to completion under GNU time when `time` is given; returns wall seconds, peak

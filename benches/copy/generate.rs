@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use super::registry::{BenchRegistry, blocking_client};
+use super::registry::{LoggedRegistry, Storage, blocking_client};
 use super::workload::{Layer, Plan, SMALL_LAYER_BYTES, SMALL_REPOS, Variant};
 
 const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
@@ -111,17 +111,6 @@ pub struct Workload {
     pub storage: PathBuf,
 }
 
-/// The bench cache: `BENCH_CACHE`, else `$XDG_CACHE_HOME` or `~/.cache`, `/imageset-operator-bench`.
-pub fn cache_root() -> PathBuf {
-    if let Some(d) = std::env::var_os("BENCH_CACHE") {
-        return PathBuf::from(d);
-    }
-    std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").expect("HOME is set")).join(".cache"))
-        .join("imageset-operator-bench")
-}
-
 /// Returns the cached set for `plan`, generating it first if the cache lacks it.
 pub fn ensure(plan: &Plan, variant: Variant, seed: u64, root: &Path) -> Result<Workload> {
     let dir = root.join(&plan.key);
@@ -159,7 +148,7 @@ pub fn ensure(plan: &Plan, variant: Variant, seed: u64, root: &Path) -> Result<W
     if let Variant::Small { images } = variant {
         (entries, layers) = small_set(plan, images, seed, &storage)?;
     } else {
-        let reg = BenchRegistry::start(&storage, false, &tmp.join("generate.log"))?;
+        let reg = LoggedRegistry::start(&storage, Storage::default(), &tmp.join("generate.log"))?;
         let pusher = Pusher { http: blocking_client(), base: reg.base_url() };
         push_all(&pusher, plan, first_repo, &mut entries, &mut layers)?;
     }

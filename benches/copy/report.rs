@@ -8,8 +8,9 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::generate::Stats;
-use super::registry::Traffic;
-use super::tools::{Measured, Tool};
+use super::measure::Measured;
+use super::tools::Tool;
+use super::traffic::Traffic;
 use super::workload::human_bytes;
 
 /// Cold copy into an empty destination, or the re-run right after it.
@@ -56,9 +57,6 @@ pub struct Row {
 impl Row {
     fn ok(&self) -> bool {
         self.error.is_none() && self.measured.exit_code == Some(0) && self.failed_images.is_empty()
-    }
-    fn cpu_s(&self) -> f64 {
-        self.measured.user_s + self.measured.sys_s
     }
 }
 
@@ -109,11 +107,11 @@ fn derived(r: &Row, all: &[Row], stats: &Stats) -> Value {
         "wall_vs_bare": ratio(Tool::Bare, false),
         "requests_per_image": requests_per_image(r, stats),
         "requests_vs_bare": vs_bare(&|x| requests_per_image(x, stats)),
-        "cpu_vs_bare": vs_bare(&|x| x.cpu_s()),
+        "cpu_vs_bare": vs_bare(&|x| x.measured.cpu_s()),
         "rss_vs_bare": vs_bare(&|x| x.measured.max_rss_kib as f64),
         "blob_gets_per_unique_blob": r.source.blob_gets as f64 / stats.unique_blobs() as f64,
         "bytes_pulled_per_unique_byte": r.source.blob_bytes as f64 / stats.unique_bytes() as f64,
-        "cpu_ms_per_unique_mb": r.cpu_s() * 1000.0 / unique_mb,
+        "cpu_ms_per_unique_mb": r.measured.cpu_s() * 1000.0 / unique_mb,
         "peak_rss_mib": r.measured.max_rss_kib as f64 / 1024.0,
     })
 }
@@ -207,7 +205,7 @@ pub fn table(rows: &[Row], stats: &Stats, runs: usize, machine: &str) -> String 
             f("requests_per_image", 2),
             format!("{} ({:.2}x)", r.source.blob_gets, d["blob_gets_per_unique_blob"].as_f64().unwrap_or(0.0)),
             format!("{:.2}x", r.source.blob_bytes as f64 / 1e6 / unique_mb),
-            r.cpu_s(),
+            r.measured.cpu_s(),
             if r.phase == Phase::Cold { f("cpu_ms_per_unique_mb", 2) } else { dash.clone() },
             r.measured.max_rss_kib as f64 / 1024.0,
             format!("{}/{}/{}", r.dest.uploads, r.dest.mounts, r.dest.writes),

@@ -6,8 +6,9 @@ use std::fmt::Write as _;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::registry::Requests;
-use super::tools::{Measured, Tool};
+use super::measure::Measured;
+use super::requests::Requests;
+use super::tools::Tool;
 
 /// One measured run of one tool.
 #[derive(Clone, Debug, Serialize)]
@@ -18,6 +19,8 @@ pub struct Row {
     pub images: usize,
     /// Process figures.
     pub measured: Measured,
+    /// The last line of its output that mentions "deleted" (our summary).
+    pub summary: String,
     /// What the registry served during the run.
     pub requests: Requests,
     /// Images the registry still served afterwards, by tag or digest.
@@ -159,8 +162,8 @@ pub fn table(rows: &[Row], header: &[String], how: &[String]) -> String {
     for line in how {
         let _ = writeln!(s, "{line}");
     }
-    for r in rows.iter().filter(|r| r.tool == Tool::ImagesetOperator && !r.measured.summary.is_empty()) {
-        let _ = writeln!(s, "{} said: {}", r.tool.name(), r.measured.summary);
+    for r in rows.iter().filter(|r| r.tool == Tool::ImagesetOperator && !r.summary.is_empty()) {
+        let _ = writeln!(s, "{} said: {}", r.tool.name(), r.summary);
     }
     let ours = rows.iter().find(|r| r.tool == Tool::ImagesetOperator && r.ok());
     match (ours, skopeo_wall(rows)) {
