@@ -59,6 +59,11 @@ pub struct RunArgs {
     /// The operator's own namespace.
     #[arg(long, env = "POD_NAMESPACE", default_value = "imageset-operator")]
     pub namespace: String,
+    /// Namespaces whose image sets and deletes this installation reconciles (comma-separated;
+    /// default: every namespace). Installations side by side must watch disjoint namespaces;
+    /// with this set, the operator needs Roles in those namespaces only, not a ClusterRole.
+    #[arg(long, env = "WATCH_NAMESPACES", value_delimiter = ',')]
+    pub watch_namespaces: Vec<String>,
     /// Cache directory (a PVC in the cluster).
     #[arg(long, env = "CACHE_DIR", default_value = "/var/cache/imageset-operator")]
     pub cache_dir: PathBuf,

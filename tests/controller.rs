@@ -10,7 +10,9 @@ use imageset_operator::api::ImageSetConfiguration;
 use kube::api::{Api, DeleteParams, PostParams};
 use serde_json::json;
 use support::cluster;
-use support::operator::{OPERATOR, clear_left_behind, dynamic, finished, operator};
+use support::operator::{
+    OPERATOR, clear_left_behind, dynamic, finished, operator, operator_as, service_account_kubeconfig_in,
+};
 
 /// A source and a destination registry, and what `fill` puts in the source. Registries and
 /// pushes are blocking code: they run off the async runtime.
@@ -62,7 +64,7 @@ async fn run_mirrors_applies_prunes_and_cleans_up() {
     }
     let dir = support::temp_dir("operator-run-");
     let admin = format!("127.0.0.1:{}", support::free_port());
-    let _operator = operator(cp, dir.path(), &admin, &["--namespace=mirror-ops"]);
+    let _operator = operator(cp, dir.path(), &admin, &["--namespace=mirror-ops"]).await;
     let spec = |images: Vec<String>| {
         json!({
             "destination": format!("docker://{}/mirror", dst.host),
@@ -175,21 +177,13 @@ async fn two_replicas_only_the_leader_copies() {
     clear_left_behind(&client).await;
     cluster::ensure_namespace(&client, "ha-ops").await;
     let dir = support::temp_dir("operator-ha-");
+    let kubeconfig = service_account_kubeconfig_in(cp, &client, dir.path(), "ha-ops").await;
     let start = |n: usize| {
         let admin = format!("127.0.0.1:{}", support::free_port());
-        let g = support::Guarded::spawn_with_env(
-            std::path::Path::new(env!("CARGO_BIN_EXE_imageset-operator")),
-            &[
-                "run".into(),
-                format!("--admin-addr={admin}"),
-                format!("--cache-dir={}", dir.path().join(format!("cache-{n}")).display()),
-                "--namespace=ha-ops".into(),
-                "--lease-duration=3".into(),
-            ],
-            &[("KUBECONFIG", cp.kubeconfig.display().to_string()), ("POD_NAME", format!("replica-{n}"))],
-            &dir.path().join(format!("operator-{n}.log")),
-            None,
-        );
+        let own = dir.path().join(format!("replica-{n}"));
+        std::fs::create_dir_all(&own).unwrap();
+        let flags = ["--namespace=ha-ops", "--lease-duration=3"];
+        let g = operator_as(&kubeconfig, &own, &admin, &flags, &[("POD_NAME", format!("replica-{n}"))], "operator");
         (g, admin)
     };
     let (first, admin1) = start(1);
@@ -250,7 +244,7 @@ async fn a_registry_outage_degrades_then_recovers_and_invalid_specs_wait() {
     let dir = support::temp_dir("operator-outage-");
     let admin = format!("127.0.0.1:{}", support::free_port());
     let flags = ["--namespace=outage", "--leader-election=false", "--retry-interval=2", "--retry-times=1"];
-    let _operator = operator(cp, dir.path(), &admin, &flags);
+    let _operator = operator(cp, dir.path(), &admin, &flags).await;
     let obj = image_set(
         "app",
         format!("docker://{}/m", dst.host),
@@ -287,8 +281,12 @@ async fn a_registry_outage_degrades_then_recovers_and_invalid_specs_wait() {
     ]));
     assert_eq!(got, image.digest);
 
-    // An invalid spec: Degraded naming the field, and no reconcile loop.
-    let bad = json!({"spec": {"mirror": {"blockedImages": [{"name": "a(b"}]}}});
+    // An invalid spec: Degraded naming the field, and no reconcile loop. Admission refuses
+    // most invalid specs; a version range upside down is refused by a ValidatingAdmissionPolicy
+    // this control plane does not have (as a cluster without it, or an image set admitted
+    // before it was installed), so it reaches the controller.
+    let channel = json!({"name": "stable-4.18", "minVersion": "4.18.5", "maxVersion": "4.18.1"});
+    let bad = json!({"spec": {"mirror": {"platform": {"channels": [channel]}}}});
     api.patch("app", &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&bad)).await.unwrap();
     let mut msg = String::new();
     for _ in 0..300 {
@@ -302,7 +300,7 @@ async fn a_registry_outage_degrades_then_recovers_and_invalid_specs_wait() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(msg.contains("spec.mirror.blockedImages[0].name"), "{msg:?}");
+    assert!(msg.contains("spec.mirror.platform.channels[0].minVersion"), "{msg:?}");
     let reconciles = || {
         let admin = admin.clone();
         tokio::task::spawn_blocking(move || {
@@ -342,13 +340,13 @@ async fn a_registry_outage_degrades_then_recovers_and_invalid_specs_wait() {
 struct Operator(std::process::Child);
 
 impl Operator {
-    fn start(cp: &cluster::ControlPlane, cache: &std::path::Path, log: &std::path::Path) -> Operator {
+    fn start(kubeconfig: &std::path::Path, cache: &std::path::Path, log: &std::path::Path) -> Operator {
         let out = std::fs::File::create(log).unwrap();
         let child = std::process::Command::new(env!("CARGO_BIN_EXE_imageset-operator"))
             .args(["run", &format!("--admin-addr=127.0.0.1:{}", support::free_port())])
             .arg(format!("--cache-dir={}", cache.display()))
             .args(["--namespace=resume", "--leader-election=false"])
-            .env("KUBECONFIG", &cp.kubeconfig)
+            .env("KUBECONFIG", kubeconfig)
             .stdout(out.try_clone().unwrap())
             .stderr(out)
             .spawn()
@@ -386,7 +384,8 @@ async fn a_killed_operator_resumes_and_fetches_nothing_twice() {
     cluster::ensure_namespace(&client, "resume").await;
     let dir = support::temp_dir("operator-resume-");
     let cache = dir.path().join("cache");
-    let first = Operator::start(cp, &cache, &dir.path().join("first.log"));
+    let kubeconfig = service_account_kubeconfig_in(cp, &client, dir.path(), "resume").await;
+    let first = Operator::start(&kubeconfig, &cache, &dir.path().join("first.log"));
     let obj = image_set(
         "big",
         format!("docker://{}/r", dst.host),
@@ -407,7 +406,7 @@ async fn a_killed_operator_resumes_and_fetches_nothing_twice() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     drop(first); // SIGKILL mid-download
     proxy.clear_faults();
-    let _second = Operator::start(cp, &cache, &dir.path().join("second.log"));
+    let _second = Operator::start(&kubeconfig, &cache, &dir.path().join("second.log"));
     let st = finished(&api, "big", 90).await;
     let ready = st.conditions.iter().find(|c| c.type_ == "Ready").unwrap();
     assert_eq!(ready.status, "True", "{}", ready.message);
@@ -495,7 +494,7 @@ async fn a_hanging_registry_holds_no_slot_and_secrets_stay_out_of_sight() {
         "--log-level=imageset_operator=debug,info",
     ];
     let admin = format!("127.0.0.1:{}", support::free_port());
-    let operator = operator(cp, dir.path(), &admin, &flags);
+    let operator = operator(cp, dir.path(), &admin, &flags).await;
     let api: Api<ImageSetConfiguration> = Api::namespaced(client.clone(), "slots");
     // Five images behind the hanging proxy, and one from the private registry with a wrong
     // password.
@@ -601,7 +600,7 @@ async fn held_changes_wait_for_approval_of_their_digest() {
     cluster::ensure_namespace(&client, "held-ops").await;
     let dir = support::temp_dir("operator-held-");
     let admin = format!("127.0.0.1:{}", support::free_port());
-    let _operator = operator(cp, dir.path(), &admin, &["--namespace=held-ops", "--leader-election=false"]);
+    let _operator = operator(cp, dir.path(), &admin, &["--namespace=held-ops", "--leader-election=false"]).await;
     let by_digest = |name: &str, digest: &str| format!("{}/{name}@{digest}", src.host);
     let spec = |images: Vec<String>, approved: Option<&str>| {
         json!({

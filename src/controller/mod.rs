@@ -5,6 +5,7 @@ mod apply;
 mod decide;
 mod delete;
 mod pending;
+pub mod rbac;
 mod reconcile;
 mod run;
 mod status;
@@ -161,12 +162,23 @@ pub fn run(args: RunArgs) -> Result<(), StartError> {
         };
         let recorder =
             Recorder::new(client.clone(), Reporter { controller: "imageset-operator".into(), instance: None });
-        let api: Api<ImageSetConfiguration> = Api::all(client.clone());
-        let discs: Api<crate::api::DeleteImageSetConfiguration> = Api::all(client.clone());
+        // One controller of each kind per watched namespace (an Api of one namespace needs a
+        // Role there only), or one over the cluster.
+        let scopes = watch_scopes(&args.watch_namespaces);
+        let (apis, discs): (Vec<Api<ImageSetConfiguration>>, Vec<Api<crate::api::DeleteImageSetConfiguration>>) =
+            scopes
+                .iter()
+                .map(|ns| match ns {
+                    Some(ns) => (Api::namespaced(client.clone(), ns), Api::namespaced(client.clone(), ns)),
+                    None => (Api::all(client.clone()), Api::all(client.clone())),
+                })
+                .unzip();
         // Only the leader watches and copies; a standby waits here, and a leader that loses
         // its lease exits (its pod restarts as a standby) rather than copy beside another.
         let lease = if args.leader_election { Some(leadership(&client, &args).await?) } else { None };
-        info!("watching ImageSetConfigurations and DeleteImageSetConfigurations");
+        let named: Vec<&str> = scopes.iter().flatten().map(String::as_str).collect();
+        let watching = if named.is_empty() { "every namespace".to_string() } else { named.join(",") };
+        info!(namespaces = %watching, "watching ImageSetConfigurations and DeleteImageSetConfigurations");
         metrics.ready.store(true, std::sync::atomic::Ordering::Relaxed);
         let retry = Duration::from_secs(args.retry_interval);
         let ctx = Arc::new(Ctx { client, metrics, shared: shared.clone(), allowed, retry, recorder });
@@ -183,22 +195,26 @@ pub fn run(args: RunArgs) -> Result<(), StartError> {
         let signalled = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|s| *s).await;
         };
-        let isc = Controller::new(api, watcher::Config::default())
-            .graceful_shutdown_on(signalled(signal_rx.clone()))
-            .run(reconcile::reconcile, error_policy, ctx.clone())
-            .for_each(|_| futures::future::ready(()));
-        let disc = Controller::new(discs, watcher::Config::default())
-            .graceful_shutdown_on(signalled(signal_rx))
-            .run(
-                delete::reconcile,
-                |_, err: &ReconcileError, ctx: Arc<Ctx>| {
-                    ctx.metrics.reconcile_errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    warn!(reason = err.reason(), error = %err, "reconcile of a delete failed");
-                    Action::requeue(Duration::from_secs(15))
-                },
-                ctx,
-            )
-            .for_each(|_| futures::future::ready(()));
+        let isc = futures::future::join_all(apis.into_iter().map(|api| {
+            Controller::new(api, watcher::Config::default())
+                .graceful_shutdown_on(signalled(signal_rx.clone()))
+                .run(reconcile::reconcile, error_policy, ctx.clone())
+                .for_each(|_| futures::future::ready(()))
+        }));
+        let disc = futures::future::join_all(discs.into_iter().map(|discs| {
+            Controller::new(discs, watcher::Config::default())
+                .graceful_shutdown_on(signalled(signal_rx.clone()))
+                .run(
+                    delete::reconcile,
+                    |_, err: &ReconcileError, ctx: Arc<Ctx>| {
+                        ctx.metrics.reconcile_errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        warn!(reason = err.reason(), error = %err, "reconcile of a delete failed");
+                        Action::requeue(Duration::from_secs(15))
+                    },
+                    ctx.clone(),
+                )
+                .for_each(|_| futures::future::ready(()))
+        }));
         let ended = match lease {
             Some(mut leader) => {
                 let lost = async move {
@@ -229,6 +245,18 @@ pub fn run(args: RunArgs) -> Result<(), StartError> {
     // Runs were stopped above; anything still on a blocking thread is not waited for.
     rt.shutdown_timeout(Duration::from_secs(2));
     result
+}
+
+/// The namespaces the controllers watch: each of `--watch-namespaces` once (blanks ignored),
+/// or `None` alone for every namespace. Pure.
+fn watch_scopes(namespaces: &[String]) -> Vec<Option<String>> {
+    let mut out: Vec<Option<String>> = Vec::new();
+    for ns in namespaces.iter().map(|n| n.trim()).filter(|n| !n.is_empty()) {
+        if !out.iter().any(|o| o.as_deref() == Some(ns)) {
+            out.push(Some(ns.to_string()));
+        }
+    }
+    if out.is_empty() { vec![None] } else { out }
 }
 
 /// Resolves on SIGTERM (how Kubernetes stops a pod) or Ctrl-C.
