@@ -279,9 +279,7 @@ pub(super) async fn reconcile(disc: Arc<DeleteImageSetConfiguration>, ctx: Arc<C
     // The object as the API server has it now, not as the watch cache last saw it: a cache
     // that has not seen this controller's last write would plan (and with an approval,
     // delete) again, and a status built on it would drop what that write said.
-    let api: Api<DeleteImageSetConfiguration> =
-        Api::namespaced(ctx.client.clone(), &disc.namespace().unwrap_or_default());
-    let Some(disc) = api.get_opt(&disc.name_any()).await?.map(Arc::new) else {
+    let Some(disc) = super::reconcile::current(&ctx.client, disc.as_ref()).await?.map(Arc::new) else {
         return Ok(Action::await_change());
     };
     if disc.metadata.deletion_timestamp.is_some() {

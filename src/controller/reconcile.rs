@@ -83,11 +83,36 @@ pub(super) async fn reconcile(isc: Arc<ImageSetConfiguration>, ctx: Arc<Ctx>) ->
 /// on a stale copy and applied whole would drop what that write added (Ready, seen blank
 /// mid-run). One reconcile at a time per object, so nothing else writes it meanwhile.
 async fn latest(ctx: &Ctx, isc: &ImageSetConfiguration) -> Result<ImageSetStatus, ReconcileError> {
-    let api: Api<ImageSetConfiguration> = Api::namespaced(ctx.client.clone(), &isc.namespace().unwrap_or_default());
-    Ok(match api.get_opt(&isc.name_any()).await? {
+    Ok(match current(&ctx.client, isc).await? {
         Some(o) => o.status.unwrap_or_default(),
         None => isc.status.clone().unwrap_or_default(),
     })
+}
+
+/// Our kinds, as the client reads and patches them.
+pub(super) trait Namespaced:
+    kube::Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+    + Clone
+    + serde::de::DeserializeOwned
+    + std::fmt::Debug
+{
+}
+
+impl<K> Namespaced for K where
+    K: kube::Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+{
+}
+
+/// `obj` as the API server has it now (not as the watch cache last saw it), `None` once it is
+/// gone. Read as a list by name, a consistent read from storage: the operator's role lets it
+/// list what it watches, and needs no `get` for this.
+pub(super) async fn current<K: Namespaced>(client: &Client, obj: &K) -> Result<Option<K>, kube::Error> {
+    let api: Api<K> = Api::namespaced(client.clone(), &obj.namespace().unwrap_or_default());
+    let by_name = kube::api::ListParams::default().fields(&format!("metadata.name={}", obj.name_any()));
+    Ok(api.list(&by_name).await?.items.into_iter().find(|o| o.uid() == obj.uid()))
 }
 
 /// The status to write for `generation`, starting from `old`: it describes that generation
@@ -401,13 +426,11 @@ async fn event(ctx: &Ctx, isc: &ImageSetConfiguration, type_: EventType, reason:
 }
 
 /// Writes `status` of `obj` with server-side apply under our field manager.
-pub(super) async fn apply_status<K>(client: &Client, obj: &K, status: &impl serde::Serialize) -> Result<(), kube::Error>
-where
-    K: kube::Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug,
-{
+pub(super) async fn apply_status<K: Namespaced>(
+    client: &Client,
+    obj: &K,
+    status: &impl serde::Serialize,
+) -> Result<(), kube::Error> {
     let api: Api<K> = Api::namespaced(client.clone(), &obj.namespace().unwrap_or_default());
     let patch = serde_json::json!({ "apiVersion": K::api_version(&()), "kind": K::kind(&()), "status": status });
     api.patch_status(&obj.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch)).await?;
