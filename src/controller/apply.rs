@@ -170,7 +170,15 @@ async fn owned(client: &Client, owner: &str) -> Result<Vec<(ApiResource, ObjKey)
     let lp = ListParams::default().labels(&format!("{OWNER_LABEL}={owner}"));
     for (api_version, kind) in KINDS {
         let ar = resource(api_version, kind);
-        let list = match api_for(client, &ar, None).list(&lp).await {
+        // Produced objects of a namespaced kind live in one namespace: listing there needs no
+        // cluster-wide right to read them. ConfigMaps are also the dry-run plans beside image
+        // sets, so they are listed everywhere.
+        let scope = match *kind {
+            "CatalogSource" => Some(super::rbac::CATALOG_SOURCES_NS),
+            "UpdateService" => Some(super::rbac::UPDATE_SERVICES_NS),
+            _ => None,
+        };
+        let list = match api_for(client, &ar, scope).list(&lp).await {
             Ok(l) => l,
             Err(kube::Error::Api(s)) if s.code == 404 => continue,
             Err(e) => return Err(e),

@@ -148,15 +148,16 @@ pub const RULES: &[Rule] = &[
         Scope::Fixed(CATALOG_SOURCES_NS),
         "operators.coreos.com",
         "catalogsources",
-        &["get", "create", "patch", "delete"],
-        "CatalogSources of mirrored catalogs: compared, applied, pruned.",
+        &["get", "list", "create", "patch", "delete"],
+        "CatalogSources of mirrored catalogs: compared, applied, listed by owner label and pruned.",
     ),
     rule(
         Scope::Fixed(UPDATE_SERVICES_NS),
         "updateservice.operator.openshift.io",
         "updateservices",
-        &["get", "create", "patch", "delete"],
-        "The UpdateService of a mirrored graph image: compared, applied, pruned.",
+        &["get", "list", "create", "patch", "delete"],
+        "The UpdateService of a mirrored graph image: compared, applied, listed by owner label and \
+         pruned.",
     ),
     // The whole cluster.
     rule(
@@ -181,22 +182,6 @@ pub const RULES: &[Rule] = &[
         &["list"],
         "A delete protects the images every live image set mirroring to the same registry needs, \
          in any namespace and whichever installation reconciles it.",
-    ),
-    rule(
-        Scope::Cluster,
-        "operators.coreos.com",
-        "catalogsources",
-        &["list"],
-        "Pruning finds what an image set produced by its owner label, and lists every namespace \
-         for it (although CatalogSources only go to openshift-marketplace).",
-    ),
-    rule(
-        Scope::Cluster,
-        "updateservice.operator.openshift.io",
-        "updateservices",
-        &["list"],
-        "Pruning lists by owner label in every namespace (although UpdateServices only go to \
-         openshift-update-service).",
     ),
     rule(
         Scope::Cluster,
