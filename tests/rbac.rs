@@ -199,3 +199,30 @@ async fn watched_namespaces_grant_the_image_set_rules_there_only() {
         assert!(!cluster_role.contains(&format!("resources: [{:?}]", r.resource)), "{cluster_role}");
     }
 }
+
+/// The admission policy that refuses `minVersion > maxVersion` ships with both installs, as
+/// `api::validate` builds it (drift fails and says how to regenerate).
+#[test]
+fn the_admission_policy_ships_as_built() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let policy = imageset_operator::api::validate::admission_policy_yaml();
+    let chart = format!(
+        "{{{{- /* Generated from api::validate::admission_policy(); see {POLICY_REGENERATE}. */}}}}\n{{{{- if .Capabilities.APIVersions.Has \"admissionregistration.k8s.io/v1/ValidatingAdmissionPolicy\" }}}}\n{policy}{{{{- end }}}}\n"
+    );
+    let files = [
+        (
+            root.join("config/admission/policy.yaml"),
+            format!("# Generated from api::validate::admission_policy(); see {POLICY_REGENERATE}.\n{policy}"),
+        ),
+        (root.join("charts/imageset-operator/templates/admission-policy.yaml"), chart),
+    ];
+    for (path, want) in files {
+        if std::env::var_os("IMAGESET_REGENERATE").is_some() {
+            std::fs::write(&path, &want).unwrap();
+        }
+        let have = std::fs::read_to_string(&path).unwrap_or_default();
+        assert_eq!(have, want, "{} is stale: {POLICY_REGENERATE}", path.display());
+    }
+}
+
+const POLICY_REGENERATE: &str = "IMAGESET_REGENERATE=1 cargo test --test rbac the_admission_policy_ships_as_built";
