@@ -320,11 +320,13 @@ async fn kstatus_and_argo_cd_read_every_status_the_operator_writes() {
     let admin = cp.client().await;
     clear_left_behind(&admin).await;
     cluster::ensure_namespace(&admin, NS).await;
-    for d in Api::<DeleteImageSetConfiguration>::namespaced(admin.clone(), NS).list(&Default::default()).await.unwrap()
-    {
+    // Deletes an earlier failed run left (with the finalizer that holds one in deletion).
+    let dapi: Api<DeleteImageSetConfiguration> = Api::namespaced(admin.clone(), NS);
+    for d in dapi.list(&Default::default()).await.unwrap() {
         let name = d.metadata.name.unwrap_or_default();
-        let _ =
-            Api::<DeleteImageSetConfiguration>::namespaced(admin.clone(), NS).delete(&name, &Default::default()).await;
+        let clear = json!({"metadata": {"finalizers": null}});
+        let _ = dapi.patch(&name, &PatchParams::default(), &Patch::Merge(&clear)).await;
+        let _ = dapi.delete(&name, &Default::default()).await;
     }
     let (sets, _w1) = Versions::record(&admin, "ImageSetConfiguration").await;
     let (deletes, _w2) = Versions::record(&admin, "DeleteImageSetConfiguration").await;
@@ -456,7 +458,6 @@ async fn kstatus_and_argo_cd_read_every_status_the_operator_writes() {
     }
 
     // A delete through its review.
-    let dapi: Api<DeleteImageSetConfiguration> = Api::namespaced(admin.clone(), NS);
     let disc: DeleteImageSetConfiguration = serde_json::from_value(json!({
         "apiVersion": "mirror.openshift.io/v2alpha1", "kind": "DeleteImageSetConfiguration",
         "metadata": {"name": "cleanup"},
@@ -520,6 +521,14 @@ async fn kstatus_and_argo_cd_read_every_status_the_operator_writes() {
         .await
         .unwrap();
     api.delete("mirror", &Default::default()).await.unwrap();
+    // The operator removes what the sets produced (their finalizer) before it stops.
+    for _ in 0..300 {
+        if api.list(&Default::default()).await.unwrap().items.is_empty() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("image sets not cleaned up within 30s\n{}", tail());
 }
 
 /// The argocd-cm patch installs config/argocd/health.lua, unchanged, for both kinds.
