@@ -160,8 +160,14 @@ pub fn run(args: RunArgs) -> Result<(), StartError> {
         } else {
             args.allowed_namespaces.clone()
         };
-        let recorder =
-            Recorder::new(client.clone(), Reporter { controller: "imageset-operator".into(), instance: None });
+        let recorder = Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: "imageset-operator".into(),
+                // Events say which replica (and which installation) reported them.
+                instance: std::env::var("POD_NAME").ok().filter(|n| !n.is_empty()),
+            },
+        );
         // One controller of each kind per watched namespace (an Api of one namespace needs a
         // Role there only), or one over the cluster.
         let scopes = watch_scopes(&args.watch_namespaces);
