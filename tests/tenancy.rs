@@ -96,11 +96,12 @@ async fn the_shared_cache_never_serves_a_private_image_to_a_namespace_that_canno
         .unwrap();
     let dir = support::temp_dir("operator-tenancy-");
     let kubeconfig = service_account_kubeconfig(cp, &admin, dir.path()).await;
+    let admin_addr = format!("127.0.0.1:{}", support::free_port());
     let _operator = support::Guarded::spawn_with_env(
         std::path::Path::new(env!("CARGO_BIN_EXE_imageset-operator")),
         &[
             "run".to_string(),
-            format!("--admin-addr=127.0.0.1:{}", support::free_port()),
+            format!("--admin-addr={admin_addr}"),
             format!("--cache-dir={}", dir.path().join("cache").display()),
             format!("--namespace={OPERATOR_NS}"),
             "--retry-times=0".to_string(),
@@ -162,6 +163,9 @@ async fn the_shared_cache_never_serves_a_private_image_to_a_namespace_that_canno
             }
         }
     }
+    let metrics = reqwest::get(format!("http://{admin_addr}/metrics")).await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("imageset_operator_failures_total"), "{metrics}");
+    assert!(!metrics.contains("tenant-") && !metrics.contains("withcreds"), "metrics name a namespace: {metrics}");
     let log = std::fs::read_to_string(dir.path().join("operator.log")).unwrap();
     assert!(!log.contains(PASSWORD) && !log.contains("a-wrong-guess"), "a password was logged");
     for (ns, name) in
