@@ -132,7 +132,10 @@ fn cli(doc: &Doc) -> Verdicts {
     let not_asked = Err("not asked yet".to_string());
     match doc.kind {
         Kind::ImageSet => {
-            let file = load::image_set(&doc.file).map(|f| f.skipped).map_err(msg);
+            // Entries the file loader leaves out (its deprecation warnings are no verdict).
+            let skipped =
+                |f: load::ImageSetFile| f.warnings.into_iter().filter(|w| w.ends_with(": SKIPPING")).collect();
+            let file = load::image_set(&doc.file).map(skipped).map_err(msg);
             let cr = load::image_set(&doc.cr).map(|_| ()).map_err(msg);
             let cluster = cr.clone().and_then(|()| {
                 let isc: ImageSetConfiguration = serde_saphyr::from_str(&doc.cr).map_err(|e| e.to_string())?;

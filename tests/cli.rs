@@ -350,3 +350,26 @@ fn missing_and_empty_archives_are_reported_in_oc_mirror_words() {
     let want = format!("empty archive file \"{}\"", from.join("mirror_000001.tar").display());
     assert!(stderr(&o).contains(&want), "{want}\n{}", stderr(&o));
 }
+
+/// oc-mirror's wording for platform fields: `architectures` is deprecated, and mixing it with
+/// `platforms` is refused in its words.
+#[test]
+fn platform_architectures_wording_follows_oc_mirror() {
+    let dir = tempfile::tempdir().unwrap();
+    let isc = dir.path().join("isc.yaml");
+    let both = "kind: ImageSetConfiguration\napiVersion: mirror.openshift.io/v2alpha1\nmirror:\n  platform:\n    architectures: [amd64]\n    platforms: [{os: linux, architecture: amd64}]\n    channels: [{name: stable-4.16}]\n";
+    std::fs::write(&isc, both).unwrap();
+    let ws = format!("file://{}", dir.path().join("ws").display());
+    let o = run(&["mirror", "-c", isc.to_str().unwrap(), "--workspace", &ws, "docker://r.example.com", "--dry-run"]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("platform.platforms and platform.architectures cannot be used together"),
+        "{}",
+        stderr(&o)
+    );
+    let file = imageset_operator::api::load::image_set(
+        "kind: ImageSetConfiguration\napiVersion: mirror.openshift.io/v2alpha1\nmirror:\n  platform:\n    architectures: [amd64]\n    channels: [{name: stable-4.16}]\n",
+    )
+    .unwrap();
+    assert_eq!(file.warnings, ["platform.architectures is deprecated; use platform.platforms instead"]);
+}

@@ -130,7 +130,7 @@ async fn invalid_combinations_are_rejected_at_admission_naming_the_field() {
         (
             json!({"platform": {"architectures": ["amd64"], "platforms": [{"os": "linux", "architecture": "arm64"}]}}),
             "spec.mirror.platform",
-            "architectures and platforms are mutually exclusive",
+            "platform.platforms and platform.architectures cannot be used together",
         ),
         (
             json!({"platform": {"channels": [{"name": "stable-4.18"}, {"name": "stable-4.18"}]}}),

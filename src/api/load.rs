@@ -63,9 +63,9 @@ pub struct ImageSetFile {
     pub archive_size: Option<i64>,
     /// The whole spec when the file is one of our custom resources.
     pub spec: Option<ImageSetConfigurationSpec>,
-    /// Entries left out with a warning, as oc-mirror leaves them out (oc-mirror files only:
-    /// a custom resource with them is refused).
-    pub skipped: Vec<String>,
+    /// oc-mirror's warnings about the file (oc-mirror files only): entries it leaves out (a
+    /// custom resource with them is refused) and deprecated fields.
+    pub warnings: Vec<String>,
 }
 
 /// A DeleteImageSetConfiguration read from a file.
@@ -176,7 +176,7 @@ pub fn image_set(text: &str) -> Result<ImageSetFile, LoadError> {
             mirror: spec.mirror.clone(),
             archive_size: spec.archive_size,
             spec: Some(spec),
-            skipped: Vec::new(),
+            warnings: Vec::new(),
         });
     }
     let spec_schema = &schema["properties"]["spec"]["properties"];
@@ -199,16 +199,19 @@ pub fn image_set(text: &str) -> Result<ImageSetFile, LoadError> {
     let mut mirror = mirror.ok_or_else(|| LoadError::Missing("mirror: is required in ImageSetConfiguration".into()))?;
     // oc-mirror warns about an additional image with an invalid targetRepo and mirrors the
     // rest; scripts rely on that.
-    let mut skipped = Vec::new();
+    let mut warnings = Vec::new();
     mirror.additional_images.retain(|img| match &img.target_repo {
         Some(t) if !validate::is_path(t) => {
-            skipped.push(format!("invalid targetRepo {t} for image {} : SKIPPING", img.name));
+            warnings.push(format!("invalid targetRepo {t} for image {} : SKIPPING", img.name));
             false
         }
         _ => true,
     });
     validate::validate_mirror("mirror", &mirror)?;
-    Ok(ImageSetFile { mirror, archive_size, spec: None, skipped })
+    if mirror.platform.as_ref().is_some_and(|p| !p.architectures.is_empty()) {
+        warnings.push("platform.architectures is deprecated; use platform.platforms instead".to_string());
+    }
+    Ok(ImageSetFile { mirror, archive_size, spec: None, warnings })
 }
 
 /// Reads and validates a DeleteImageSetConfiguration (oc-mirror file or custom resource).

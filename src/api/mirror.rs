@@ -74,7 +74,7 @@ pub struct Mirror {
 /// Platform releases.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("!(has(self.architectures) && size(self.architectures) > 0 && has(self.platforms) && size(self.platforms) > 0)").message("architectures and platforms are mutually exclusive: use platforms"))]
+#[x_kube(validation = Rule::new("!(has(self.architectures) && size(self.architectures) > 0 && has(self.platforms) && size(self.platforms) > 0)").message("platform.platforms and platform.architectures cannot be used together; use platform.platforms"))]
 pub struct Platform {
     /// Build and mirror the Cincinnati graph-data image and produce an UpdateService.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]

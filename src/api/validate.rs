@@ -144,7 +144,10 @@ impl Checker {
     fn platform(&mut self, path: &str, p: &Platform) {
         let Platform { graph: _, channels, architectures, platforms, release, kube_virt_container: _ } = p;
         if !architectures.is_empty() && !platforms.is_empty() {
-            self.err(format!("{path}.platforms"), "architectures and platforms are mutually exclusive: use platforms");
+            self.err(
+                format!("{path}.platforms"),
+                "platform.platforms and platform.architectures cannot be used together; use platform.platforms",
+            );
         }
         self.platforms(&format!("{path}.platforms"), platforms);
         let mut seen = HashSet::new();

@@ -123,7 +123,7 @@ pub fn plan(inv: &Invocation) -> Result<Planned, CliError> {
     let isc = load::image_set(&text).map_err(|source| CliError::Config { path: inv.config.clone(), source })?;
     let mut planned = pipeline::plan(&isc.mirror, &inv.request)?;
     planned.archive_size = isc.archive_size;
-    for s in &isc.skipped {
+    for s in &isc.warnings {
         tracing::warn!("{s}");
         planned.left_out.push(s.clone());
     }

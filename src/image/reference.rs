@@ -35,16 +35,16 @@ pub enum RefError {
     #[error("image reference is empty")]
     Empty,
     /// Neither tag nor digest.
-    #[error("{0}: tag and digest are empty")]
+    #[error("{0} unable to parse image correctly : tag and digest are empty")]
     NoTagOrDigest(String),
     /// Unsupported `xxx://` prefix.
     #[error("{0}: unsupported transport (use docker:// or oci://)")]
     Transport(String),
     /// Malformed digest.
-    #[error("{0}: invalid digest (expected sha256:<64 hex> or sha512:<128 hex>)")]
+    #[error("{0} unable to parse image correctly : invalid digest (expected sha256:<64 hex> or sha512:<128 hex>)")]
     Digest(String),
     /// Malformed name or tag.
-    #[error("{0}: invalid reference format")]
+    #[error("{0} unable to parse image correctly : invalid reference format")]
     Format(String),
 }
 
