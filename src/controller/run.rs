@@ -300,7 +300,9 @@ pub fn cache_name_refused(m: &crate::api::mirror::Mirror) -> Result<(), Failure>
         .iter()
         .enumerate()
         .map(|(i, a)| (format!("spec.mirror.additionalImages[{i}].name"), &a.name))
-        .chain(m.operators.iter().enumerate().map(|(i, o)| (format!("spec.mirror.operators[{i}].catalog"), &o.catalog)));
+        .chain(
+            m.operators.iter().enumerate().map(|(i, o)| (format!("spec.mirror.operators[{i}].catalog"), &o.catalog)),
+        );
     for (field, r) in named {
         if own(r) {
             return Err(Failure {

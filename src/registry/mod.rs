@@ -270,7 +270,9 @@ impl Client {
     /// credentials. A refusal is [`RegistryError::Denied`]; a manifest the source does not
     /// have is not served either.
     pub async fn prove_manifest(&self, registry: &str, repo: &str, digest: &str) -> Result<(), RegistryError> {
-        if !self.opts.prove_cached || registry == crate::plan::DISK_ROOT || self.is_proven(&format!("{registry}/{repo}"))
+        if !self.opts.prove_cached
+            || registry == crate::plan::DISK_ROOT
+            || self.is_proven(&format!("{registry}/{repo}"))
         {
             return Ok(());
         }
