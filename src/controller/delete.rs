@@ -111,6 +111,9 @@ async fn make_plan(
                 naming_prefix: String::new(),
                 outputs: Outputs { cluster_resources: false, error_log: false },
             };
+            // Catalogs and payloads found in the shared cache are read only with this
+            // delete's own access to their source, as for image sets.
+            opts.prove_cached = true;
             opts.backoff.retries = shared.retry_times;
             opts.stall_timeout = shared.stall_timeout;
             opts.breaker_window = shared.unreachable_after;
