@@ -19,7 +19,7 @@ pub enum Destination {
 }
 
 /// The registry root oc-mirror names images under when mirroring to disk.
-pub const DISK_ROOT: &str = "localhost:55000";
+pub const DISK_ROOT: &str = crate::image::DISK_ROOT;
 
 impl Destination {
     /// Parses a `docker://` or `file://` argument.

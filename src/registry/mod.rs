@@ -271,7 +271,7 @@ impl Client {
     /// have is not served either.
     pub async fn prove_manifest(&self, registry: &str, repo: &str, digest: &str) -> Result<(), RegistryError> {
         if !self.opts.prove_cached
-            || registry == crate::plan::DISK_ROOT
+            || registry == crate::image::DISK_ROOT
             || self.is_proven(&format!("{registry}/{repo}"))
         {
             return Ok(());
@@ -291,7 +291,7 @@ impl Client {
     /// repository and readable by it).
     pub async fn prove_blob(&self, registry: &str, repo: &str, digest: &str) -> Result<(), RegistryError> {
         let key = format!("{registry}/{repo}@{digest}");
-        if !self.opts.prove_cached || registry == crate::plan::DISK_ROOT || self.is_proven(&key) {
+        if !self.opts.prove_cached || registry == crate::image::DISK_ROOT || self.is_proven(&key) {
             return Ok(());
         }
         match self.blob_head(registry, repo, digest).await? {
