@@ -207,7 +207,24 @@ async fn take(ctx: &Ctx, isc: &ImageSetConfiguration, key: &str, resync: Duratio
     };
     let permanent = result.as_ref().err().is_some_and(|f| !f.retryable);
     let owner = apply::owner_id(isc);
-    let ok = finish(ctx, isc, &mut st, result, allowed(ctx, isc), &owner).await?;
+    let ok = match finish(ctx, isc, &mut st, result, allowed(ctx, isc), &owner).await {
+        Ok(ok) => ok,
+        // The API server refused an object (no right in its namespace, the namespace or its
+        // kind missing): say so in status and retry later, instead of losing the run's result
+        // and running again at once.
+        Err(ReconcileError::Kube(kube::Error::Api(e))) if matches!(e.code, 403 | 404 | 422) => {
+            let msg = format!("the run finished, but its cluster objects could not be applied: {}", e.message);
+            let (c, cs) = conds(&mut st, isc.metadata.generation);
+            set_condition(cs, &c, READY, false, "ApplyFailed", &msg);
+            set_condition(cs, &c, PROGRESSING, false, "Failed", &msg);
+            set_condition(cs, &c, DEGRADED, true, "ApplyFailed", &msg);
+            ctx.metrics.runs_failed.fetch_add(1, Relaxed);
+            ctx.metrics.failed("ApplyFailed");
+            event(ctx, isc, EventType::Warning, "ApplyFailed", &msg).await;
+            false
+        }
+        Err(e) => return Err(e),
+    };
     let last = {
         let mut done = ctx.shared.done.lock().expect("done");
         let mut last = run::LastRun::after(done.get(key).copied(), isc.metadata.generation, ok);
