@@ -97,6 +97,12 @@ fn a_channel_range_is_mirrored_with_its_components_signatures_and_graph_image() 
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     let ws = dir.path().join("ws/working-dir");
+    // oc-mirror's line per release collected, naming its payload.
+    for v in &expected {
+        let p = &w.payloads[&(v.clone(), "amd64".to_string())];
+        let line = stdout.lines().find(|l| l.starts_with("Success collecting release ") && l.contains(&p.digest));
+        assert!(line.is_some(), "no 'Success collecting release' for {v}: {stdout}");
+    }
 
     let mut signatures = BTreeMap::new();
     for v in &expected {

@@ -66,8 +66,16 @@ pub async fn collect(
     let collected = match release::collect(client, cache, &settings, &platform).await {
         Ok(c) => c,
         Err(e) => {
-            tracing::error!(reason = e.reason(), "mirror.platform: {e}");
-            planned.failures.push((ImageKind::Release, e.reason(), format!("mirror.platform: {e}")));
+            let reason = e.reason();
+            // oc-mirror's words when a channel yields nothing, which its tests grep.
+            let e = match &e {
+                release::ReleaseError::Graph(release::graph::GraphError::NoVersions { .. }) => {
+                    format!("no release images found: {e}")
+                }
+                _ => e.to_string(),
+            };
+            tracing::error!(reason, "mirror.platform: {e}");
+            planned.failures.push((ImageKind::Release, reason, format!("mirror.platform: {e}")));
             return Ok(vec![format!("✗ releases: collection error: {e}")]);
         }
     };
@@ -125,6 +133,7 @@ fn from_archives(inv: &Request, planned: &mut Planned) -> Result<Vec<String>, Er
 fn summary(c: &release::Collected, p: &Platform) -> Vec<String> {
     let mut lines = Vec::new();
     for r in &c.releases {
+        lines.push(format!("Success collecting release {}", r.selected.payload));
         lines.push(format!(
             "release {} ({}): {} components{}{}",
             r.selected.version,
