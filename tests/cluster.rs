@@ -230,13 +230,8 @@ async fn run_reports_plan_and_invalid_specs_in_status() {
     let api: Api<ImageSetConfiguration> = Api::namespaced(client, "controller");
     let dir = support::temp_dir("operator-");
     let admin = format!("127.0.0.1:{}", support::free_port());
-    let _operator = support::Guarded::spawn_with_env(
-        std::path::Path::new(env!("CARGO_BIN_EXE_imageset-operator")),
-        &["run".into(), format!("--admin-addr={admin}"), format!("--cache-dir={}", dir.path().join("cache").display())],
-        &[("KUBECONFIG", cp.kubeconfig.display().to_string())],
-        &dir.path().join("operator.log"),
-        None,
-    );
+    // As its ServiceAccount under config/rbac, as a cluster runs it.
+    let _operator = support::operator::operator(cp, dir.path(), &admin, &[]).await;
     let mut good = isc(
         "good",
         json!({"additionalImages": [
