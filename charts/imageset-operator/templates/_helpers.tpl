@@ -68,3 +68,72 @@ Name of the cache PersistentVolumeClaim: the existing one, or the chart's own.
 {{- printf "%s-cache" (include "imageset-operator.fullname" .) | trunc 63 | trimSuffix "-" }}
 {{- end }}
 {{- end }}
+
+{{/*
+"true" on OpenShift: detected from the security.openshift.io/v1 API unless `openshift` forces it.
+*/}}
+{{- define "imageset-operator.openshift" -}}
+{{- if eq (toString .Values.openshift) "auto" }}
+{{- .Capabilities.APIVersions.Has "security.openshift.io/v1" }}
+{{- else }}
+{{- toString .Values.openshift }}
+{{- end }}
+{{- end }}
+
+{{/*
+A security context without the fields OpenShift's SCCs assign (fsGroup, user and group IDs).
+*/}}
+{{- define "imageset-operator.securityContext" -}}
+{{- $ctx := deepCopy (.context | default dict) }}
+{{- if eq (include "imageset-operator.openshift" .root) "true" }}
+{{- $ctx = omit $ctx "fsGroup" "runAsUser" "runAsGroup" "supplementalGroups" }}
+{{- end }}
+{{- with $ctx }}
+{{- toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/*
+Name of the trusted CA ConfigMap.
+*/}}
+{{- define "imageset-operator.trustedCAName" -}}
+{{- default (printf "%s-trusted-ca" (include "imageset-operator.fullname" .) | trunc 63 | trimSuffix "-") .Values.trustedCA.configMapName }}
+{{- end }}
+
+{{/*
+Name of the archive PersistentVolumeClaim: the existing one, or the chart's own.
+*/}}
+{{- define "imageset-operator.archiveClaimName" -}}
+{{- if .Values.archive.existingClaim }}
+{{- .Values.archive.existingClaim }}
+{{- else }}
+{{- printf "%s-archive" (include "imageset-operator.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+
+{{/*
+A PersistentVolumeClaim of the chart: name, values (size, accessMode, storageClassName, keep)
+and what it holds.
+*/}}
+{{- define "imageset-operator.claim" -}}
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata:
+  name: {{ .name }}
+  namespace: {{ .root.Release.Namespace }}
+  labels:
+    {{- include "imageset-operator.labels" .root | nindent 4 }}
+  {{- if .values.keep }}
+  annotations:
+    helm.sh/resource-policy: keep
+  {{- end }}
+spec:
+  accessModes:
+    - {{ .values.accessMode }}
+  {{- with .values.storageClassName }}
+  storageClassName: {{ . | quote }}
+  {{- end }}
+  resources:
+    requests:
+      storage: {{ .values.size | quote }}
+{{- end }}
