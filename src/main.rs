@@ -12,12 +12,16 @@ fn main() {
             e.exit()
         }
         Err(e) => {
-            eprintln!("imageset-operator: {}", telemetry::one_line_clap_error(&e));
+            eprintln!("imageset-operator: {}", telemetry::one_line_clap_error(&e, |var| std::env::var(var).ok()));
             // oc-mirror exits 1 on flag errors; 2 is its release-error bit, which scripts read.
             std::process::exit(1);
         }
     };
-    telemetry::init(cli.log_format, &cli.log_level);
+    if let Err(e) = telemetry::init(cli.log_format, &cli.log_level) {
+        // A flag error, like clap's: exit 1.
+        eprintln!("imageset-operator: error: {e}");
+        std::process::exit(1);
+    }
     let env = Env::from_process();
     let result = match cli.command {
         Command::Crd => {
@@ -25,7 +29,7 @@ fn main() {
             Ok(())
         }
         Command::Version => {
-            println!("imageset-operator {}", env!("CARGO_PKG_VERSION"));
+            println!("{}", telemetry::version_line());
             Ok(())
         }
         Command::Mirror(args) => commands::mirror::run(&args, &env).map(print_lines),
