@@ -28,7 +28,7 @@ pub struct Metrics {
     pub images_deleted: AtomicU64,
     /// Images a delete kept because a live image set needs them.
     pub images_protected: AtomicU64,
-    /// Bytes received from registries by runs.
+    /// Blob bytes runs uploaded to destinations or stored in the cache.
     pub bytes_copied: AtomicU64,
     /// Runs under way (including those waiting for a slot).
     pub runs_active: AtomicU64,
@@ -40,6 +40,51 @@ pub struct Metrics {
     pub ready: AtomicBool,
     /// The shared cache, for its hit and miss counts.
     pub cache: std::sync::OnceLock<Arc<crate::cache::Cache>>,
+    /// How long runs took, from getting a copy slot to their end.
+    pub run_seconds: Histogram,
+    /// When each image set (namespace, name) last finished a complete run, seconds since the
+    /// epoch.
+    pub last_success: std::sync::Mutex<std::collections::BTreeMap<(String, String), f64>>,
+}
+
+/// Upper bounds of the run duration buckets, in seconds: runs take from seconds (nothing new)
+/// to hours (a release's first mirror).
+pub const RUN_BUCKETS: [f64; 12] =
+    [1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0, 43200.0, 86400.0];
+
+/// A Prometheus histogram over [`RUN_BUCKETS`].
+#[derive(Default)]
+pub struct Histogram {
+    /// Observations per bucket (not cumulative), the sum and the count.
+    state: std::sync::Mutex<([u64; RUN_BUCKETS.len()], f64, u64)>,
+}
+
+impl Histogram {
+    /// Records one observation.
+    pub fn observe(&self, secs: f64) {
+        let mut s = self.state.lock().expect("histogram");
+        if let Some(i) = RUN_BUCKETS.iter().position(|b| secs <= *b) {
+            s.0[i] += 1;
+        }
+        s.1 += secs;
+        s.2 += 1;
+    }
+
+    fn render(&self, name: &str, help: &str, out: &mut String) {
+        let (buckets, sum, count) = *self.state.lock().expect("histogram");
+        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} histogram\n"));
+        let mut cumulative = 0;
+        for (bound, n) in RUN_BUCKETS.iter().zip(buckets) {
+            cumulative += n;
+            out.push_str(&format!("{name}_bucket{{le=\"{bound}\"}} {cumulative}\n"));
+        }
+        out.push_str(&format!("{name}_bucket{{le=\"+Inf\"}} {count}\n{name}_sum {sum}\n{name}_count {count}\n"));
+    }
+}
+
+/// A label value in the exposition format: backslash, quote and newline escaped.
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
 impl Metrics {
@@ -64,7 +109,11 @@ impl Metrics {
                 "Images a delete kept because a live image set needs them.",
                 &self.images_protected,
             ),
-            ("imageset_operator_bytes_copied_total", "Bytes received from registries by runs.", &self.bytes_copied),
+            (
+                "imageset_operator_bytes_copied_total",
+                "Blob bytes runs uploaded to destination registries or stored in the cache.",
+                &self.bytes_copied,
+            ),
         ] {
             out.push_str(&format!(
                 "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}\n",
@@ -93,7 +142,36 @@ impl Metrics {
         for (reason, n) in self.failures.lock().expect("failures").iter() {
             out.push_str(&format!("{name}{{reason=\"{reason}\"}} {n}\n"));
         }
+        self.run_seconds.render(
+            "imageset_operator_run_duration_seconds",
+            "How long mirror runs took, from getting a copy slot to their end.",
+            &mut out,
+        );
+        let name = "imageset_operator_last_success_timestamp_seconds";
+        out.push_str(&format!(
+            "# HELP {name} When the image set last finished a complete run (seconds since the epoch).\n# TYPE {name} gauge\n"
+        ));
+        for ((ns, set), at) in self.last_success.lock().expect("last success").iter() {
+            out.push_str(&format!("{name}{{namespace=\"{}\",name=\"{}\"}} {at}\n", label(ns), label(set)));
+        }
+        let name = "imageset_operator_build_info";
+        out.push_str(&format!(
+            "# HELP {name} The running binary's version, commit and build date (always 1).\n# TYPE {name} gauge\n{name}{{version=\"{}\",commit=\"{}\",build_date=\"{}\"}} 1\n",
+            label(crate::telemetry::VERSION),
+            label(crate::telemetry::COMMIT),
+            label(crate::telemetry::BUILD_DATE)
+        ));
         out
+    }
+
+    /// Records that an image set finished a complete run at `at` (seconds since the epoch).
+    pub fn succeeded(&self, namespace: &str, name: &str, at: f64) {
+        self.last_success.lock().expect("last success").insert((namespace.to_string(), name.to_string()), at);
+    }
+
+    /// Drops a deleted image set's series.
+    pub fn forget(&self, namespace: &str, name: &str) {
+        self.last_success.lock().expect("last success").remove(&(namespace.to_string(), name.to_string()));
     }
 
     /// Counts a failure under its reason.
@@ -152,5 +230,31 @@ mod tests {
         assert_eq!(response("/healthz", &m).0, 200);
         assert!(response("/metrics", &m).2.contains("imageset_operator_reconciles_total 3\n"));
         assert_eq!(response("/nope", &m).0, 404);
+    }
+
+    #[test]
+    fn histogram_buckets_are_cumulative_and_image_sets_have_their_series() {
+        let m = Metrics::default();
+        for secs in [0.5, 4.0, 4.5, 100_000.0] {
+            m.run_seconds.observe(secs);
+        }
+        m.succeeded("team-a", "nightly", 1_700_000_000.0);
+        m.succeeded("team-b", "we\"ird", 1_700_000_001.5);
+        let text = m.render();
+        for line in [
+            "imageset_operator_run_duration_seconds_bucket{le=\"1\"} 1\n",
+            "imageset_operator_run_duration_seconds_bucket{le=\"5\"} 3\n",
+            "imageset_operator_run_duration_seconds_bucket{le=\"86400\"} 3\n",
+            "imageset_operator_run_duration_seconds_bucket{le=\"+Inf\"} 4\n",
+            "imageset_operator_run_duration_seconds_sum 100009\n",
+            "imageset_operator_run_duration_seconds_count 4\n",
+            "imageset_operator_last_success_timestamp_seconds{namespace=\"team-a\",name=\"nightly\"} 1700000000\n",
+            "imageset_operator_last_success_timestamp_seconds{namespace=\"team-b\",name=\"we\\\"ird\"} 1700000001.5\n",
+            "# TYPE imageset_operator_build_info gauge\n",
+        ] {
+            assert!(text.contains(line), "{line} missing from:\n{text}");
+        }
+        m.forget("team-a", "nightly");
+        assert!(!m.render().contains("team-a"));
     }
 }

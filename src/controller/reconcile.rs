@@ -137,6 +137,7 @@ async fn clean_up(ctx: &Ctx, isc: &ImageSetConfiguration) -> Result<Action, Reco
         set_finalizer(&ctx.client, isc, false).await?;
     }
     forget(ctx, isc);
+    ctx.metrics.forget(&isc.namespace().unwrap_or_default(), &isc.name_any());
     Ok(Action::await_change())
 }
 
@@ -363,9 +364,10 @@ async fn finish(
         let done = apply::apply(&ctx.client, owner, &f.objects).await?;
         let pruned = apply::prune(&ctx.client, owner, &apply::keys(&f.objects)).await?;
         conflict = done.conflict_message();
+        let n = f.objects.len() - done.conflicts.len();
         format!(
-            "; {} cluster objects applied ({} changed, {} pruned)",
-            f.objects.len() - done.conflicts.len(),
+            "; {n} cluster object{} applied ({} changed, {} pruned)",
+            if n == 1 { "" } else { "s" },
             done.changed,
             pruned.len()
         )
@@ -385,6 +387,10 @@ async fn finish(
     set_condition(cs, &c, READY, ok, reason, &msg);
     set_condition(cs, &c, PROGRESSING, false, if ok { reason } else { "Failed" }, &msg);
     set_condition(cs, &c, DEGRADED, !ok, if ok { "AsExpected" } else { reason }, &msg);
+    if ok && !f.dry_run {
+        let at = c.now.as_millisecond() as f64 / 1000.0;
+        ctx.metrics.succeeded(&isc.namespace().unwrap_or_default(), &isc.name_any(), at);
+    }
     if ok && !f.dry_run && (new_content || st.last_successful_run_time.is_none()) {
         st.last_successful_run_time = Some(c.now.strftime("%Y-%m-%dT%H:%M:%SZ").to_string());
     }

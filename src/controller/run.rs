@@ -223,7 +223,9 @@ pub fn start(
                 let _permit = pool.clone().acquire_owned().await.map_err(|e| Failure::other("RunFailed", e))?;
                 m.runs_queued.fetch_sub(1, Relaxed);
                 queued = false;
+                let started = std::time::Instant::now();
                 let r = execute(&shared2, &isc, access, templates, &tx).await;
+                m.run_seconds.observe(started.elapsed().as_secs_f64());
                 // What this and earlier runs wrote is confirmed on disk in the background.
                 shared2.cache.sync_in_background(std::time::Duration::ZERO);
                 if let Some(p) = tx.borrow().as_ref() {
