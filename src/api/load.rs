@@ -34,6 +34,13 @@ pub enum LoadError {
     /// A field the schema does not have.
     #[error("unknown field {0:?}")]
     UnknownField(String),
+    /// A field of oc-mirror v1's format (`storageConfig`) or a file declaring its API version.
+    #[error(
+        "unknown field {0:?}: this looks like an oc-mirror v1 file (apiVersion mirror.openshift.io/v1alpha2, storageConfig); \
+         this tool reads oc-mirror v2's format: apiVersion mirror.openshift.io/v2alpha1 and no storageConfig \
+         (the workspace is --workspace or --cache-dir on the command line)"
+    )]
+    V1Field(String),
     /// The block the kind requires is absent.
     #[error("{0}")]
     Missing(String),
@@ -159,8 +166,21 @@ fn check_kind(doc: &Map<String, Value>, expected: &str) -> Result<(), LoadError>
     }
 }
 
-/// Reads and validates an ImageSetConfiguration (oc-mirror file or custom resource).
+/// Reads and validates an ImageSetConfiguration (oc-mirror file or custom resource). An
+/// unknown field in an oc-mirror v1 file says so.
 pub fn image_set(text: &str) -> Result<ImageSetFile, LoadError> {
+    image_set_v2(text).map_err(|e| match e {
+        LoadError::UnknownField(f) if f == "storageConfig" || is_v1(text) => LoadError::V1Field(f),
+        e => e,
+    })
+}
+
+/// Whether the document declares oc-mirror v1's API version.
+fn is_v1(text: &str) -> bool {
+    parse_doc(text).is_ok_and(|d| d.get("apiVersion").and_then(Value::as_str) == Some("mirror.openshift.io/v1alpha2"))
+}
+
+fn image_set_v2(text: &str) -> Result<ImageSetFile, LoadError> {
     let mut doc = parse_doc(text)?;
     check_kind(&doc, "ImageSetConfiguration")?;
     let schema = &*IMAGE_SET_SCHEMA;
@@ -273,8 +293,17 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.to_string(), "unknown field \"mirror.operators[0].headsOnly\"");
-        let e = image_set("kind: ImageSetConfiguration\nstorageConfig: {}\nmirror: {}\n").unwrap_err();
-        assert_eq!(e.to_string(), "unknown field \"storageConfig\"");
+        // oc-mirror v1's files: the field is named, and the format too.
+        let e = image_set("kind: ImageSetConfiguration\nstorageConfig: {}\nmirror: {}\n").unwrap_err().to_string();
+        assert!(e.starts_with("unknown field \"storageConfig\": this looks like an oc-mirror v1 file"), "{e}");
+        let v1 = "kind: ImageSetConfiguration\napiVersion: mirror.openshift.io/v1alpha2\nmirror:\n  operators:\n  - catalog: q.io/a/b:1\n    headsOnly: true\n";
+        let e = image_set(v1).unwrap_err().to_string();
+        assert!(
+            e.starts_with("unknown field \"mirror.operators[0].headsOnly\": this looks like an oc-mirror v1"),
+            "{e}"
+        );
+        let v2 = v1.replace("v1alpha2", "v2alpha1");
+        assert_eq!(image_set(&v2).unwrap_err().to_string(), "unknown field \"mirror.operators[0].headsOnly\"");
     }
 
     #[test]

@@ -51,8 +51,13 @@ impl Progress {
     }
 }
 
-/// "1.76/2.40 GB (73%)": blob bytes in place of those needed.
+/// "1.76/2.40 GB (73%)": blob bytes in place of those needed; "surveying" while no blob is
+/// known to be needed yet (before the survey of the first images ends), rather than a
+/// meaningless "0.0/0.0 MB (100%)".
 pub fn bytes_of(placed: u64, needed: u64) -> String {
+    if needed == 0 {
+        return "surveying".to_string();
+    }
     let pct = (placed * 100).checked_div(needed).unwrap_or(100);
     if needed >= 1_000_000_000 {
         format!("{:.2}/{:.2} GB ({pct}%)", placed as f64 / 1e9, needed as f64 / 1e9)
@@ -100,6 +105,7 @@ mod tests {
     fn progress_reads_as_bytes_in_place_of_needed() {
         assert_eq!(bytes_of(1_760_000_000, 2_400_000_000), "1.76/2.40 GB (73%)");
         assert_eq!(bytes_of(5_500_000, 120_000_000), "5.5/120.0 MB (4%)");
-        assert_eq!(bytes_of(0, 0), "0.0/0.0 MB (100%)");
+        assert_eq!(bytes_of(0, 0), "surveying");
+        assert_eq!(bytes_of(0, 1_000_000), "0.0/1.0 MB (0%)");
     }
 }

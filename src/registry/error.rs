@@ -124,6 +124,9 @@ impl RegistryError {
         if let Some(go) = go_words(&message) {
             message.push_str(&format!(" ({go})"));
         }
+        if let Some(hint) = hint(&message) {
+            message.push_str(&format!("; {hint}"));
+        }
         RegistryError::Transport { what: what.to_string(), message }
     }
 }
@@ -141,11 +144,29 @@ pub fn go_words(message: &str) -> Option<&'static str> {
         Some("no such host")
     } else if m.contains("unknownissuer") || m.contains("unknown issuer") {
         Some("x509: certificate signed by unknown authority")
+    } else if plain_http(message) {
+        Some("http: server gave HTTP response to HTTPS client")
     } else if m.contains("invalid peer certificate") {
         Some("tls: failed to verify certificate")
     } else {
         None
     }
+}
+
+/// What to do about a connection failure whose cause is a setting, not the registry. Pure.
+pub fn hint(message: &str) -> Option<&'static str> {
+    plain_http(message).then_some(PLAIN_HTTP_HINT)
+}
+
+/// The hint for a registry that answers plain HTTP to a TLS handshake.
+pub const PLAIN_HTTP_HINT: &str = "the registry answered plain HTTP, not TLS: if it serves only HTTP, mark it \
+     insecure (--src-tls-verify=false or --dest-tls-verify=false on the command line, \
+     spec.registries[].insecure: true in an image set)";
+
+/// A TLS handshake answered with plain HTTP: rustls reads the start of an HTTP response
+/// ("HTTP/1.1 400") as a record of an unknown content type.
+fn plain_http(message: &str) -> bool {
+    message.contains("InvalidContentType") || message.contains("invalid content type")
 }
 
 #[cfg(test)]
@@ -169,5 +190,9 @@ mod tests {
             Some("x509: certificate signed by unknown authority")
         );
         assert_eq!(go_words("registry answered 500"), None);
+        let plain = "client error (Connect): received corrupt message of type InvalidContentType";
+        assert_eq!(go_words(plain), Some("http: server gave HTTP response to HTTPS client"));
+        assert_eq!(hint(plain), Some(PLAIN_HTTP_HINT));
+        assert_eq!(hint("tcp connect error: Connection refused (os error 111)"), None);
     }
 }
