@@ -486,3 +486,56 @@ async fn every_rendered_object_is_accepted_by_the_apiserver() {
     }
     eprintln!("{applied} objects of {} kinds accepted (dry run)", kinds.len());
 }
+
+/// The trusted CA bundle reaches the binary the way the chart wires it: the ConfigMap key as
+/// `ca-bundle.crt` in the mounted directory, and SSL_CERT_DIR as rendered (the image's own
+/// directory, then that one). A registry signed by a private CA is refused without it and
+/// mirrored to with it, no --registry-ca flag involved.
+#[test]
+fn the_trusted_ca_bundle_is_trusted_through_ssl_cert_dir() {
+    use support::content::{Format, Pusher};
+    use support::registry::{Registry, RegistryOptions};
+    let objects = template(&["--set", "trustedCA.enabled=true"]);
+    let c = container(&objects);
+    let mount = c["volumeMounts"].as_array().unwrap().iter().find(|m| m["name"] == "trusted-ca").unwrap();
+    let mount_path = mount["mountPath"].as_str().unwrap();
+    let pod = &one(&objects, "Deployment")["spec"]["template"]["spec"];
+    let volume = pod["volumes"].as_array().unwrap().iter().find(|v| v["name"] == "trusted-ca").unwrap();
+    let file = volume["configMap"]["items"][0]["path"].as_str().unwrap();
+    let rendered = env(&objects, "SSL_CERT_DIR").unwrap();
+
+    let reg = Registry::start(RegistryOptions { tls: true, ..Default::default() });
+    Pusher::new(&reg).image("team/app", "1.0", Format::Oci, ("linux", "amd64"), &[(2, 1000)]);
+    let tmp = support::temp_dir("chart-ca-");
+    let ca_dir = tmp.path().join("trusted-ca");
+    std::fs::create_dir_all(&ca_dir).unwrap();
+    std::fs::write(ca_dir.join(file), &reg.ca.as_ref().unwrap().ca_pem).unwrap();
+    let ssl_cert_dir = rendered.as_str().unwrap().replace(mount_path, ca_dir.to_str().unwrap());
+    assert_ne!(ssl_cert_dir, rendered.as_str().unwrap(), "SSL_CERT_DIR names the mount");
+    let isc = support::cli::write_isc(tmp.path(), &[format!("{}/team/app:1.0", reg.host)]);
+    let mirror = |run: &str, cert_dir: Option<&str>| {
+        let mut cmd = support::cli::bin();
+        cmd.args(["mirror", "-c", &isc, &format!("docker://{}/{run}", reg.host)])
+            .arg(format!("--workspace=file://{}", tmp.path().join(run).display()))
+            .arg("--cache-dir")
+            .arg(tmp.path().join(run).join("cache"))
+            .env_remove("SSL_CERT_FILE")
+            .env_remove("SSL_CERT_DIR");
+        if let Some(d) = cert_dir {
+            cmd.env("SSL_CERT_DIR", d);
+        }
+        cmd.output().unwrap()
+    };
+    let refused = mirror("without", None);
+    assert!(!refused.status.success(), "a private CA was trusted without the bundle:\n{}", text(&refused));
+    assert!(text(&refused).contains("UnknownIssuer"), "refused for another reason:\n{}", text(&refused));
+    let trusted = mirror("with", Some(&ssl_cert_dir));
+    assert!(trusted.status.success(), "SSL_CERT_DIR={ssl_cert_dir}:\n{}", text(&trusted));
+    let copied = Command::new(support::require("skopeo"))
+        .args(["inspect", "--cert-dir"])
+        .arg(reg.cert_dir.as_ref().unwrap())
+        .arg(format!("docker://{}/with/team/app:1.0", reg.host))
+        .output()
+        .unwrap();
+    assert!(copied.status.success(), "the mirrored image is not there: {}", text(&copied));
+}
