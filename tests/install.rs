@@ -34,7 +34,8 @@ use support::registry::{Registry, RegistryOptions};
 const KUSTOMIZE_VERSION: &str = "v5.8.2";
 /// The OLM package and its one channel.
 const PACKAGE: &str = "imageset-operator";
-const CHANNEL: &str = "alpha";
+/// Named as OLM's channel naming convention recommends.
+const CHANNEL: &str = "candidate";
 /// Where users will find the project; nothing is published yet.
 const PROJECT_URL: &str = "https://example.com/imageset-operator";
 const REGENERATE: &str = "IMAGESET_REGENERATE=1 cargo test --test install";
@@ -47,39 +48,115 @@ fn read(rel: &str) -> String {
     std::fs::read_to_string(root().join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
 }
 
-/// The kustomize binary: cached under the test tools' bin directory, built with `go install`
-/// from its pinned module the first time.
+/// A Go tool cached as `name` under the test tools' bin directory, made by `build` (which gets
+/// a scratch directory and returns the binary it built there, or the error with the command to
+/// run by hand) the first time.
+fn go_tool(name: &str, build: impl FnOnce(&Path) -> Result<PathBuf, String>) -> PathBuf {
+    let dir = support::bin_dir();
+    let exe = dir.join(name);
+    if exe.exists() {
+        return exe;
+    }
+    let scratch = support::temp_dir("go-tool-");
+    let built = build(scratch.path()).unwrap_or_else(|e| panic!("building {name} failed: {e}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = dir.join(format!("{name}.tmp{}", std::process::id()));
+    std::fs::copy(built, &tmp).unwrap();
+    std::fs::rename(&tmp, &exe).unwrap();
+    exe
+}
+
+/// Runs `go` with `args` in `dir` for a static, module-mode build; Err: its output and `by_hand`.
+fn go(dir: &Path, args: &[&str], env: &[(&str, &Path)], by_hand: &str) -> Result<(), String> {
+    let out = Command::new("go")
+        .args(args)
+        .current_dir(dir)
+        .env("CGO_ENABLED", "0")
+        .env("GOFLAGS", "-mod=mod")
+        .envs(env.iter().copied())
+        .output()
+        .map_err(|e| format!("go not runnable ({e}); by hand:\n    {by_hand}"))?;
+    if out.status.success() {
+        return Ok(());
+    }
+    Err(format!("go {args:?}:\n{}\nby hand:\n    {by_hand}", String::from_utf8_lossy(&out.stderr)))
+}
+
+/// kustomize, built with `go install` from its pinned module.
 fn kustomize() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
-        let dir = support::bin_dir();
-        let exe = dir.join(format!("kustomize-{KUSTOMIZE_VERSION}"));
-        if exe.exists() {
-            return exe;
-        }
-        let module = format!("sigs.k8s.io/kustomize/kustomize/v5@{KUSTOMIZE_VERSION}");
-        let gobin = support::temp_dir("kustomize-build-");
+        let name = format!("kustomize-{KUSTOMIZE_VERSION}");
+        go_tool(&name, |scratch| {
+            let module = format!("sigs.k8s.io/kustomize/kustomize/v5@{KUSTOMIZE_VERSION}");
+            let by_hand = format!(
+                "GOBIN=<dir> CGO_ENABLED=0 GOFLAGS=-mod=mod go install -trimpath {module}\n    then move <dir>/kustomize to {}",
+                support::bin_dir().join(&name).display()
+            );
+            go(scratch, &["install", "-trimpath", &module], &[("GOBIN", scratch)], &by_hand)?;
+            Ok(scratch.join("kustomize"))
+        })
+    })
+}
+
+/// operator-framework/api's validators, the library `operator-sdk bundle validate` runs, at the
+/// version opm v1.73.0 (scripts/install-test-deps) is built with.
+const OLM_API_VERSION: &str = "v0.45.0";
+
+/// A small checker of a bundle directory: every validator result as JSON; exit 1 on errors.
+const BUNDLE_VALIDATE_GO: &str = r#"package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+
+	"github.com/operator-framework/api/pkg/manifests"
+	"github.com/operator-framework/api/pkg/validation"
+)
+
+func main() {
+	bundle, err := manifests.GetBundleFromDir(os.Args[1])
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "load bundle:", err)
+		os.Exit(2)
+	}
+	validators := append(validation.DefaultBundleValidators,
+		validation.GoodPracticesValidator,
+		validation.StandardCapabilitiesValidator,
+		validation.StandardCategoriesValidator,
+		validation.AlphaDeprecatedAPIsValidator)
+	type item struct{ Level, Type, Field, Detail string }
+	items := []item{}
+	failed := false
+	for _, r := range validators.Validate(bundle) {
+		for _, e := range append(r.Errors, r.Warnings...) {
+			items = append(items, item{string(e.Level), string(e.Type), e.Field, e.Error()})
+		}
+		failed = failed || r.HasError()
+	}
+	json.NewEncoder(os.Stdout).Encode(items)
+	if failed {
+		os.Exit(1)
+	}
+}
+"#;
+
+/// The bundle checker, built against operator-framework/api.
+fn bundle_validate() -> PathBuf {
+    let hash = support::sha256(BUNDLE_VALIDATE_GO.as_bytes());
+    let name = format!("bundle-validate-{OLM_API_VERSION}-{}", &hash[7..19]);
+    go_tool(&name, |scratch| {
+        std::fs::write(scratch.join("main.go"), BUNDLE_VALIDATE_GO).unwrap();
+        let module = format!("github.com/operator-framework/api@{OLM_API_VERSION}");
         let by_hand = format!(
-            "GOBIN=<dir> CGO_ENABLED=0 GOFLAGS=-mod=mod go install -trimpath {module}\n    then move <dir>/kustomize to {}",
-            exe.display()
+            "go mod init bundle-validate && go get {module} && go build (main.go: BUNDLE_VALIDATE_GO in tests/install.rs)"
         );
-        let out = Command::new("go")
-            .args(["install", "-trimpath", &module])
-            .env("GOBIN", gobin.path())
-            .env("CGO_ENABLED", "0")
-            .env("GOFLAGS", "-mod=mod")
-            .output()
-            .unwrap_or_else(|e| panic!("go not runnable ({e}); build kustomize with:\n    {by_hand}"));
-        assert!(
-            out.status.success(),
-            "building kustomize failed:\n{}\nbuild it with:\n    {by_hand}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        std::fs::create_dir_all(&dir).unwrap();
-        let tmp = dir.join(format!("kustomize-{KUSTOMIZE_VERSION}.tmp{}", std::process::id()));
-        std::fs::copy(gobin.path().join("kustomize"), &tmp).unwrap();
-        std::fs::rename(&tmp, &exe).unwrap();
-        exe
+        go(scratch, &["mod", "init", "imageset-operator-testtools/bundle-validate"], &[], &by_hand)?;
+        go(scratch, &["get", &module], &[], &by_hand)?;
+        go(scratch, &["mod", "tidy"], &[], &by_hand)?;
+        go(scratch, &["build", "-trimpath", "-o", "bundle-validate", "."], &[], &by_hand)?;
+        Ok(scratch.join("bundle-validate"))
     })
 }
 
@@ -425,7 +502,7 @@ fn csv() -> Value {
             "displayName": "ImageSet Operator",
             "description": DESCRIPTION,
             "version": version,
-            "maturity": CHANNEL,
+            "maturity": "alpha",
             "provider": {"name": "imageset-operator maintainers (placeholder)", "url": PROJECT_URL},
             "maintainers": [{"name": "imageset-operator maintainers (placeholder)", "email": "maintainers@example.com"}],
             "links": [
@@ -509,6 +586,17 @@ fn config_crd_and_the_bundle_are_made_from_the_code() {
         }
     }
     assert!(stale.is_empty(), "out of date with the code: {stale:?}; regenerate with:\n    {REGENERATE}");
+}
+
+/// The bundle passes the validators of operator-framework/api (as `operator-sdk bundle
+/// validate` runs them, with the good-practice, capability, category and deprecated-API
+/// checks) without an error or a warning.
+#[test]
+fn the_bundle_passes_the_olm_validators() {
+    let out = Command::new(bundle_validate()).arg(root().join("bundle")).output().unwrap();
+    let results: Vec<Value> = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("bundle-validate: {e}\n{}", String::from_utf8_lossy(&out.stderr)));
+    assert!(out.status.success() && results.is_empty(), "bundle-validate ({}):\n{results:#?}", out.status);
 }
 
 /// The bundle image: built by scripts/build-bundle, pushed, rendered by opm into a catalog that
