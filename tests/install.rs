@@ -611,6 +611,12 @@ fn the_bundle_image_renders_into_a_catalog_opm_validates_and_serves() {
     assert!(out.status.success(), "scripts/build-bundle:\n{}", String::from_utf8_lossy(&out.stderr));
     let tag = String::from_utf8(out.stdout).unwrap().trim().to_string();
     assert_eq!(tag, env!("CARGO_PKG_VERSION"));
+    // Reproducible: a second build is the same image, byte for byte.
+    let again = tmp.path().join("again");
+    let out = Command::new(root().join("scripts/build-bundle")).arg(&again).arg(&operator_image).output().unwrap();
+    assert!(out.status.success(), "scripts/build-bundle:\n{}", String::from_utf8_lossy(&out.stderr));
+    let index = |dir: &Path| std::fs::read(dir.join("index.json")).unwrap();
+    assert_eq!(index(&layout), index(&again), "two builds of the bundle image differ");
     let reference = format!("{}/{PACKAGE}-bundle:v{tag}", reg.host);
     let mut skopeo = Command::new(support::require("skopeo"));
     skopeo.args(["copy", "--dest-tls-verify=false"]).arg(format!("oci:{}:{tag}", layout.display()));
