@@ -55,7 +55,7 @@ where
             surveyed.sort_by_key(|(i, t)| (std::cmp::Reverse(rank(t)), *i));
             tracing::info!(
                 images = surveyed.len(),
-                seconds = started.elapsed().as_secs_f32(),
+                seconds = %format!("{:.2}", started.elapsed().as_secs_f64()),
                 "surveyed; largest blob first"
             );
             for s in surveyed {
