@@ -485,6 +485,27 @@ async fn every_rendered_object_is_accepted_by_the_apiserver() {
         assert!(kinds.contains(kind), "no {kind} among the applied kinds {kinds:?}");
     }
     eprintln!("{applied} objects of {} kinds accepted (dry run)", kinds.len());
+
+    // helm itself against the same API server: it discovers the capabilities (the admission
+    // policy renders), checks every object with the server, and prints the notes.
+    let chart = chart();
+    let out = helm(&[
+        "install",
+        RELEASE,
+        chart.to_str().unwrap(),
+        "--namespace",
+        NAMESPACE,
+        "--dry-run=server",
+        "--kubeconfig",
+        cp.kubeconfig.to_str().unwrap(),
+    ]);
+    let said = text(&out);
+    assert!(out.status.success(), "helm install --dry-run=server: {said}");
+    assert!(said.contains("kind: ValidatingAdmissionPolicy\n"), "no admission policy discovered: {said}");
+    let values = yaml_file(&chart.join("values.yaml"));
+    let placeholder =
+        format!("image.repository is the placeholder {}", values["image"]["repository"].as_str().unwrap());
+    assert!(said.contains(&placeholder), "the notes do not warn about the placeholder image: {said}");
 }
 
 /// The trusted CA bundle reaches the binary the way the chart wires it: the ConfigMap key as
@@ -538,4 +559,44 @@ fn the_trusted_ca_bundle_is_trusted_through_ssl_cert_dir() {
         .output()
         .unwrap();
     assert!(copied.status.success(), "the mirrored image is not there: {}", text(&copied));
+}
+
+/// Every value of values.yaml, down to its leaves (empty maps and lists included), has a row in
+/// the chart README's table, and every row names a value that exists; the schema knows each.
+#[test]
+fn every_value_is_documented_and_in_the_schema() {
+    // Kubernetes structures passed through whole: one row each.
+    const WHOLE: [&str; 3] = ["resources", "podSecurityContext", "securityContext"];
+    fn leaves(prefix: &str, v: &Value, out: &mut BTreeSet<String>) {
+        match v.as_object() {
+            Some(m) if !m.is_empty() && !WHOLE.contains(&prefix) => {
+                for (k, child) in m {
+                    let path = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                    leaves(&path, child, out);
+                }
+            }
+            _ => {
+                out.insert(prefix.to_string());
+            }
+        }
+    }
+    let values = yaml_file(&chart().join("values.yaml"));
+    let mut keys = BTreeSet::new();
+    leaves("", &values, &mut keys);
+    let readme = std::fs::read_to_string(chart().join("README.md")).unwrap();
+    let rows: BTreeSet<String> = readme
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `"))
+        .map(|l| l.split('`').next().unwrap().to_string())
+        .collect();
+    assert_eq!(rows, keys, "README rows vs values.yaml");
+    let schema: Value =
+        serde_json::from_str(&std::fs::read_to_string(chart().join("values.schema.json")).unwrap()).unwrap();
+    for key in &keys {
+        let mut node = &schema;
+        for part in key.split('.') {
+            node = &node["properties"][part];
+        }
+        assert!(node.is_object(), "{key} is not in values.schema.json");
+    }
 }
