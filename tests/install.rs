@@ -222,8 +222,8 @@ fn floats(v: &Value) -> Value {
     }
 }
 
-/// Without comments and `metadata.labels`, as a value (the RBAC generator labels with the
-/// installation's name; kustomize's prefix leaves labels alone).
+/// Without `metadata.labels` (the RBAC generator labels with the installation's name;
+/// kustomize's prefix leaves labels alone).
 fn unlabelled(obj: &Value) -> Value {
     let mut o = obj.clone();
     o["metadata"].as_object_mut().unwrap().remove("labels");
@@ -309,7 +309,7 @@ async fn config_default_moves_to_another_namespace_and_name_prefix() {
         ("      namespace: imageset-operator\n", "      namespace: team-a\n"),
         ("namePrefix: \"\"\n", "namePrefix: a-\n"),
     ];
-    let mut edited = text.clone();
+    let mut edited = text;
     for (from, to) in edits {
         assert_eq!(edited.matches(from).count(), 1, "{from:?} in config/default/kustomization.yaml");
         edited = edited.replace(from, to);
@@ -412,7 +412,7 @@ fn owned(crd: &Value) -> Value {
            "description": description, "specDescriptors": spec, "statusDescriptors": status})
 }
 
-/// One RBAC rule as a PolicyRule.
+/// The rules of the scopes `scopes` accepts, as PolicyRules.
 fn policy_rules(scopes: impl Fn(Scope) -> bool) -> Vec<Value> {
     let rules = RULES.iter().filter(|r| scopes(r.scope));
     rules
