@@ -387,6 +387,22 @@ fn the_values_schema_refuses_what_the_binary_would() {
     for good in ["logLevel=WARN", "logLevel=info\\,imageset_operator=debug", "logLevel=off", "logFormat=plain"] {
         try_template(&["--set", good]).unwrap_or_else(|e| panic!("{good} refused: {e}"));
     }
+    // The binary agrees on the log settings, read from the variables the chart sets.
+    for (key, refused, accepted) in [
+        ("logLevel", vec!["verbose", "info,chatty", "kube=loud"], vec!["WARN", "info,imageset_operator=debug", "off"]),
+        ("logFormat", vec!["yaml"], vec!["plain", "json"]),
+    ] {
+        let probe = accepted[0];
+        let objects = template(&["--set", &format!("{key}={}", probe.replace(',', "\\,"))]);
+        let var = container(&objects)["env"].as_array().unwrap().iter().find(|e| e["value"] == probe).unwrap()["name"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        for (value, ok) in refused.iter().map(|v| (v, false)).chain(accepted.iter().map(|v| (v, true))) {
+            let out = support::cli::bin().arg("version").env(&var, value).output().unwrap();
+            assert_eq!(out.status.success(), ok, "{var}={value}: {}", text(&out));
+        }
+    }
     // What the schema cannot say, the templates do.
     let err = try_template(&["--set", "replicaCount=2"]).expect_err("two replicas on a ReadWriteOnce cache");
     assert!(err.contains("cache.accessMode ReadWriteMany"), "{err}");
