@@ -26,6 +26,11 @@ RUN mkdir -p src benches \
 # The real sources, and the release signing keys the binary embeds. Touching the
 # entry points makes cargo rebuild the crate itself rather than trusting the
 # placeholder build's timestamps.
+# `--build-arg IMAGESET_OPERATOR_COMMIT=$(git rev-parse HEAD)` makes `version` and the
+# build_info metric name the commit (there is no .git here); SOURCE_DATE_EPOCH fixes the date.
+ARG IMAGESET_OPERATOR_COMMIT=unknown
+ARG SOURCE_DATE_EPOCH
+COPY build.rs ./
 COPY src ./src
 COPY config/release-keys ./config/release-keys
 RUN touch src/main.rs src/lib.rs \
