@@ -37,9 +37,14 @@ fn text(out: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
 }
 
-/// `helm template` with these extra arguments; the output, or helm's complaint.
+/// `helm template` of the chart directory with these extra arguments; the output, or helm's
+/// complaint.
 fn try_template(extra: &[&str]) -> Result<Vec<Value>, String> {
-    let chart = chart();
+    template_of(&chart(), extra)
+}
+
+/// `helm template` of a chart (directory or archive).
+fn template_of(chart: &Path, extra: &[&str]) -> Result<Vec<Value>, String> {
     let mut args = vec!["template", RELEASE, chart.to_str().unwrap(), "--namespace", NAMESPACE];
     args.extend_from_slice(extra);
     let out = helm(&args);
@@ -615,4 +620,36 @@ fn every_value_is_documented_and_in_the_schema() {
         }
         assert!(node.is_object(), "{key} is not in values.schema.json");
     }
+}
+
+/// `helm package` follows the crds/ link: the archive users install from holds the CRDs' text,
+/// and templated CRDs render from it.
+#[test]
+fn the_packaged_chart_carries_the_crds() {
+    let tmp = support::temp_dir("chart-package-");
+    let chart = chart();
+    let out = helm(&["package", chart.to_str().unwrap(), "--destination", tmp.path().to_str().unwrap()]);
+    assert!(out.status.success(), "helm package: {}", text(&out));
+    let version = yaml_file(&chart.join("Chart.yaml"))["version"].as_str().unwrap().to_string();
+    let tgz = tmp.path().join(format!("{RELEASE}-{version}.tgz"));
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(std::fs::File::open(&tgz).unwrap()));
+    let mut packaged = None;
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        if entry.path().unwrap().ends_with("crds/crds.yaml") {
+            assert!(entry.header().entry_type().is_file(), "crds/crds.yaml is packaged as a link");
+            let mut text = String::new();
+            entry.read_to_string(&mut text).unwrap();
+            packaged = Some(text);
+        }
+    }
+    let source = std::fs::read_to_string(chart.join("crds/crds.yaml")).unwrap();
+    assert_eq!(packaged.as_deref(), Some(source.as_str()), "the packaged CRDs differ from crds/crds.yaml");
+    let from_package = template_of(&tgz, &["--set", "crds.templated=true"]).unwrap();
+    let from_dir = template(&["--set", "crds.templated=true"]);
+    assert_eq!(find(&from_package, "CustomResourceDefinition"), find(&from_dir, "CustomResourceDefinition"));
+    assert_eq!(
+        find(&from_dir, "CustomResourceDefinition").len(),
+        source.matches("kind: CustomResourceDefinition").count()
+    );
 }
