@@ -210,17 +210,22 @@ fn pull_and_unpack(reg: &Registry, image: &Built, dir: &Path) -> (PathBuf, Value
         .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == version)
         .expect("the pulled layout names the version");
     assert_eq!(entry["digest"], image.digest);
-    let manifest: Value = serde_json::from_slice(&blob(&pulled, &image.digest)).unwrap();
-    let config: Value = serde_json::from_slice(&blob(&pulled, manifest["config"]["digest"].as_str().unwrap())).unwrap();
-    let rootfs = dir.join("rootfs");
-    std::fs::create_dir(&rootfs).unwrap();
+    unpack(&pulled, &image.digest, &dir.join("rootfs"))
+}
+
+/// Unpacks the layers of manifest `digest` of an OCI layout in order, each checked against its
+/// digest, into a new directory `rootfs`; returns it and the image config.
+fn unpack(layout: &Path, digest: &str, rootfs: &Path) -> (PathBuf, Value) {
+    let manifest: Value = serde_json::from_slice(&blob(layout, digest)).unwrap();
+    let config: Value = serde_json::from_slice(&blob(layout, manifest["config"]["digest"].as_str().unwrap())).unwrap();
+    std::fs::create_dir(rootfs).unwrap();
     for layer in manifest["layers"].as_array().unwrap() {
         let digest = layer["digest"].as_str().unwrap();
-        blob(&pulled, digest);
-        let path = pulled.join("blobs/sha256").join(&digest["sha256:".len()..]);
-        run(Command::new("tar").arg("--numeric-owner").arg("-xpzf").arg(&path).arg("-C").arg(&rootfs));
+        blob(layout, digest);
+        let path = layout.join("blobs/sha256").join(&digest["sha256:".len()..]);
+        run(Command::new("tar").arg("--numeric-owner").arg("-xpzf").arg(&path).arg("-C").arg(rootfs));
     }
-    (rootfs, config)
+    (rootfs.to_path_buf(), config)
 }
 
 /// `chroot` into `rootfs` as the config's user, with the config's environment (plus `env`)
@@ -238,6 +243,75 @@ fn in_image(rootfs: &Path, config: &Value, env: &[String], args: &[&str]) -> (Pa
     (program("env"), line)
 }
 
+fn assert_root() {
+    let uid = String::from_utf8(run(Command::new("id").arg("-u")).stdout).unwrap();
+    assert_eq!(uid.trim(), "0", "this test unpacks the image and runs it with chroot, which needs root (run as root)");
+}
+
+/// The chart's trusted CA wiring works with this image: SSL_CERT_DIR as the chart renders it
+/// (values.yaml's systemCertDir, which holds the image's bundle, then the directory the
+/// ConfigMap is mounted at) makes the binary in the image trust a registry signed by a private
+/// CA, which it refuses without.
+#[test]
+fn the_charts_trusted_ca_bundle_is_trusted_by_the_binary_in_the_image() {
+    assert_root();
+    let image = image();
+    let dir = support::temp_dir("image-ca-");
+    let (rootfs, config) = unpack(&image.layout, &image.digest, &dir.path().join("rootfs"));
+    let chart = repo().join("charts/imageset-operator");
+    let values: Value =
+        serde_saphyr::from_str(&String::from_utf8(read(&chart.join("values.yaml"))).unwrap()).expect("values.yaml");
+    let system = values["trustedCA"]["systemCertDir"].as_str().expect("values.yaml's trustedCA.systemCertDir");
+    let bundle = config["config"]["Env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find_map(|e| e.as_str().unwrap().strip_prefix("SSL_CERT_FILE="))
+        .expect("SSL_CERT_FILE in the image's environment");
+    assert_eq!(Path::new(bundle).parent(), Some(Path::new(system)), "the chart's systemCertDir is not the image's");
+    let deployment = String::from_utf8(read(&chart.join("templates/deployment.yaml"))).unwrap();
+    let mount = deployment
+        .split("$caDir := \"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the chart's trusted CA mount ($caDir in deployment.yaml)");
+
+    let reg = Registry::start(RegistryOptions { tls: true, ..Default::default() });
+    let pushed = Pusher::new(&reg).image("team/app", "1.0", Format::Oci, ("linux", "amd64"), &[(5, 4096)]);
+    let mounted = rootfs.join(mount.trim_start_matches('/'));
+    std::fs::create_dir_all(&mounted).unwrap();
+    std::fs::write(mounted.join("ca-bundle.crt"), &reg.ca.as_ref().unwrap().ca_pem).unwrap();
+    support::cli::write_isc(&rootfs.join("tmp"), &[format!("{}/team/app:1.0", reg.host)]);
+    let mirror = |name: &str, env: &[String]| {
+        let dest = format!("docker://{}/{name}", reg.host);
+        let workspace = format!("--workspace=file:///tmp/{name}");
+        let cache = format!("--cache-dir=/tmp/{name}-cache");
+        let (prog, line) =
+            in_image(&rootfs, &config, env, &["mirror", "-c", "/tmp/isc.yaml", &dest, &workspace, &cache]);
+        let out = Command::new(prog).args(line).env_clear().output().unwrap();
+        (
+            out.status.success(),
+            format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
+        )
+    };
+    let (ok, text) = mirror("without", &[]);
+    assert!(
+        !ok && text.contains("UnknownIssuer"),
+        "a private CA was trusted without the bundle, or refused for another reason:\n{text}"
+    );
+    let (ok, text) = mirror("with", &[format!("SSL_CERT_DIR={system}:{mount}")]);
+    assert!(ok, "SSL_CERT_DIR={system}:{mount}:\n{text}");
+    let cert_dir = reg.cert_dir.as_ref().unwrap().display().to_string();
+    let raw = support::skopeo(&[
+        "inspect",
+        "--raw",
+        "--cert-dir",
+        &cert_dir,
+        &format!("docker://{}/with/team/app:1.0", reg.host),
+    ]);
+    assert_eq!(support::sha256(&raw), pushed.digest);
+}
+
 fn image_set(src: &Registry, dst: &Registry, image: &str) -> ImageSetConfiguration {
     serde_json::from_value(json!({
         "apiVersion": "mirror.openshift.io/v2alpha1", "kind": "ImageSetConfiguration",
@@ -253,8 +327,7 @@ fn image_set(src: &Registry, dst: &Registry, image: &str) -> ImageSetConfigurati
 
 #[tokio::test]
 async fn the_image_from_a_registry_runs_version_crd_and_run_from_its_root_filesystem() {
-    let uid = String::from_utf8(run(Command::new("id").arg("-u")).stdout).unwrap();
-    assert_eq!(uid.trim(), "0", "this test unpacks the image and runs it with chroot, which needs root (run as root)");
+    assert_root();
     let _turn = OPERATOR.lock().await;
     let image = std::thread::spawn(image).join().unwrap();
     let dir = support::temp_dir("image-run-");
