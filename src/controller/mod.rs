@@ -100,7 +100,12 @@ fn error_policy(_isc: Arc<ImageSetConfiguration>, err: &ReconcileError, ctx: Arc
 /// the channel that says whether it still does.
 async fn leadership(client: &Client, args: &RunArgs) -> Result<tokio::sync::watch::Receiver<bool>, StartError> {
     let identity = std::env::var("POD_NAME").ok().filter(|n| !n.is_empty()).unwrap_or_else(|| {
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        // Outside a pod: the host's name (HOSTNAME, else /proc), else just the process.
+        let host = std::env::var("HOSTNAME")
+            .ok()
+            .filter(|h| !h.trim().is_empty())
+            .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+            .unwrap_or_else(|| "imageset-operator".into());
         format!("{}-{}", host.trim(), std::process::id())
     });
     let duration = args.lease_duration.max(2);
