@@ -8,7 +8,16 @@
 # The default command is `run` (the in-cluster controller); pass another
 # subcommand to use the CLI instead, e.g. `docker run --rm imageset-operator crd`.
 
-FROM docker.io/library/rust:1.95-bookworm AS build
+# Both base images can be swapped, e.g. for Red Hat's UBI where certification asks for it:
+#   --build-arg BUILDER_IMAGE=registry.access.redhat.com/ubi9/ubi:latest (with Rust installed)
+#   --build-arg RUNTIME_IMAGE=registry.access.redhat.com/ubi9/ubi-micro:latest
+# Pin them by digest (IMAGE@sha256:...) for reproducible builds.
+# Offline: `cargo vendor` into vendor/ beside the sources and add the source replacement it
+# prints to .cargo/config.toml; COPY both before the first cargo build.
+ARG BUILDER_IMAGE=docker.io/library/rust:1.95-bookworm
+ARG RUNTIME_IMAGE=gcr.io/distroless/cc-debian12:nonroot
+
+FROM ${BUILDER_IMAGE} AS build
 WORKDIR /src
 
 # Dependencies first: this layer is reused as long as Cargo.toml and Cargo.lock
@@ -37,7 +46,7 @@ RUN touch src/main.rs src/lib.rs \
  && cargo build --release --locked --bin imageset-operator \
  && cp target/release/imageset-operator /imageset-operator
 
-FROM gcr.io/distroless/cc-debian12:nonroot
+FROM ${RUNTIME_IMAGE}
 COPY --from=build /imageset-operator /usr/local/bin/imageset-operator
 USER 65532:65532
 ENTRYPOINT ["/usr/local/bin/imageset-operator"]
