@@ -4,13 +4,12 @@
 //! sets given with `--protect-config` still need, and deletes the rest.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use super::{CliError, access, io_err, working_dir, write_atomic};
 use crate::api::load;
 use crate::cli::{DeleteArgs, Env};
 use crate::pipeline::delete::{self, DeleteImageList, Outcome, Protection, Tally};
-use crate::pipeline::{self, Mode, Outputs, Planned, Request};
+use crate::pipeline::{self, Request};
 use crate::plan::{CopyItem, CopyPlan, Destination, ImageKind};
 use crate::registry::Client;
 
@@ -40,25 +39,12 @@ fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
 /// registries and the cache into `working_dir`, with oc-mirror's naming.
 fn request(args: &DeleteArgs, destination: Destination, working_dir: PathBuf, requester: &Path) -> Request {
     let c = &args.common;
-    Request {
-        mode: Mode::MirrorToMirror,
-        destination,
-        from: None,
-        archive_dir: None,
-        since: None,
-        working_dir,
-        requester: requester.to_string_lossy().into_owned(),
-        max_nested_paths: c.max_nested_paths,
-        parallel_images: c.parallel_images as usize,
-        parallel_layers: c.parallel_layers as usize,
-        releases: args.release.sources(c.registry_ca.clone()),
-        naming_prefix: String::new(),
-        outputs: Outputs { cluster_resources: false, error_log: false },
-    }
-}
-
-fn client(args: &DeleteArgs, env: &Env, planned: &Planned, dest: &Destination) -> Result<Arc<Client>, CliError> {
-    access::open_client(&args.common, env, planned, dest)
+    let requester = requester.to_string_lossy().into_owned();
+    let releases = args.release.sources(c.registry_ca.clone());
+    let mut req = Request::collecting(destination, working_dir, requester, releases, c.max_nested_paths);
+    req.parallel_images = c.parallel_images as usize;
+    req.parallel_layers = c.parallel_layers as usize;
+    req
 }
 
 fn generate(args: &DeleteArgs, env: &Env, destination: Destination) -> Result<Vec<String>, CliError> {
@@ -76,14 +62,12 @@ fn generate(args: &DeleteArgs, env: &Env, destination: Destination) -> Result<Ve
     let disc = load::delete_set(&text).map_err(|source| CliError::Config { path: config.clone(), source })?;
     let req = request(args, destination.clone(), working_dir(ws), &config);
     let planned = pipeline::plan(&delete::as_mirror(&disc.delete), &req)?;
-    let cache_root = access::cache_root(c, env)?;
+    let cache = access::open_cache(&access::cache_root(c, env)?, c)?;
     let (mut list, mut lines) = runtime()?.block_on(async {
-        let client = client(args, env, &planned, &destination)?;
-        let cache = access::open_cache(&cache_root, c)?;
+        let client = access::open_client(&args.common, env, &planned, &destination)?;
         Ok::<_, CliError>(delete::generate(&disc.delete, &req, &client, &cache).await?)
     })?;
     if args.delete_signatures {
-        let cache = access::open_cache(&cache_root, c)?;
         let mut items = list.items.clone();
         items.extend(delete::signature_items(&list, Some(&cache)));
         list = DeleteImageList::new(items);
@@ -106,6 +90,10 @@ fn generate(args: &DeleteArgs, env: &Env, destination: Destination) -> Result<Ve
 async fn protection(args: &DeleteArgs, env: &Env, destination: &Destination) -> Result<Protection, CliError> {
     let mut p = Protection::default();
     let c = &args.common;
+    if args.protect_config.is_empty() {
+        return Ok(p);
+    }
+    let cache = access::open_cache(&access::cache_root(c, env)?, c)?;
     for path in &args.protect_config {
         let text = std::fs::read_to_string(path).map_err(io_err(path))?;
         let isc = load::image_set(&text).map_err(|source| CliError::Config { path: path.clone(), source })?;
@@ -116,8 +104,7 @@ async fn protection(args: &DeleteArgs, env: &Env, destination: &Destination) -> 
         };
         let req = request(args, destination.clone(), wd, path);
         let mut planned = pipeline::plan(&isc.mirror, &req)?;
-        let client = client(args, env, &planned, destination)?;
-        let cache = access::open_cache(&access::cache_root(c, env)?, c)?;
+        let client = access::open_client(&args.common, env, &planned, destination)?;
         pipeline::collect(&req, &client, &cache, &mut planned).await?;
         let who = path.display().to_string();
         let unreadable = p.add_planned(&planned.plan.items, &client, &who, c.parallel_images as usize).await;

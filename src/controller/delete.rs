@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType};
+use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
 use tracing::{info, warn};
 
@@ -19,8 +19,8 @@ use crate::api::status::{
     DeleteCounts, DeleteStatus, FailedImage, MAX_LISTED_FAILURES, MAX_LISTED_PLAN, PlannedDeletion,
 };
 use crate::api::{DeleteImageSetConfiguration, ImageSetConfiguration, validate};
+use crate::pipeline::Request;
 use crate::pipeline::delete::{self, Action as Planned, Outcome, Protection, Record, Resolved, Tally};
-use crate::pipeline::{Mode, Outputs, Request};
 use crate::plan::{self, CopyItem, Destination};
 use crate::registry::{Client, ClientOptions};
 
@@ -96,21 +96,13 @@ async fn make_plan(
             let invalid = |m: String| Failure { reason: "InvalidSpec", message: m, retryable: false };
             let destination = check(&disc).map_err(invalid)?;
             let k = key(&disc);
-            let req = Request {
-                mode: Mode::MirrorToMirror,
-                destination: destination.clone(),
-                from: None,
-                archive_dir: None,
-                since: None,
-                working_dir: working_root(&shared.root, &format!("delete/{k}")).join("working-dir"),
-                requester: format!("delete:{k}"),
-                max_nested_paths: spec.max_nested_paths.unwrap_or(0),
-                parallel_images: 8,
-                parallel_layers: 5,
-                releases: shared.releases.clone(),
-                naming_prefix: String::new(),
-                outputs: Outputs { cluster_resources: false, error_log: false },
-            };
+            let req = Request::collecting(
+                destination.clone(),
+                working_root(&shared.root, &format!("delete/{k}")).join("working-dir"),
+                format!("delete:{k}"),
+                shared.releases.clone(),
+                spec.max_nested_paths.unwrap_or(0),
+            );
             // Catalogs and payloads found in the shared cache are read only with this
             // delete's own access to their source, as for image sets.
             opts.prove_cached = true;
@@ -222,16 +214,7 @@ pub fn stale_message(approved: &str, digest: &str, before: Option<&DeleteCounts>
 }
 
 async fn event(ctx: &Ctx, disc: &DeleteImageSetConfiguration, type_: EventType, reason: &str, note: &str) {
-    let ev = Event {
-        type_,
-        reason: reason.to_string(),
-        note: Some(note.chars().take(1000).collect()),
-        action: "Delete".into(),
-        secondary: None,
-    };
-    if let Err(e) = ctx.recorder.publish(&ev, &disc.object_ref(&())).await {
-        warn!(error = %e, "event not recorded");
-    }
+    super::reconcile::publish(ctx, disc, "Delete", type_, reason, note).await;
 }
 
 /// The full plan as a ConfigMap `<name>-delete-plan` beside the delete, owned by it:

@@ -8,7 +8,7 @@ use std::time::Duration;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
-use kube::{Client, Resource, ResourceExt};
+use kube::{Client, ResourceExt};
 use tracing::{info, warn};
 
 use super::decide::{self, Decision, RunSeen, Seen, decide};
@@ -436,14 +436,27 @@ async fn set_finalizer(client: &Client, isc: &ImageSetConfiguration, on: bool) -
 }
 
 async fn event(ctx: &Ctx, isc: &ImageSetConfiguration, type_: EventType, reason: &str, note: &str) {
+    publish(ctx, isc, "Mirror", type_, reason, note).await;
+}
+
+/// Records an event about `obj` (its note cut at 1000 characters); a failure to record is
+/// logged, never an error of the reconcile.
+pub(super) async fn publish<K: Namespaced>(
+    ctx: &Ctx,
+    obj: &K,
+    action: &str,
+    type_: EventType,
+    reason: &str,
+    note: &str,
+) {
     let ev = Event {
         type_,
         reason: reason.to_string(),
         note: Some(note.chars().take(1000).collect()),
-        action: "Mirror".into(),
+        action: action.into(),
         secondary: None,
     };
-    if let Err(e) = ctx.recorder.publish(&ev, &isc.object_ref(&())).await {
+    if let Err(e) = ctx.recorder.publish(&ev, &obj.object_ref(&())).await {
         warn!(error = %e, "event not recorded");
     }
 }

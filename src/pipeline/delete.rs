@@ -4,7 +4,7 @@
 //! registry, to the manifest digest deleting it would remove; an image a live image set still
 //! needs there is `Protected`; the rest are removed with one manifest `DELETE` each.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use futures::StreamExt;
@@ -268,16 +268,6 @@ impl Protection {
         self.0.get(&(repository.to_string(), digest.to_string())).map(String::as_str)
     }
 
-    /// Pairs recorded.
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    /// Whether nothing is protected.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
     /// Records what a mirror record says `who` put at its destination.
     pub fn add_record(&mut self, record: &Record, who: &str) {
         for i in &record.images {
@@ -533,15 +523,6 @@ pub async fn execute(
         (r, o)
     }));
     Ok(out)
-}
-
-/// Digests a set of resolved items would delete, by repository (for tests and summaries).
-pub fn deleted_pairs(resolved: &[Resolved]) -> BTreeSet<(String, String)> {
-    resolved
-        .iter()
-        .filter(|r| r.action == Action::Delete)
-        .filter_map(|r| Some((r.target.as_ref()?.repository(), r.digest.clone()?)))
-        .collect()
 }
 
 #[cfg(test)]

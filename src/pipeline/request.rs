@@ -84,3 +84,32 @@ pub struct Request {
     /// Files written beside what the next run needs.
     pub outputs: Outputs,
 }
+
+impl Request {
+    /// A registry-to-registry request that writes none of oc-mirror's files: how a delete is
+    /// collected (and the image sets it protects), on the command line and in the cluster.
+    /// 8 images and 5 layers at once; callers change what differs.
+    pub fn collecting(
+        destination: Destination,
+        working_dir: PathBuf,
+        requester: String,
+        releases: ReleaseSources,
+        max_nested_paths: u32,
+    ) -> Request {
+        Request {
+            mode: Mode::MirrorToMirror,
+            destination,
+            from: None,
+            archive_dir: None,
+            since: None,
+            working_dir,
+            requester,
+            max_nested_paths,
+            parallel_images: 8,
+            parallel_layers: 5,
+            releases,
+            naming_prefix: String::new(),
+            outputs: Outputs { cluster_resources: false, error_log: false },
+        }
+    }
+}
