@@ -7,12 +7,33 @@ fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_imageset-operator"))
 }
 
+/// The binary with no cache, credentials or home of the user running the tests: concurrent
+/// tests never share (and lock) the user's cache.
 fn run(args: &[&str]) -> Output {
-    bin().args(args).env_remove("OC_MIRROR_CACHE").output().expect("run imageset-operator")
+    bin()
+        .args(args)
+        .env_remove("OC_MIRROR_CACHE")
+        .env_remove("REGISTRY_AUTH_FILE")
+        .env("HOME", "/nonexistent")
+        .output()
+        .expect("run imageset-operator")
 }
 
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).to_string()
+}
+
+/// `mirror -c CONFIG --workspace file://WS docker://mirror.example.com:5000 --dry-run`.
+fn dry_run_to_mirror(config: &std::path::Path, ws: &std::path::Path) -> Output {
+    run(&[
+        "mirror",
+        "-c",
+        config.to_str().unwrap(),
+        "--workspace",
+        &format!("file://{}", ws.display()),
+        "docker://mirror.example.com:5000",
+        "--dry-run",
+    ])
 }
 
 /// Failures print exactly one line naming what is wrong, and exit non-zero.
@@ -192,6 +213,8 @@ fn delete_generate_writes_oc_mirror_delete_list() {
         "--generate",
         "--workspace",
         &ws,
+        "--cache-dir",
+        dir.path().join("cache").to_str().unwrap(),
         "docker://localhost:5000/myregistry",
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -242,15 +265,7 @@ fn an_invalid_target_repo_is_skipped_with_oc_mirror_warning() {
     )
     .unwrap();
     let ws = dir.path().join("ws");
-    let o = run(&[
-        "mirror",
-        "-c",
-        isc.to_str().unwrap(),
-        "--workspace",
-        &format!("file://{}", ws.display()),
-        "docker://mirror.example.com:5000",
-        "--dry-run",
-    ]);
+    let o = dry_run_to_mirror(&isc, &ws);
     assert!(o.status.success(), "{}", stderr(&o));
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(stdout.contains("warning: invalid targetRepo Not/A:Path for image quay.io/a/bad:1 : SKIPPING"), "{stdout}");
@@ -263,15 +278,7 @@ fn an_invalid_target_repo_is_skipped_with_oc_mirror_warning() {
         "kind: ImageSetConfiguration\napiVersion: mirror.openshift.io/v2alpha1\nmetadata: {name: x}\nspec:\n  destination: docker://mirror.example.com:5000\n  mirror:\n    additionalImages:\n    - name: quay.io/a/bad:1\n      targetRepo: Not/A:Path\n",
     )
     .unwrap();
-    let o = run(&[
-        "mirror",
-        "-c",
-        cr.to_str().unwrap(),
-        "--workspace",
-        &format!("file://{}", ws.display()),
-        "docker://mirror.example.com:5000",
-        "--dry-run",
-    ]);
+    let o = dry_run_to_mirror(&cr, &ws);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("spec.mirror.additionalImages[0].targetRepo"), "{}", stderr(&o));
 }
@@ -288,15 +295,7 @@ fn an_image_with_tag_and_digest_is_pulled_by_digest_with_oc_mirror_warning() {
     )
     .unwrap();
     let ws = dir.path().join("ws");
-    let o = run(&[
-        "mirror",
-        "-c",
-        isc.to_str().unwrap(),
-        "--workspace",
-        &format!("file://{}", ws.display()),
-        "docker://mirror.example.com:5000",
-        "--dry-run",
-    ]);
+    let o = dry_run_to_mirror(&isc, &ws);
     assert!(o.status.success(), "{}", stderr(&o));
     let stdout = String::from_utf8_lossy(&o.stdout);
     let want = format!(

@@ -113,6 +113,19 @@ fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     p
 }
 
+/// An image set mirroring `block` (the lines under `mirror:`) and a delete of the same block
+/// (under `delete:`), as `isc.yaml` and `disc.yaml` in `dir`.
+fn mirror_and_delete(dir: &Path, block: &str) -> (PathBuf, PathBuf) {
+    let isc =
+        write(dir, "isc.yaml", &format!("apiVersion: {API_VERSION}\nkind: ImageSetConfiguration\nmirror:\n{block}"));
+    let disc = write(
+        dir,
+        "disc.yaml",
+        &format!("apiVersion: {API_VERSION}\nkind: DeleteImageSetConfiguration\ndelete:\n{block}"),
+    );
+    (isc, disc)
+}
+
 /// One item of a delete list.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 struct Item {
@@ -481,16 +494,6 @@ fn force_cache_delete_forgets_the_deleted_images_and_keeps_what_others_need() {
 // ---------------------------------------------------------------------------------------------
 // Platform releases.
 
-fn release_flags(w: &ReleaseWorld) -> Vec<String> {
-    vec![
-        format!("--update-url={}", w.graph_url),
-        format!("--release-signature-url={}", w.signature_url),
-        format!("--release-signature-key={}", w.public_key.display()),
-        format!("--graph-data-url={}", w.graph_data_url),
-        format!("--graph-base-image={}", w.base_image),
-    ]
-}
-
 fn triple(v: &str) -> (u64, u64, u64) {
     let p: Vec<u64> = v.split('.').map(|x| x.parse().unwrap()).collect();
     (p[0], p[1], p[2])
@@ -530,18 +533,9 @@ fn a_release_range_is_listed_as_payloads_components_and_graph_image_and_deleted(
     let platform = format!(
         "  platform:\n    graph: true\n    channels:\n    - name: stable-4.13\n      minVersion: {min}\n      maxVersion: {max}\n"
     );
-    let isc = write(
-        dir.path(),
-        "isc.yaml",
-        &format!("apiVersion: {API_VERSION}\nkind: ImageSetConfiguration\nmirror:\n{platform}"),
-    );
-    let disc = write(
-        dir.path(),
-        "disc.yaml",
-        &format!("apiVersion: {API_VERSION}\nkind: DeleteImageSetConfiguration\ndelete:\n{platform}"),
-    );
+    let (isc, disc) = mirror_and_delete(dir.path(), &platform);
     let dest = format!("docker://{}/mirror", dst.host);
-    let flags = release_flags(&w);
+    let flags = w.release_flags();
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
     ok(mirror_to_mirror(isc.to_str().unwrap(), dir.path(), &dest, &flags).output().unwrap());
     let graph_ref = "mirror/openshift/graph-image:latest";
@@ -646,16 +640,7 @@ fn a_package_is_listed_as_bundles_and_related_images_never_its_catalog_and_delet
         "  operators:\n  - catalog: {}\n    packages:\n    - name: foo\n      minVersion: 0.2.0\n      maxVersion: 0.3.0\n",
         cat.reference
     );
-    let isc = write(
-        dir.path(),
-        "isc.yaml",
-        &format!("apiVersion: {API_VERSION}\nkind: ImageSetConfiguration\nmirror:\n{operators}"),
-    );
-    let disc = write(
-        dir.path(),
-        "disc.yaml",
-        &format!("apiVersion: {API_VERSION}\nkind: DeleteImageSetConfiguration\ndelete:\n{operators}"),
-    );
+    let (isc, disc) = mirror_and_delete(dir.path(), &operators);
     let dest = format!("docker://{}/mirror", dst.host);
     ok(mirror_to_mirror(isc.to_str().unwrap(), dir.path(), &dest, &[]).output().unwrap());
     let catalog_repo = "mirror/catalogs/test-index";

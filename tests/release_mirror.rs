@@ -28,16 +28,6 @@ fn world(src: &Registry) -> ReleaseWorld {
     )
 }
 
-fn release_flags(w: &ReleaseWorld) -> Vec<String> {
-    vec![
-        format!("--update-url={}", w.graph_url),
-        format!("--release-signature-url={}", w.signature_url),
-        format!("--release-signature-key={}", w.public_key.display()),
-        format!("--graph-data-url={}", w.graph_data_url),
-        format!("--graph-base-image={}", w.base_image),
-    ]
-}
-
 /// The graph the world serves for a channel, as raw JSON.
 fn served_graph(w: &ReleaseWorld, channel: &str) -> Value {
     let url = format!("{}?channel={channel}&arch=amd64", w.graph_url);
@@ -91,7 +81,7 @@ fn a_channel_range_is_mirrored_with_its_components_signatures_and_graph_image() 
         .collect();
     assert_eq!(expected.len(), 4, "{expected:?}");
     let dest = format!("docker://{}/mirror", dst.host);
-    let flags = release_flags(&w);
+    let flags = w.release_flags();
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
     let out = mirror_to_mirror(&isc, dir.path(), &dest, &flags).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
@@ -228,7 +218,7 @@ fn a_bad_signature_stops_the_releases_and_the_rest_goes_on() {
         ),
     );
     let dest = format!("docker://{}/mirror", dst.host);
-    let flags = release_flags(&w);
+    let flags = w.release_flags();
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
     let out = mirror_to_mirror(&isc, dir.path(), &dest, &flags).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
@@ -311,7 +301,7 @@ fn shortest_path_across_channels_and_list_releases_follow_the_graph() {
         ),
     );
     // `type: okd` asks the OKD graph: the OCP one points nowhere.
-    let mut flags: Vec<String> = release_flags(&w).into_iter().filter(|f| !f.starts_with("--update-url=")).collect();
+    let mut flags: Vec<String> = w.release_flags().into_iter().filter(|f| !f.starts_with("--update-url=")).collect();
     flags.push("--update-url=http://127.0.0.1:9/not-this-one".into());
     flags.push(format!("--okd-update-url={}", w.graph_url));
     let mut args: Vec<&str> = flags.iter().map(String::as_str).collect();
@@ -362,7 +352,7 @@ fn releases_go_to_disk_and_from_disk_into_a_disconnected_registry() {
         "apiVersion: mirror.openshift.io/v2alpha1\nkind: ImageSetConfiguration\nmirror:\n  platform:\n    graph: true\n    channels:\n    - name: stable-4.13\n      minVersion: 4.13.8\n      maxVersion: 4.13.9\n",
     );
     let archives = dir.path().join("archives");
-    let flags = release_flags(&w);
+    let flags = w.release_flags();
     let out = bin()
         .args(["mirror", "-c", &isc, &format!("file://{}", archives.display()), "--src-tls-verify=false"])
         .arg("--cache-dir")
@@ -423,7 +413,7 @@ fn an_explicit_multi_arch_release_is_copied_for_the_requested_platform_only() {
         ),
     );
     let dest = format!("docker://{}/m", dst.host);
-    let flags = release_flags(&w);
+    let flags = w.release_flags();
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
     support::cli::ok(mirror_to_mirror(&isc, dir.path(), &dest, &flags).output().unwrap());
     // The payload and every component arrive as sparse indexes holding arm64 only.

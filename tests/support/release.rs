@@ -435,6 +435,18 @@ impl ReleaseWorld {
         }
     }
 
+    /// The command-line flags that point a run at this world's update graph, signature store,
+    /// signing key, graph data and graph base image.
+    pub fn release_flags(&self) -> Vec<String> {
+        vec![
+            format!("--update-url={}", self.graph_url),
+            format!("--release-signature-url={}", self.signature_url),
+            format!("--release-signature-key={}", self.public_key.display()),
+            format!("--graph-data-url={}", self.graph_data_url),
+            format!("--graph-base-image={}", self.base_image),
+        ]
+    }
+
     /// Every request answered so far, oldest first, as `GET /path?query`.
     pub fn requests(&self) -> Vec<String> {
         self.state.log.lock().unwrap().clone()
