@@ -86,6 +86,7 @@ fn protecting_sets(sets: &[ImageSetConfiguration], root: &std::path::Path, host:
 async fn make_plan(
     shared: Arc<Shared>,
     disc: DeleteImageSetConfiguration,
+    destination: Destination,
     mut opts: ClientOptions,
     sets: Vec<ImageSetConfiguration>,
 ) -> Result<(Vec<Resolved>, Vec<String>, Arc<Client>), Failure> {
@@ -93,8 +94,6 @@ async fn make_plan(
     tokio::task::spawn_blocking(move || {
         rt.block_on(async move {
             let spec = &disc.spec;
-            let invalid = |m: String| Failure { reason: "InvalidSpec", message: m, retryable: false };
-            let destination = check(&disc).map_err(invalid)?;
             let k = key(&disc);
             let req = Request::collecting(
                 destination.clone(),
@@ -282,13 +281,16 @@ pub(super) async fn reconcile(disc: Arc<DeleteImageSetConfiguration>, ctx: Arc<C
     let k = key(&disc);
     let writer = Writer { client: ctx.client.clone(), disc: disc.clone(), server: std::sync::Mutex::new(old.clone()) };
     let write = |st: DeleteStatus| writer.write(st);
-    if let Err(msg) = check(&disc) {
-        set_invalid(&mut st.conditions, &c, &msg);
-        ctx.metrics.invalid_specs.fetch_add(1, Relaxed);
-        write(st).await?;
-        event(&ctx, &disc, EventType::Warning, "InvalidSpec", &msg).await;
-        return Ok(Action::await_change());
-    }
+    let destination = match check(&disc) {
+        Ok(d) => d,
+        Err(msg) => {
+            set_invalid(&mut st.conditions, &c, &msg);
+            ctx.metrics.invalid_specs.fetch_add(1, Relaxed);
+            write(st).await?;
+            event(&ctx, &disc, EventType::Warning, "InvalidSpec", &msg).await;
+            return Ok(Action::await_change());
+        }
+    };
     let ns = disc.namespace().unwrap_or_default();
     let opts = match apply::access_in(&ctx.client, &ns, disc.spec.auth_secret_ref.as_ref(), &disc.spec.registries).await
     {
@@ -301,7 +303,7 @@ pub(super) async fn reconcile(disc: Arc<DeleteImageSetConfiguration>, ctx: Arc<C
         set_condition(&mut planning.conditions, &c, PROGRESSING, true, "Planning", "resolving the images to delete");
         writer.write(planning).await?;
     }
-    let (resolved, lines, client) = match make_plan(ctx.shared.clone(), (*disc).clone(), opts, sets).await {
+    let (resolved, lines, client) = match make_plan(ctx.shared.clone(), (*disc).clone(), destination, opts, sets).await {
         Ok(p) => p,
         Err(f) => return failed(&ctx, &disc, st, &c, &writer, f.reason, &f.message, f.retryable).await,
     };
