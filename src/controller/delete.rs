@@ -303,7 +303,8 @@ pub(super) async fn reconcile(disc: Arc<DeleteImageSetConfiguration>, ctx: Arc<C
         set_condition(&mut planning.conditions, &c, PROGRESSING, true, "Planning", "resolving the images to delete");
         writer.write(planning).await?;
     }
-    let (resolved, lines, client) = match make_plan(ctx.shared.clone(), (*disc).clone(), destination, opts, sets).await {
+    let (resolved, lines, client) = match make_plan(ctx.shared.clone(), (*disc).clone(), destination, opts, sets).await
+    {
         Ok(p) => p,
         Err(f) => return failed(&ctx, &disc, st, &c, &writer, f.reason, &f.message, f.retryable).await,
     };
