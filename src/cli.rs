@@ -332,6 +332,8 @@ pub struct Env {
     pub registry_auth_file: Option<PathBuf>,
     /// `UPDATE_URL_OVERRIDE`.
     pub update_url_override: Option<String>,
+    /// `CONTAINERS_REGISTRIES_CONF`.
+    pub registries_conf: Option<PathBuf>,
 }
 
 impl Env {
@@ -343,6 +345,7 @@ impl Env {
             oc_mirror_cache: var("OC_MIRROR_CACHE").map(PathBuf::from),
             registry_auth_file: var("REGISTRY_AUTH_FILE").map(PathBuf::from),
             update_url_override: var("UPDATE_URL_OVERRIDE").and_then(|v| v.into_string().ok()),
+            registries_conf: var("CONTAINERS_REGISTRIES_CONF").map(PathBuf::from),
         }
     }
 }

@@ -25,7 +25,7 @@ pub async fn manifest(
         cache.count(true);
         return cache.read(digest).map_err(|e| io_err("reading cache", e));
     }
-    let (bytes, _) = client.manifest_get(registry, repo, digest).await?;
+    let (bytes, _) = client.pull_manifest_get(registry, repo, digest).await?;
     client.note_read(registry, repo);
     let actual = crate::image::manifest::sha256_digest(&bytes);
     if actual != digest {
@@ -47,7 +47,7 @@ pub async fn top_digest(client: &Client, r: &crate::image::ImageRef, what: &str)
         return Ok(d.clone());
     }
     let tag = r.tag.as_deref().unwrap_or("latest");
-    match client.manifest_head(&r.registry, &r.path, tag).await? {
+    match client.pull_manifest_head(&r.registry, &r.path, tag).await? {
         Some((d, _)) => {
             client.note_read(&r.registry, &r.path);
             Ok(d)
@@ -109,7 +109,7 @@ pub async fn blob(
     let mut fresh_retry = true;
     loop {
         if part.len() < desc.size {
-            let s = client.blob_get(registry, repo, &desc.digest, part.len()).await?;
+            let s = client.pull_blob_get(registry, repo, &desc.digest, part.len()).await?;
             let status = s.response.status().as_u16();
             if status != 206 && !part.is_empty() {
                 // The registry ignored the Range header: start over.

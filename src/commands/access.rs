@@ -13,6 +13,7 @@ use crate::image::ImageRef;
 use crate::pipeline::Planned;
 use crate::pipeline::copy::CACHE_SUBDIR;
 use crate::plan::{CopyPlan, Destination};
+use crate::registry::sources::RegistriesConf;
 use crate::registry::{Client, ClientOptions, DockerAuth};
 
 /// Reads credentials: `--authfile`, else `REGISTRY_AUTH_FILE`, else `~/.docker/config.json`.
@@ -27,6 +28,20 @@ pub fn credentials(authfile: Option<&Path>, env: &Env) -> Result<DockerAuth, Cli
     };
     let bytes = std::fs::read(&path).map_err(|e| CliError::Setup(format!("{}: {e}", path.display())))?;
     DockerAuth::parse(&bytes).map_err(|e| CliError::Setup(format!("{}: {e}", path.display())))
+}
+
+/// The registries.conf of the command line: `CONTAINERS_REGISTRIES_CONF`, else the user's or
+/// the system's file (see [`RegistriesConf::default_path`]); None when there is none.
+pub fn registries_conf(env: &Env) -> Result<Option<Arc<RegistriesConf>>, CliError> {
+    let env_path = env.registries_conf.as_ref().map(|p| p.display().to_string());
+    let Some(path) = RegistriesConf::default_path(env_path.as_deref(), env.home.as_deref()) else {
+        return Ok(None);
+    };
+    let conf = RegistriesConf::load(&path).map_err(|e| CliError::Setup(e.to_string()))?;
+    if !conf.registries.is_empty() {
+        tracing::info!(file = %path.display(), rules = conf.registries.len(), "pulling sources through registries.conf");
+    }
+    Ok(Some(Arc::new(conf)))
 }
 
 /// Client options for a run: the hosts marked insecure by the TLS flags (sources are the
@@ -78,6 +93,7 @@ pub fn client_options(
         backoff: crate::registry::Backoff { retries: c.retry_times, ..Default::default() },
         stall_timeout: Duration::from_secs(c.stall_timeout),
         breaker_window: Duration::from_secs(c.unreachable_after),
+        sources: registries_conf(env)?,
         ..Default::default()
     })
 }

@@ -79,6 +79,7 @@ fn read_catalog(catalog: &str, tls_verify: bool, env: &Env) -> Result<Catalog, C
     let opts = ClientOptions {
         insecure: if tls_verify { vec![] } else { vec![r.registry.clone()] },
         auth: super::access::credentials(None, env)?,
+        sources: super::access::registries_conf(env)?,
         ..Default::default()
     };
     let client = Client::new(opts).map_err(|e| CliError::Setup(e.to_string()))?;

@@ -241,7 +241,7 @@ impl Session<'_> {
         let digest = match (&src.digest, &src.tag) {
             (Some(d), _) => Some(d.clone()),
             (None, Some(t)) => {
-                let head = self.client.manifest_head(&src.registry, &src.path, t).await?;
+                let head = self.client.pull_manifest_head(&src.registry, &src.path, t).await?;
                 if head.is_some() {
                     self.client.note_read(&src.registry, &src.path);
                 }
@@ -255,7 +255,7 @@ impl Session<'_> {
             return Ok((bytes, mt, d));
         }
         let tag = src.tag.as_deref().unwrap_or("latest");
-        let (bytes, mt) = self.client.manifest_get(&src.registry, &src.path, tag).await?;
+        let (bytes, mt) = self.client.pull_manifest_get(&src.registry, &src.path, tag).await?;
         let d = manifest::sha256_digest(&bytes);
         self.engine.cache.put(&d, &bytes).map_err(|e| local("writing cache", e))?;
         Ok((bytes, mt, d))

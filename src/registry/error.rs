@@ -74,6 +74,14 @@ pub enum RegistryError {
         /// Seconds since the first of them.
         secs: u64,
     },
+    /// registries.conf forbids pulling the image (`blocked = true`).
+    #[error("{what}: {rule}")]
+    Blocked {
+        /// The operation.
+        what: String,
+        /// The rule, with its file and line.
+        rule: String,
+    },
     /// Local files.
     #[error("{what}: {message}")]
     Io {
@@ -108,6 +116,7 @@ impl RegistryError {
             RegistryError::DigestMismatch { .. } => "DigestMismatch",
             RegistryError::Manifest { .. } => "UnsupportedManifest",
             RegistryError::Unreachable { .. } => "RegistryUnreachable",
+            RegistryError::Blocked { .. } => "SourceBlocked",
             RegistryError::Io { .. } => "Io",
         }
     }

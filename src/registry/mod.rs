@@ -6,7 +6,9 @@
 pub mod auth;
 mod calls;
 mod error;
+mod pull;
 pub mod retry;
+pub mod sources;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -59,6 +61,8 @@ pub struct ClientOptions {
     /// [`Client::prove_manifest`], [`Client::prove_blob`]). The operator sets it; the command
     /// line, with a cache of its own user, does not.
     pub prove_cached: bool,
+    /// Where source images are pulled from (registries.conf); None: each from its own registry.
+    pub sources: Option<Arc<sources::RegistriesConf>>,
 }
 
 /// Request slots per registry, shared by every client given the same `Slots`.
@@ -93,6 +97,7 @@ impl Default for ClientOptions {
             breaker_window: Duration::from_secs(30),
             slots: None,
             prove_cached: false,
+            sources: None,
         }
     }
 }
@@ -276,7 +281,7 @@ impl Client {
         {
             return Ok(());
         }
-        match self.manifest_head(registry, repo, digest).await? {
+        match self.pull_manifest_head(registry, repo, digest).await? {
             Some(_) => {
                 self.note_read(registry, repo);
                 Ok(())
@@ -294,7 +299,7 @@ impl Client {
         if !self.opts.prove_cached || registry == crate::image::DISK_ROOT || self.is_proven(&key) {
             return Ok(());
         }
-        match self.blob_head(registry, repo, digest).await? {
+        match self.pull_blob_head(registry, repo, digest).await? {
             Some(_) => {
                 self.proven.lock().expect("proven lock").insert(key);
                 Ok(())
@@ -320,6 +325,7 @@ impl Client {
             .or_insert_with(|| {
                 let endpoint = if name == "docker.io" { "registry-1.docker.io" } else { name }.to_string();
                 let insecure = self.opts.insecure.iter().any(|h| h == name)
+                    || self.opts.sources.as_ref().is_some_and(|s| s.insecure_hosts().iter().any(|h| h == name))
                     || (self.opts.insecure.iter().any(|h| h == "*") && !self.opts.verified.iter().any(|h| h == name));
                 Arc::new(Host {
                     name: name.to_string(),

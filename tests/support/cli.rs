@@ -8,6 +8,7 @@ pub fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_imageset-operator"));
     c.env_remove("OC_MIRROR_CACHE")
         .env_remove("REGISTRY_AUTH_FILE")
+        .env_remove("CONTAINERS_REGISTRIES_CONF")
         .env("HOME", "/nonexistent")
         .env("LOG_LEVEL", "warn");
     c

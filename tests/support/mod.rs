@@ -119,6 +119,12 @@ exit $rc"#;
         Guarded { child, log: log.to_path_buf() }
     }
 
+    /// Stops the process and waits for it.
+    pub fn stop(&mut self) {
+        drop(self.child.stdin.take());
+        let _ = self.child.wait();
+    }
+
     /// Whether the process is still running; fails the test with its log if it has exited.
     pub fn alive(&mut self) -> bool {
         if let Ok(Some(status)) = self.child.try_wait() {
@@ -146,8 +152,7 @@ exit $rc"#;
 
 impl Drop for Guarded {
     fn drop(&mut self) {
-        drop(self.child.stdin.take());
-        let _ = self.child.wait();
+        self.stop();
     }
 }
 

@@ -197,6 +197,12 @@ impl Registry {
         }
     }
 
+    /// Stops the registry (its storage and log stay until it is dropped): what a registry
+    /// that went away looks like to clients.
+    pub fn stop(&mut self) {
+        self._proc.stop();
+    }
+
     /// Every request answered so far, oldest first, as the access log has them. Panics unless
     /// the registry was started with `access_log`. Distribution writes a request's line when
     /// its handler returns, before the server flushes a small (buffered) response: the line of
