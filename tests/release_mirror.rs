@@ -434,3 +434,42 @@ fn an_explicit_multi_arch_release_is_copied_for_the_requested_platform_only() {
     }
     assert_eq!(checked, 1 + p.components.len());
 }
+
+/// An enclave has no route to the graph data: a hub whose cache holds the graph image built
+/// by an earlier run mirrors that image to the next registry, with a warning, as oc-mirror's
+/// enclave mode does; with nothing built before, the run fails.
+#[test]
+fn without_graph_data_the_graph_image_in_the_cache_is_reused() {
+    let src = Registry::start(RegistryOptions::default());
+    let (first, second) = (Registry::start(RegistryOptions::default()), Registry::start(RegistryOptions::default()));
+    let w = world(&src);
+    let dir = temp_dir("release-graph-reuse");
+    let isc = write(
+        dir.path(),
+        "isc.yaml",
+        "apiVersion: mirror.openshift.io/v2alpha1\nkind: ImageSetConfiguration\nmirror:\n  platform:\n    graph: true\n    channels:\n    - name: stable-4.13\n      minVersion: 4.13.5\n      maxVersion: 4.13.6\n",
+    );
+    let flags = w.release_flags();
+    let online: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let unreachable = format!("--graph-data-url=http://127.0.0.1:{}/graph-data", support::free_port());
+    let offline: Vec<&str> = flags
+        .iter()
+        .map(|f| if f.starts_with("--graph-data-url=") { unreachable.as_str() } else { f.as_str() })
+        .collect();
+
+    // Nothing built into this cache yet: the run cannot make a graph image.
+    let fresh = temp_dir("release-graph-fresh");
+    let out =
+        mirror_to_mirror(&isc, fresh.path(), &format!("docker://{}/mirror", second.host), &offline).output().unwrap();
+    assert!(!out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+
+    let out = mirror_to_mirror(&isc, dir.path(), &format!("docker://{}/mirror", first.host), &online).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let built = digest_at(&first.host, "mirror/openshift/graph-image:latest");
+    let out =
+        mirror_to_mirror(&isc, dir.path(), &format!("docker://{}/mirror", second.host), &offline).output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("graph data could not be downloaded") && text.contains(&built), "{text}");
+    assert_eq!(digest_at(&second.host, "mirror/openshift/graph-image:latest"), built);
+}

@@ -265,7 +265,7 @@ pub async fn collect(
     s: &Settings<'_>,
     p: &Platform,
 ) -> Result<Collected, ReleaseError> {
-    let (selected, warnings) = resolve(s.upstream, p, s.working_dir, s.kept_graphs_first).await?;
+    let (selected, mut warnings) = resolve(s.upstream, p, s.working_dir, s.kept_graphs_first).await?;
     let kube_arches: Vec<&str> = if p.platforms.is_empty() {
         payload::kubevirt_arches(arches(p).iter().map(String::as_str))
     } else {
@@ -282,12 +282,44 @@ pub async fn collect(
         releases.push(r?);
     }
     if p.graph {
-        let tarball = s.upstream.graph_data().await?;
-        let digest = graph_image::build(client, cache, &s.graph_base_image, &tarball).await?;
-        tracing::info!(%digest, base = %s.graph_base_image, "graph image built");
+        let digest = graph_image(client, cache, s, &mut warnings).await?;
         return Ok(Collected { releases, graph_image: Some(digest), warnings });
     }
     Ok(Collected { releases, graph_image: None, warnings })
+}
+
+/// The name the last graph image built is kept under in the cache.
+pub const GRAPH_IMAGE_NAME: &str = "localhost:55000/openshift/graph-image:latest";
+
+/// The graph image: built from the graph data on the base image; when the graph data cannot
+/// be downloaded (an enclave, whose update service is internal), the last graph image built
+/// into this cache is mirrored instead, with a warning, as oc-mirror does in its enclave mode.
+async fn graph_image(
+    client: &Client,
+    cache: &Cache,
+    s: &Settings<'_>,
+    warnings: &mut Vec<String>,
+) -> Result<String, ReleaseError> {
+    let cached = || {
+        let names = cache.names().ok()?;
+        names.get(GRAPH_IMAGE_NAME).filter(|d| cache.has(d)).cloned()
+    };
+    let tarball = match s.upstream.graph_data().await {
+        Ok(t) => t,
+        Err(e) => {
+            let Some(digest) = cached() else { return Err(e) };
+            warnings.push(format!(
+                "graph data could not be downloaded ({e}): the graph image built earlier into the cache ({digest}) is mirrored instead"
+            ));
+            return Ok(digest);
+        }
+    };
+    let digest = graph_image::build(client, cache, &s.graph_base_image, &tarball).await?;
+    tracing::info!(%digest, base = %s.graph_base_image, "graph image built");
+    cache
+        .record_names(&[(GRAPH_IMAGE_NAME.to_string(), digest.clone())])
+        .map_err(|e| ReleaseError::Local(e.to_string()))?;
+    Ok(digest)
 }
 
 async fn read_release(
