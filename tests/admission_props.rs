@@ -154,10 +154,12 @@ fn interval(r: &mut Rng) -> String {
     s
 }
 
-/// `^(docker://[^/\s]+(/[^\s]*)?|file:///[^\s]*)$`, at most 1024 characters.
+/// `^(docker://[^/\s]+(/[^\s]*)?|file://[^\s]+)$`, at most 1024 characters; a `file://` path
+/// may climb (`..`) or be absolute, which CEL refuses.
 fn destination(r: &mut Rng) -> String {
     if r.percent(10) {
-        return format!("file:///{}", r.chars("abc/._-X", 0, 40));
+        let alphabet = if r.clean { "abc_-X" } else { "abc/._-X" };
+        return format!("file://{}", r.chars(alphabet, 1, 40));
     }
     let host = r.pick(&[
         "mirror.example.com",
@@ -532,9 +534,16 @@ fn registries(r: &mut Rng) -> Vec<RegistrySettings> {
 }
 
 fn spec(r: &mut Rng) -> ImageSetConfigurationSpec {
+    let (mirror, destination) = (mirror(r), destination(r));
+    // Archives to import: into a registry, from a plain path when the case is well-formed.
+    let clean = r.clean;
+    let from = r
+        .maybe(10, |r| format!("file://{}", r.chars(if clean { "ab" } else { "ab/." }, 1, 12)))
+        .filter(|_| !clean || destination.starts_with("docker://"));
     ImageSetConfigurationSpec {
-        mirror: mirror(r),
-        destination: destination(r),
+        mirror,
+        destination,
+        from,
         archive_size: r.maybe(20, |r| if r.percent(10) { i64::MAX } else { r.below(1000) as i64 }),
         auth_secret_ref: r.maybe(20, |r| LocalObjectReference { name: name(r, 253) }),
         registries: registries(r),
@@ -780,6 +789,17 @@ fn cel_violations(s: &ImageSetConfigurationSpec) -> Vec<String> {
         if regex::Regex::new(&b.name).is_err() {
             out.push(format!("blockedImages[{i}]: not a regular expression"));
         }
+    }
+    // Archive paths stay under the archive directory; archives are imported into a registry.
+    for (field, v) in [("destination", Some(&s.destination)), ("from", s.from.as_ref())] {
+        if let Some(path) = v.and_then(|v| v.strip_prefix("file://"))
+            && (path.starts_with('/') || path.split('/').any(|c| c == ".."))
+        {
+            out.push(format!("{field}: leaves the archive directory"));
+        }
+    }
+    if s.from.is_some() && !s.destination.starts_with("docker://") {
+        out.push("from: not into a registry".into());
     }
     out
 }

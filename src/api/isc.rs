@@ -5,6 +5,27 @@ use serde::{Deserialize, Serialize};
 
 use super::mirror::Mirror;
 use super::status::ImageSetStatus;
+use super::validate::{ABSOLUTE_ARCHIVE_PATH, CLIMBING_ARCHIVE_PATH, FROM_NEEDS_REGISTRY};
+
+/// The CEL rule of a `file://` field: a relative path (archives live under the operator's
+/// archive directory; `validate::archive_url` says the same).
+fn absolute_rule(field: &str) -> kube::core::Rule {
+    kube::core::Rule::new("!self.startsWith('file:///')")
+        .message(kube::core::Message::Message(format!("{field}: {ABSOLUTE_ARCHIVE_PATH}")))
+}
+
+/// The CEL rule of the spec: archives are imported into a registry.
+fn from_rule() -> kube::core::Rule {
+    kube::core::Rule::new("!has(self.from) || self.destination.startsWith('docker://')")
+        .message(kube::core::Message::Message(format!("spec.from: {FROM_NEEDS_REGISTRY}")))
+        .field_path(".from")
+}
+
+/// The CEL rule of a `file://` field: no `..` component.
+fn climb_rule(field: &str) -> kube::core::Rule {
+    kube::core::Rule::new("!self.matches('^file://(.*/)?[.][.](/.*)?$')")
+        .message(kube::core::Message::Message(format!("{field}: {CLIMBING_ARCHIVE_PATH}")))
+}
 
 /// What to mirror (`mirror`, oc-mirror's block unchanged), where to, and how the operator runs it.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -25,15 +46,33 @@ use super::status::ImageSetStatus;
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = from_rule())]
 pub struct ImageSetConfigurationSpec {
     /// What to mirror: oc-mirror v2's `mirror:` block, field for field.
     // In the cluster a CatalogSource template is a ConfigMap key (the controller's
     // `template_ref`); a file path is the command line's and means nothing here.
     #[x_kube(validation = Rule::new("!has(self.operators) || self.operators.all(o, !has(o.targetCatalogSourceTemplate) || o.targetCatalogSourceTemplate.matches('^configmap:[^/]+/[^/]+$'))").message("operators[].targetCatalogSourceTemplate must be configmap:<name>/<key>: a key of a ConfigMap in the image set's namespace"))]
     pub mirror: Mirror,
-    /// Where to: `docker://registry[:port][/prefix]`, or `file:///path` for archives on a volume.
-    #[schemars(regex(pattern = r"^(docker://[^/\s]+(/[^\s]*)?|file:///[^\s]*)$"), length(max = 1024))]
+    /// Where to: `docker://registry[:port][/prefix]`, or `file://DIR` to write archives
+    /// (mirror to disk) into DIR under the operator's archive directory (`--archive-dir`), in
+    /// the image set's namespace's directory there: `<archive-dir>/<namespace>/DIR`. DIR is
+    /// relative: no leading `/`, no `..`.
+    #[schemars(regex(pattern = r"^(docker://[^/\s]+(/[^\s]*)?|file://[^\s]+)$"), length(max = 1024))]
+    #[x_kube(validation = absolute_rule("spec.destination"))]
+    #[x_kube(validation = climb_rule("spec.destination"))]
     pub destination: String,
+    /// Disk to mirror: `file://DIR`, a directory of archives (`mirror_NNNNNN.tar`) under the
+    /// operator's archive directory, `<archive-dir>/<namespace>/DIR`, imported into
+    /// `spec.destination`, which must then be a registry. Archives written by an image set's
+    /// `file://` destination or by `imageset-operator mirror ... file://DIR` (placed there with
+    /// their `working-dir/`, which holds the release signatures) are both read. Additional
+    /// images are imported as `spec.mirror` names them; releases and operators as the archives
+    /// hold them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^file://[^\s]+$"), length(max = 1024))]
+    #[x_kube(validation = absolute_rule("spec.from"))]
+    #[x_kube(validation = climb_rule("spec.from"))]
+    pub from: Option<String>,
     /// Archive chunk size in GiB for `file://` destinations (0 or unset: 500).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0))]

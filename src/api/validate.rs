@@ -291,7 +291,44 @@ pub fn validate_spec(spec: &ImageSetConfigurationSpec) -> Result<(), InvalidConf
     if let Err(e) = resync_interval(spec) {
         errors.push(e);
     }
+    errors.extend(archive_url("spec.destination", &spec.destination).err());
+    if let Some(from) = &spec.from {
+        if !from.starts_with("file://") {
+            errors.push(FieldError { path: "spec.from".into(), message: format!("{from:?} must be file://DIR") });
+        } else if let Err(e) = archive_url("spec.from", from) {
+            errors.push(e);
+        }
+        if !spec.destination.starts_with("docker://") {
+            errors.push(FieldError { path: "spec.from".into(), message: FROM_NEEDS_REGISTRY.into() });
+        }
+    }
     if errors.is_empty() { Ok(()) } else { Err(InvalidConfig(errors)) }
+}
+
+/// Why an absolute `file://` path is refused (admission says the same).
+pub const ABSOLUTE_ARCHIVE_PATH: &str =
+    "a file:// path names a directory under the operator's archive directory (file://DIR): it must not start with /";
+/// Why a `file://` path with `..` is refused (admission says the same).
+pub const CLIMBING_ARCHIVE_PATH: &str =
+    "a file:// path must stay inside the operator's archive directory: it must not have a '..' component";
+/// Why `spec.from` with another destination than a registry is refused.
+pub const FROM_NEEDS_REGISTRY: &str = "archives are imported into a registry: spec.from needs a docker:// destination";
+
+/// A `file://` value of `field` (`spec.destination`, `spec.from`): a non-empty path relative to
+/// the operator's archive directory that never climbs out of it. Other values pass.
+pub fn archive_url(field: &str, url: &str) -> Result<(), FieldError> {
+    let Some(path) = url.strip_prefix("file://") else { return Ok(()) };
+    let err = |message: &str| Err(FieldError { path: field.into(), message: format!("{url:?}: {message}") });
+    if path.starts_with('/') {
+        return err(ABSOLUTE_ARCHIVE_PATH);
+    }
+    if path.is_empty() {
+        return err("a file:// path names a directory under the operator's archive directory (file://DIR)");
+    }
+    if path.split('/').any(|c| c == "..") {
+        return err(CLIMBING_ARCHIVE_PATH);
+    }
+    Ok(())
 }
 
 /// `spec.resyncInterval`, parsed and bounded (see [`parse_duration`]); `None` when unset.
@@ -736,6 +773,52 @@ pub mod cases {
         }
         out.into_iter().map(|block| Case { block, path: None }).collect()
     }
+
+    /// An image set's archive fields: `spec.destination` and `spec.from`, and the field the
+    /// CLI's refusal names (`None`: accepted).
+    #[derive(Clone, Debug)]
+    pub struct ArchiveCase {
+        /// `spec.destination`.
+        pub destination: &'static str,
+        /// `spec.from`.
+        pub from: Option<&'static str>,
+        /// `spec.destination` or `spec.from`, or `None`.
+        pub path: Option<&'static str>,
+    }
+
+    /// Archive paths that leave the archive directory or cannot be imported, and near misses.
+    pub fn archive_cases() -> Vec<ArchiveCase> {
+        const REGISTRY: &str = "docker://mirror.example.com:5000/ocp";
+        let dest = |destination, path| ArchiveCase { destination, from: None, path };
+        let from = |destination, from, path| ArchiveCase { destination, from: Some(from), path };
+        let d = Some("spec.destination");
+        let f = Some("spec.from");
+        vec![
+            dest("file:///etc", d),
+            dest("file:///", d),
+            dest("file:////x", d),
+            dest("file://..", d),
+            dest("file://../x", d),
+            dest("file://a/../../x", d),
+            dest("file://a/..", d),
+            dest("file://./../x", d),
+            from(REGISTRY, "file:///etc", f),
+            from(REGISTRY, "file://../x", f),
+            from(REGISTRY, "file://x/../../y", f),
+            from(REGISTRY, "file://x/..", f),
+            from("file://y", "file://x", f),
+            // Near misses: names that only look like climbing, and plain directories.
+            dest("file://out", None),
+            dest("file://a/b/c/", None),
+            dest("file://..a/b..", None),
+            dest("file://a/./b", None),
+            dest("file://a..b/...", None),
+            dest("file://.", None),
+            from(REGISTRY, "file://out", None),
+            from(REGISTRY, "file://a/.../b", None),
+            from("docker://r.example.com", "file://team/2024-06", None),
+        ]
+    }
 }
 
 #[cfg(test)]
@@ -883,6 +966,27 @@ mod tests {
         both.mirror.blocked_images.push(super::super::mirror::BlockedImage { name: "a(b".into() });
         let paths: Vec<String> = validate_spec(&both).unwrap_err().0.into_iter().map(|f| f.path).collect();
         assert_eq!(paths, ["spec.mirror.blockedImages[0].name", "spec.resyncInterval"]);
+    }
+
+    /// Archive paths are refused naming their field, and the near misses accepted.
+    #[test]
+    fn archive_paths_stay_in_the_archive_directory() {
+        let cases = cases::archive_cases();
+        assert!(cases.iter().filter(|c| c.path.is_some()).count() >= 10);
+        for c in cases {
+            let mut spec: ImageSetConfigurationSpec =
+                serde_saphyr::from_str("destination: docker://r.example.com\nmirror: {}\n").unwrap();
+            spec.destination = c.destination.into();
+            spec.from = c.from.map(Into::into);
+            let got: Vec<String> =
+                validate_spec(&spec).err().map(|e| e.0.into_iter().map(|f| f.path).collect()).unwrap_or_default();
+            match c.path {
+                Some(p) => assert_eq!(got, [p], "{c:?}"),
+                None => assert!(got.is_empty(), "{c:?}: {got:?}"),
+            }
+        }
+        let e = archive_url("spec.from", "file:///etc").unwrap_err();
+        assert_eq!(e.to_string(), format!("spec.from: \"file:///etc\": {ABSOLUTE_ARCHIVE_PATH}"));
     }
 
     #[test]
