@@ -67,6 +67,11 @@ pub struct RunArgs {
     /// Cache directory (a PVC in the cluster).
     #[arg(long, env = "CACHE_DIR", default_value = "/var/cache/imageset-operator")]
     pub cache_dir: PathBuf,
+    /// Archive directory (a volume): an image set's `file://DIR` destination writes archives to
+    /// `<archive-dir>/<namespace>/DIR` and its `spec.from: file://DIR` imports them from there.
+    /// Unset: image sets with either are refused (`ArchivesDisabled`).
+    #[arg(long, env = "ARCHIVE_DIR")]
+    pub archive_dir: Option<PathBuf>,
     /// Address of /metrics, /healthz and /readyz.
     #[arg(long, env = "ADMIN_ADDR", default_value = "0.0.0.0:8080")]
     pub admin_addr: String,

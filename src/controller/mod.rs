@@ -2,6 +2,7 @@
 //! cache, applies what it produces, and reports progress and outcome in status and events.
 
 mod apply;
+mod archives;
 mod decide;
 mod delete;
 mod pending;
@@ -151,6 +152,8 @@ pub fn run(args: RunArgs) -> Result<(), StartError> {
             releases: args.release.sources(Vec::new()),
             cache,
             root: args.cache_dir.clone(),
+            archives: args.archive_dir.clone(),
+            archive_locks: Default::default(),
             slots: Arc::new(tokio::sync::Semaphore::new(args.max_concurrent_runs.max(1))),
             retry_slots: Arc::new(tokio::sync::Semaphore::new(1)),
             retry_times: args.retry_times,

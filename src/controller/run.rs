@@ -3,14 +3,15 @@
 //! result; it never blocks on it.
 
 use std::collections::{BTreeSet, HashMap};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
 use tokio::sync::{Semaphore, watch};
 
-use crate::api::ImageSetConfiguration;
+use super::archives;
 use crate::api::status::{Counts, FailedImage, MAX_LISTED_FAILURES, Progress};
+use crate::api::{ImageSetConfiguration, validate};
 use crate::cache::Cache;
 use crate::copy::{Engine, Outcome, Progress as Counters};
 use crate::pipeline::{self, Mode, Outputs, Planned, ReleaseSources, Request};
@@ -31,6 +32,12 @@ pub struct Shared {
     pub releases: ReleaseSources,
     /// Where working directories live (beside the cache).
     pub root: PathBuf,
+    /// Where `file://` destinations write archives and `spec.from` reads them, one directory
+    /// per namespace (`--archive-dir`); `None`: archives are refused.
+    pub archives: Option<PathBuf>,
+    /// One run at a time per archive directory (by its resolved path): parts are numbered from
+    /// what is there, and an import must not see half of a run's parts.
+    pub archive_locks: Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>,
     /// Copies at once, across image sets.
     pub slots: Arc<Semaphore>,
     /// The slot image sets whose last run failed take turns on, so that a set retrying
@@ -48,6 +55,13 @@ pub struct Shared {
     pub runs: Mutex<HashMap<String, Running>>,
     /// When each image set's last run ended.
     pub done: Mutex<HashMap<String, LastRun>>,
+}
+
+impl Shared {
+    /// The lock of an archive directory (created on first use).
+    fn archive_lock(&self, dir: &Path) -> Arc<tokio::sync::Mutex<()>> {
+        self.archive_locks.lock().expect("archive locks").entry(dir.to_path_buf()).or_default().clone()
+    }
 }
 
 /// How an image set's last run ended.
@@ -248,37 +262,44 @@ pub fn start(
     Running { generation, counters: rx, handle, ended, cancel }
 }
 
+fn invalid(field: &str, e: &dyn std::fmt::Display) -> Failure {
+    Failure { reason: "InvalidSpec", message: format!("{field}: {e}"), retryable: false }
+}
+
 /// The pipeline request of an image set: what its spec says, where the operator keeps its
-/// working directory, and the operator's settings. Pure.
+/// working directory, and the operator's settings. Its archive directory (`file://`
+/// destination, or `spec.from`) is resolved under `archives` (see [`archive_path`]), the only
+/// I/O here.
 pub fn request(
-    shared_root: &std::path::Path,
+    shared_root: &Path,
     releases: &ReleaseSources,
+    archives: Option<&Path>,
     isc: &ImageSetConfiguration,
 ) -> Result<Request, Failure> {
     let spec = &isc.spec;
-    let invalid = |field: &str, e: &dyn std::fmt::Display| Failure {
-        reason: "InvalidSpec",
-        message: format!("{field}: {e}"),
-        retryable: false,
-    };
     let destination = Destination::parse(&spec.destination).map_err(|e| invalid("spec.destination", &e))?;
-    let (mode, archive_dir) = match &destination {
-        Destination::Registry(_) => (Mode::MirrorToMirror, None),
-        Destination::Disk => {
-            (Mode::MirrorToDisk, Some(std::path::PathBuf::from(spec.destination.trim_start_matches("file://"))))
-        }
-    };
     let k = key(isc);
+    let (ns, name) = k.split_once('/').unwrap_or_default();
+    let (mode, from, archive_dir) = match (&destination, &spec.from) {
+        (Destination::Registry(_), None) => (Mode::MirrorToMirror, None, None),
+        (Destination::Registry(_), Some(from)) => {
+            (Mode::DiskToMirror, Some(archives::path(archives, ns, "spec.from", from, false)?), None)
+        }
+        (Destination::Disk, None) => {
+            let dir = archives::path(archives, ns, "spec.destination", &spec.destination, true)?;
+            (Mode::MirrorToDisk, None, Some(dir))
+        }
+        (Destination::Disk, Some(_)) => return Err(invalid("spec.from", &validate::FROM_NEEDS_REGISTRY)),
+    };
     let root = working_root(shared_root, &k);
     let mut releases = releases.clone();
     if let Some(u) = &spec.update_url {
         releases.update_url = Some(u.clone());
     }
-    let (ns, name) = k.split_once('/').unwrap_or_default();
     Ok(Request {
         mode,
         destination,
-        from: None,
+        from,
         archive_dir,
         since: None,
         working_dir: root.join("working-dir"),
@@ -328,8 +349,17 @@ async fn execute(
     tx: &watch::Sender<Option<Arc<Counters>>>,
 ) -> Result<Finished, Failure> {
     let spec = &isc.spec;
-    let req = request(&shared.root, &shared.releases, isc)?;
+    let req = request(&shared.root, &shared.releases, shared.archives.as_deref(), isc)?;
     cache_name_refused(&spec.mirror)?;
+    let archive = req.archive_dir.as_ref().or(req.from.as_ref());
+    let _archive_turn = match archive {
+        Some(dir) => Some(shared.archive_lock(dir).lock_owned().await),
+        None => None,
+    };
+    if let Some(from) = &req.from {
+        archives::take_signatures(from, &req.working_dir)
+            .map_err(|e| Failure::other("ArchiveFailed", format!("spec.from: {e}")))?;
+    }
     // The cache is shared by every namespace: what it holds is served to this image set only
     // once its own credentials have read it at the source.
     opts.prove_cached = true;
@@ -359,6 +389,10 @@ async fn execute(
         });
     }
     let out = pipeline::copy::execute(&req, &mut planned, &shared.engine, client, Some(tx)).await?;
+    if let Some(dir) = req.archive_dir.as_ref().filter(|_| out.failure.is_none()) {
+        archives::give_signatures(&req.working_dir, dir)
+            .map_err(|e| Failure::other("ArchiveFailed", format!("spec.destination: {e}")))?;
+    }
     Ok(finish(plan_digest, &planned, out))
 }
 

@@ -1,0 +1,243 @@
+//! The archive directory (`--archive-dir`) in the cluster: where an image set's `file://` paths
+//! lie (one directory per namespace, never left), and the release signatures that travel
+//! beside the archives in `working-dir/signatures`, as the command line lays them out.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use super::run::Failure;
+use crate::api::validate;
+
+/// The largest signature file taken from an archive directory (real ones are about 1 KiB).
+const MAX_SIGNATURE: u64 = 64 << 10;
+/// The most signature files taken from one archive directory.
+const MAX_SIGNATURES: usize = 10_000;
+
+/// Where an image set's `file://` value lies: `<archives>/<namespace>/<path>`, each component
+/// resolved (symbolic links followed) and refused once it leaves `<archives>/<namespace>`, so
+/// that no spec reaches another namespace's archives or anything else of the operator's
+/// filesystem. `field` (`spec.destination`, `spec.from`) is named in refusals. `create`: missing
+/// directories are made (mirror to disk); otherwise the directory must exist (disk to mirror).
+/// Returns the resolved path.
+pub fn path(
+    archives: Option<&Path>,
+    namespace: &str,
+    field: &str,
+    url: &str,
+    create: bool,
+) -> Result<PathBuf, Failure> {
+    let Some(archives) = archives else {
+        return Err(Failure {
+            reason: "ArchivesDisabled",
+            message: format!(
+                "{field}: {url}: archives are disabled: the operator runs without --archive-dir (env ARCHIVE_DIR; the chart's archive.enabled)"
+            ),
+            retryable: false,
+        });
+    };
+    validate::archive_url(field, url).map_err(|e| Failure {
+        reason: "InvalidSpec",
+        message: e.to_string(),
+        retryable: false,
+    })?;
+    let failed = |p: &Path, e: &dyn std::fmt::Display| Failure {
+        reason: "ArchiveFailed",
+        message: format!("{field}: {url}: {}: {e}", p.display()),
+        retryable: true,
+    };
+    let base = archives.canonicalize().map_err(|e| failed(archives, &e))?;
+    let home = base.join(namespace);
+    let rel = url.trim_start_matches("file://");
+    let mut at = base.clone();
+    for part in Path::new(namespace).components().chain(Path::new(rel).components()) {
+        let std::path::Component::Normal(part) = part else { continue };
+        let next = at.join(part);
+        let missing = |e: &std::io::Error| e.kind() == std::io::ErrorKind::NotFound;
+        if create && std::fs::symlink_metadata(&next).is_err_and(|e| missing(&e)) {
+            match std::fs::create_dir(&next) {
+                Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(failed(&next, &e)),
+                _ => {}
+            }
+        }
+        let meta = std::fs::symlink_metadata(&next).map_err(|e| match missing(&e) {
+            true => failed(&next, &"no such directory: the archives go there"),
+            false => failed(&next, &e),
+        })?;
+        if meta.file_type().is_symlink() {
+            let real = next.canonicalize().map_err(|e| failed(&next, &e))?;
+            if !real.starts_with(&home) {
+                return Err(Failure {
+                    reason: "InvalidSpec",
+                    message: format!(
+                        "{field}: {url}: {} is a symbolic link to {}, outside the archive directory of namespace {namespace}",
+                        next.display(),
+                        real.display()
+                    ),
+                    retryable: false,
+                });
+            }
+            at = real;
+        } else {
+            at = next;
+        }
+        if !at.is_dir() {
+            return Err(failed(&at, &"not a directory"));
+        }
+    }
+    Ok(at)
+}
+
+/// The signatures beside an archive directory: `<dir>/working-dir/signatures`.
+fn beside(dir: &Path) -> PathBuf {
+    dir.join("working-dir").join("signatures")
+}
+
+/// Disk to mirror: the release signatures that came with the archives in `from` (written by
+/// the command line, or by an image set's mirror to disk) go into the image set's own working
+/// directory, where the pipeline reads them (and checks each against the trusted keys). Only
+/// regular files of a signature's size are taken; none there is no error.
+pub fn take_signatures(from: &Path, working_dir: &Path) -> Result<usize, String> {
+    copy_signatures(&beside(from), &working_dir.join("signatures"))
+}
+
+/// Mirror to disk: the release signatures the run kept in the image set's working directory
+/// go beside its archives, so that disk to mirror on the far side (in a cluster or with the
+/// command line) finds them.
+pub fn give_signatures(working_dir: &Path, archive_dir: &Path) -> Result<usize, String> {
+    let src = working_dir.join("signatures");
+    if !src.is_dir() {
+        return Ok(0);
+    }
+    // The archive directory was resolved; what is below it is made here, never followed.
+    let mut at = archive_dir.to_path_buf();
+    for part in ["working-dir", "signatures"] {
+        at.push(part);
+        match std::fs::symlink_metadata(&at) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => return Err(format!("{}: not a directory", at.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::create_dir(&at).map_err(|e| format!("{}: {e}", at.display()))?
+            }
+            Err(e) => return Err(format!("{}: {e}", at.display())),
+        }
+    }
+    copy_signatures(&src, &at)
+}
+
+/// Copies the signature files of `src` into `dst` (made if missing): regular files only, each
+/// written to a new temporary file and renamed into place, so that nothing in `dst` is
+/// followed. Returns how many.
+fn copy_signatures(src: &Path, dst: &Path) -> Result<usize, String> {
+    let entries = match std::fs::read_dir(src) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(format!("{}: {e}", src.display())),
+    };
+    let mut n = 0;
+    for entry in entries {
+        let entry = entry.map_err(|e| format!("{}: {e}", src.display()))?;
+        let path = entry.path();
+        let meta = std::fs::symlink_metadata(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str().filter(|n| !n.starts_with('.')) else { continue };
+        if !meta.is_file() || meta.len() > MAX_SIGNATURE {
+            continue;
+        }
+        if n == MAX_SIGNATURES {
+            return Err(format!("{}: more than {MAX_SIGNATURES} signature files", src.display()));
+        }
+        let bytes = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        std::fs::create_dir_all(dst).map_err(|e| format!("{}: {e}", dst.display()))?;
+        let tmp = dst.join(format!(".{name}.{}.tmp", std::process::id()));
+        let _ = std::fs::remove_file(&tmp);
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .map_err(|e| format!("{}: {e}", tmp.display()))?;
+        f.write_all(&bytes).map_err(|e| format!("{}: {e}", tmp.display()))?;
+        std::fs::rename(&tmp, dst.join(name)).map_err(|e| format!("{}: {e}", dst.display()))?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reason(r: Result<PathBuf, Failure>) -> (&'static str, String) {
+        let f = r.unwrap_err();
+        (f.reason, f.message)
+    }
+
+    #[test]
+    fn paths_stay_in_the_namespace_directory() {
+        let tmp = tempfile::tempdir().unwrap();
+        let base = tmp.path().join("archives");
+        let outside = tmp.path().join("outside");
+        std::fs::create_dir_all(&base).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        let p = |url: &str, create: bool| path(Some(&base), "team", "spec.destination", url, create);
+
+        let (r, m) = reason(path(None, "team", "spec.from", "file://out", false));
+        assert_eq!(r, "ArchivesDisabled");
+        assert!(m.starts_with("spec.from: ") && m.contains("--archive-dir"), "{m}");
+        for url in ["file:///etc", "file://../x", "file://a/../../x"] {
+            let (r, m) = reason(p(url, true));
+            assert_eq!(r, "InvalidSpec", "{url}");
+            assert!(m.starts_with("spec.destination: "), "{m}");
+        }
+        assert!(std::fs::read_dir(&base).unwrap().next().is_none(), "a refused path made a directory");
+
+        let out = p("file://out/2024", true).unwrap();
+        assert_eq!(out, base.canonicalize().unwrap().join("team/out/2024"));
+        assert!(out.is_dir());
+        assert_eq!(p("file://./out/2024/", false).unwrap(), out);
+
+        // A link out of the namespace's directory, to another namespace's, or as the
+        // namespace's directory itself: refused, and nothing made through it.
+        std::os::unix::fs::symlink(&outside, base.join("team/escape")).unwrap();
+        std::fs::create_dir_all(base.join("other/secret")).unwrap();
+        std::os::unix::fs::symlink(base.join("other/secret"), base.join("team/peek")).unwrap();
+        for url in ["file://escape", "file://escape/x", "file://peek"] {
+            for create in [true, false] {
+                let (r, m) = reason(p(url, create));
+                assert_eq!(r, "InvalidSpec", "{url}");
+                assert!(m.starts_with("spec.destination: ") && m.contains("symbolic link"), "{m}");
+            }
+        }
+        assert!(std::fs::read_dir(&outside).unwrap().next().is_none(), "written through a link");
+        std::os::unix::fs::symlink(&outside, base.join("linked")).unwrap();
+        let (r, _) = reason(path(Some(&base), "linked", "spec.from", "file://x", true));
+        assert_eq!(r, "InvalidSpec");
+
+        // A link that stays inside is followed.
+        std::os::unix::fs::symlink(base.join("team/out"), base.join("team/alias")).unwrap();
+        assert_eq!(p("file://alias/2024", false).unwrap(), out);
+
+        // Importing from a directory that is not there waits for it.
+        let f = path(Some(&base), "team", "spec.from", "file://absent", false).unwrap_err();
+        assert_eq!((f.reason, f.retryable), ("ArchiveFailed", true), "{}", f.message);
+        assert!(!base.join("team/absent").exists());
+    }
+
+    #[test]
+    fn signatures_travel_beside_the_archives_as_regular_files() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (work, archive, far) = (tmp.path().join("work"), tmp.path().join("archive"), tmp.path().join("far"));
+        std::fs::create_dir_all(work.join("signatures")).unwrap();
+        std::fs::create_dir_all(&archive).unwrap();
+        assert_eq!(give_signatures(&work, &archive).unwrap(), 0);
+        std::fs::write(work.join("signatures/4.18.1-x86_64-sha256-ab"), b"sig").unwrap();
+        std::fs::write(tmp.path().join("secret"), b"secret").unwrap();
+        std::os::unix::fs::symlink(tmp.path().join("secret"), work.join("signatures/link-sha256-cd")).unwrap();
+        assert_eq!(give_signatures(&work, &archive).unwrap(), 1);
+        assert_eq!(std::fs::read(archive.join("working-dir/signatures/4.18.1-x86_64-sha256-ab")).unwrap(), b"sig");
+        assert!(!archive.join("working-dir/signatures/link-sha256-cd").exists());
+        assert_eq!(take_signatures(&archive, &far).unwrap(), 1);
+        assert_eq!(std::fs::read(far.join("signatures/4.18.1-x86_64-sha256-ab")).unwrap(), b"sig");
+        // None beside the archives is no error.
+        assert_eq!(take_signatures(&tmp.path().join("nothing"), &far).unwrap(), 0);
+    }
+}
