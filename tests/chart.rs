@@ -93,7 +93,7 @@ fn full_values(dir: &Path) -> PathBuf {
     let values = json!({
         "replicaCount": 2,
         "cache": {"accessMode": "ReadWriteMany", "keep": true, "size": "20Gi"},
-        "archive": {"enabled": true, "keep": true, "mountPath": "/archives", "accessMode": "ReadWriteOnce"},
+        "archive": {"enabled": true, "keep": true, "accessMode": "ReadWriteMany", "size": "2Ti"},
         "logFormat": "plain",
         "logLevel": "info,imageset_operator=debug",
         "leaseDurationSeconds": 21,
@@ -307,7 +307,7 @@ fn every_optional_feature_renders_wired_together() {
     assert_eq!(env(&objects, "SSL_CERT_DIR").unwrap(), dirs);
 
     // Archive and cache claims: access modes and keep policy from the values.
-    assert_eq!(mount_of("archive"), full["archive"]["mountPath"].as_str().unwrap());
+    assert!(a.contains(&format!("--archive-dir={}", mount_of("archive"))), "{a:?}");
     let claims = find(&objects, "PersistentVolumeClaim");
     assert_eq!(claims.len(), 2);
     for (volume_name, key) in [("cache", "cache"), ("archive", "archive")] {
@@ -354,6 +354,59 @@ fn every_optional_feature_renders_wired_together() {
         assert_eq!(crd["metadata"]["annotations"]["helm.sh/resource-policy"], "keep");
         assert_eq!(crd["metadata"]["labels"]["app.kubernetes.io/managed-by"], "Helm");
     }
+}
+
+/// The archive volume: off by default (no `--archive-dir`, so `file://` and `spec.from` are
+/// refused); on, a claim from the values mounted where `--archive-dir` points, or the existing
+/// claim named; a ReadWriteOnce archive volume needs the Recreate strategy and one replica.
+#[test]
+fn the_archive_volume_is_mounted_where_archive_dir_points() {
+    let mounts = |objects: &[Value]| -> Vec<(String, String)> {
+        container(objects)["volumeMounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| (m["name"].as_str().unwrap().to_string(), m["mountPath"].as_str().unwrap().to_string()))
+            .collect()
+    };
+    let claim_of = |objects: &[Value]| -> Option<String> {
+        let pod = &one(objects, "Deployment")["spec"]["template"]["spec"];
+        let v = pod["volumes"].as_array().unwrap().iter().find(|v| v["name"] == "archive")?;
+        Some(v["persistentVolumeClaim"]["claimName"].as_str().unwrap().to_string())
+    };
+    let defaults = template(&[]);
+    assert!(!args(&defaults).iter().any(|a| a.starts_with("--archive-dir")), "{:?}", args(&defaults));
+    assert!(claim_of(&defaults).is_none() && !mounts(&defaults).iter().any(|(n, _)| n == "archive"));
+
+    let on = template(&[
+        "--set",
+        "archive.enabled=true,archive.size=3Ti,archive.storageClassName=nfs,cache.accessMode=ReadWriteMany",
+    ]);
+    let (_, path) = mounts(&on).into_iter().find(|(n, _)| n == "archive").expect("the archive volume is mounted");
+    assert!(args(&on).contains(&format!("--archive-dir={path}")), "{:?}", args(&on));
+    let claim = claim_of(&on).unwrap();
+    let pvc = find(&on, "PersistentVolumeClaim").into_iter().find(|c| c["metadata"]["name"] == claim).unwrap();
+    assert_eq!(pvc["spec"]["resources"]["requests"]["storage"], "3Ti");
+    assert_eq!(pvc["spec"]["storageClassName"], "nfs");
+    assert_eq!(pvc["spec"]["accessModes"], json!(["ReadWriteOnce"]));
+    let deployment = one(&on, "Deployment");
+    assert_eq!(deployment["spec"]["strategy"]["type"], "Recreate", "a ReadWriteOnce archive volume");
+
+    let existing = template(&["--set", "archive.enabled=true,archive.existingClaim=archives-from-the-hub"]);
+    assert_eq!(claim_of(&existing).as_deref(), Some("archives-from-the-hub"));
+    assert_eq!(find(&existing, "PersistentVolumeClaim").len(), 1, "only the cache's claim is made");
+    assert!(args(&existing).iter().any(|a| a.starts_with("--archive-dir=")));
+
+    let err = try_template(&["--set", "replicaCount=2,cache.accessMode=ReadWriteMany,archive.enabled=true"])
+        .expect_err("two replicas on a ReadWriteOnce archive volume");
+    assert!(err.contains("archive.accessMode ReadWriteMany"), "{err}");
+    let two = template(&[
+        "--set",
+        "replicaCount=2,cache.accessMode=ReadWriteMany,archive.enabled=true,archive.accessMode=ReadWriteMany",
+    ]);
+    assert_eq!(one(&two, "Deployment")["spec"]["strategy"]["type"], "RollingUpdate");
+    let err = try_template(&["--set", "archive.accessMode=ReadOnlyMany"]).expect_err("a mode the binary cannot write");
+    assert!(err.contains("accessMode"), "{err}");
 }
 
 #[test]
