@@ -14,6 +14,10 @@
 //! - field names: the CLI matches them case-insensitively, like oc-mirror's Go decoder; the
 //!   apiserver by exact name (strict field validation, kubectl's default, refuses the others).
 //!
+//! The archive fields of an image set (`spec.destination`, `spec.from`: no `..`, no absolute
+//! path, archives imported into a registry) are refused by the apiserver and the controller
+//! alike, naming the field (`api::validate::cases::archive_cases`).
+//!
 //! And the valid side: every oc-mirror configuration in the shared data that the CLI accepts
 //! is admitted, and every one it refuses is refused.
 
@@ -529,6 +533,27 @@ fn regex_docs() -> Vec<Doc> {
         .collect()
 }
 
+/// The archive fields of an image set (`spec.destination`, `spec.from`) as the shared table
+/// gives them, each with the field its refusal names; no oc-mirror file holds them.
+fn archive_docs() -> Vec<(Doc, Option<&'static str>)> {
+    cases::archive_cases()
+        .into_iter()
+        .map(|c| {
+            let mut spec =
+                json!({"destination": c.destination, "mirror": {"additionalImages": [{"name": "quay.io/a/b:1"}]}});
+            if let Some(from) = c.from {
+                spec["from"] = json!(from);
+            }
+            let cr = json!({
+                "apiVersion": "mirror.openshift.io/v2alpha1", "kind": "ImageSetConfiguration",
+                "metadata": {"name": "parity"}, "spec": spec,
+            });
+            let label = format!("archive paths: destination {} from {:?}", c.destination, c.from);
+            (Doc { kind: Kind::ImageSet, label, file: String::new(), cr: to_yaml_lines(&cr).unwrap() }, c.path)
+        })
+        .collect()
+}
+
 /// Every oc-mirror configuration (v2 and v1alpha2) in the shared data.
 fn config_docs() -> Vec<Doc> {
     let root = support::shared_data().join("oc-mirror-configs");
@@ -676,6 +701,27 @@ async fn admission_refuses_what_the_cli_refuses_and_admits_what_it_accepts() {
         };
         if let Err(why) = verdict {
             failures.push(show(&doc, &v, &why));
+        }
+    }
+
+    // 5a. Archive paths: refused by the controller and the apiserver alike, naming the field
+    //     (CEL rules); the near misses admitted everywhere.
+    let archive = archive_docs();
+    let wanted: Vec<Option<&str>> = archive.iter().map(|(_, p)| *p).collect();
+    for ((doc, v), path) in judge(&client, archive.into_iter().map(|(d, _)| d).collect()).await.iter().zip(wanted) {
+        *counts.entry("archive paths").or_default() += 1;
+        let verdict = match path {
+            Some(p) if !v.cluster.as_ref().is_err_and(|e| e.contains(&format!("{p}: "))) => {
+                Err(format!("the controller does not refuse naming {p}"))
+            }
+            Some(p) if !v.api.as_ref().is_err_and(|e| names_field(e, p) && e.contains(p)) => {
+                Err(format!("the apiserver does not refuse naming {p}"))
+            }
+            None if v.cluster.is_err() || v.api.is_err() => Err("a near miss is refused".to_string()),
+            _ => Ok(()),
+        };
+        if let Err(why) = verdict {
+            failures.push(show(doc, v, &why));
         }
     }
 
