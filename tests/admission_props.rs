@@ -544,6 +544,7 @@ fn spec(r: &mut Rng) -> ImageSetConfigurationSpec {
         mirror,
         destination,
         from,
+        registries_conf: None,
         archive_size: r.maybe(20, |r| if r.percent(10) { i64::MAX } else { r.below(1000) as i64 }),
         auth_secret_ref: r.maybe(20, |r| LocalObjectReference { name: name(r, 253) }),
         registries: registries(r),

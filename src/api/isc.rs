@@ -105,6 +105,15 @@ pub struct ImageSetConfigurationSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^https?://"), length(max = 2048))]
     pub update_url: Option<String>,
+    /// Where source images are pulled from: a containers-registries.conf(5) version 2 file
+    /// (`[[registry]]` mirrors tried in order before the source itself, `blocked` sources
+    /// refused), as a key of a ConfigMap in this namespace, written `configmap:<name>/<key>`.
+    /// Credentials for the mirrors come from `authSecretRef`, their TLS settings from
+    /// `registries` (or `insecure` in the file). Image names never change: IDMS, ITMS and
+    /// CatalogSources keep the original names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^configmap:[^/]+/[^/]+$"), length(max = 512))]
+    pub registries_conf: Option<String>,
     /// How generated cluster resources are applied.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster_resources: Option<ClusterResources>,

@@ -13,6 +13,7 @@ use sha2::{Digest, Sha256};
 
 use crate::api::ImageSetConfiguration;
 use crate::api::names::{FIELD_MANAGER, OWNER_LABEL};
+use crate::registry::sources::RegistriesConf;
 use crate::registry::{ClientOptions, DockerAuth};
 use crate::render::CatalogTemplate;
 
@@ -219,7 +220,20 @@ pub fn keys(objects: &[Value]) -> BTreeSet<ObjKey> {
 /// `registries[].caBundle` ConfigMaps, both in its own namespace; insecure hosts as marked.
 pub async fn access(client: &Client, isc: &ImageSetConfiguration) -> Result<ClientOptions, String> {
     let ns = isc.namespace().unwrap_or_default();
-    access_in(client, &ns, isc.spec.auth_secret_ref.as_ref(), &isc.spec.registries).await
+    let mut opts = access_in(client, &ns, isc.spec.auth_secret_ref.as_ref(), &isc.spec.registries).await?;
+    if let Some(value) = &isc.spec.registries_conf {
+        let field = "spec.registriesConf";
+        let (name, key) = template_ref(value).ok_or_else(|| format!("{field}: must be configmap:<name>/<key>"))?;
+        let cms: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(client.clone(), &ns);
+        let cm = cms.get(name).await.map_err(|e| format!("{field}: ConfigMap {ns}/{name}: {}", brief(&e)))?;
+        let text = cm
+            .data
+            .and_then(|d| d.get(key).cloned())
+            .ok_or_else(|| format!("{field}: ConfigMap {ns}/{name} has no key {key:?}"))?;
+        let conf = RegistriesConf::parse(&text, value).map_err(|e| format!("{field}: {e}"))?;
+        opts.sources = Some(std::sync::Arc::new(conf));
+    }
+    Ok(opts)
 }
 
 /// Registry access from a Secret and registry settings in namespace `ns` (an image set's or
