@@ -1,6 +1,7 @@
-//! An enclave in the cluster: an image set names the internet's images and pulls them through
-//! its own registries.conf (a ConfigMap key, `spec.registriesConf`) from a hub that needs the
-//! image set's Secret, while the internet registry is stopped. The operator runs as its
+//! Enclaves in the cluster: image sets name the internet's images and pull them through their
+//! own registries.conf (a ConfigMap key, `spec.registriesConf`) from a hub that needs the
+//! image set's Secret, while the internet registry is stopped; two of them, feeding two
+//! enclave registries, share the operator's cache, so the hub serves each blob once. The operator runs as its
 //! ServiceAccount under the shipped RBAC, against the real apiserver and registries.
 
 mod support;
@@ -19,12 +20,13 @@ const NS: &str = "enclave-ops";
 struct World {
     internet: Registry,
     hub: Registry,
-    enclave: Registry,
-    image: Pushed,
+    enclaves: [Registry; 2],
+    images: Vec<Pushed>,
 }
 
-/// The internet has `apps/web:v1`; the hub (basic auth) holds the same image under
-/// `mirror/apps/web`, as a hub mirror run leaves it; the internet is then stopped.
+/// The internet has `apps/web:v1` and `apps/api:v1`, sharing their base layer; the hub
+/// (basic auth) holds the same images under `mirror/apps/...`, as a hub mirror run leaves
+/// them; the internet is then stopped.
 fn world() -> World {
     std::thread::spawn(|| {
         let internet = Registry::start(RegistryOptions::default());
@@ -33,12 +35,18 @@ fn world() -> World {
             access_log: true,
             ..Default::default()
         });
-        let enclave = Registry::start(RegistryOptions::default());
-        let layers = [(81, 4096), (82, 2048)];
-        let image = Pusher::new(&internet).image("apps/web", "v1", Format::Oci, ("linux", "amd64"), &layers);
-        let copy = Pusher::new(&hub).image("mirror/apps/web", "v1", Format::Oci, ("linux", "amd64"), &layers);
-        assert_eq!(copy.digest, image.digest, "the hub holds the internet's image");
-        let mut w = World { internet, hub, enclave, image };
+        let logged = || Registry::start(RegistryOptions { access_log: true, ..Default::default() });
+        let enclaves = [logged(), logged()];
+        let mut images = Vec::new();
+        for (repo, own) in [("apps/web", 82), ("apps/api", 83)] {
+            let layers = [(81, 200_000), (own, 2048)];
+            let image = Pusher::new(&internet).image(repo, "v1", Format::Oci, ("linux", "amd64"), &layers);
+            let copy =
+                Pusher::new(&hub).image(&format!("mirror/{repo}"), "v1", Format::Oci, ("linux", "amd64"), &layers);
+            assert_eq!(copy.digest, image.digest, "the hub holds the internet's image");
+            images.push(image);
+        }
+        let mut w = World { internet, hub, enclaves, images };
         w.internet.stop();
         w
     })
@@ -46,16 +54,19 @@ fn world() -> World {
     .unwrap()
 }
 
-fn image_set(name: &str, w: &World, conf: &str) -> ImageSetConfiguration {
+fn image_set(name: &str, w: &World, enclave: usize, conf: &str) -> ImageSetConfiguration {
+    let dest = &w.enclaves[enclave].host;
+    let images: Vec<_> =
+        w.images.iter().map(|i| json!({"name": format!("{}/{}:v1", w.internet.host, i.repo)})).collect();
     serde_json::from_value(json!({
         "apiVersion": "mirror.openshift.io/v2alpha1", "kind": "ImageSetConfiguration",
         "metadata": {"name": name, "namespace": NS},
         "spec": {
-            "destination": format!("docker://{}/mirror", w.enclave.host),
+            "destination": format!("docker://{dest}/mirror"),
             "registriesConf": format!("configmap:{conf}/registries.conf"),
             "authSecretRef": {"name": "hub-pull"},
-            "registries": [{"host": w.enclave.host, "insecure": true}],
-            "mirror": {"additionalImages": [{"name": format!("{}/apps/web:v1", w.internet.host)}]},
+            "registries": [{"host": dest, "insecure": true}],
+            "mirror": {"additionalImages": images},
         },
     }))
     .unwrap()
@@ -98,24 +109,49 @@ async fn an_image_set_pulls_through_its_registries_conf_with_its_own_secret() {
     let admin = format!("127.0.0.1:{}", support::free_port());
     let _operator = operator(cp, dir.path(), &admin, &[&format!("--namespace={NS}")]).await;
     let api: Api<ImageSetConfiguration> = Api::namespaced(client.clone(), NS);
-    for (name, conf) in [("through-hub", "through-hub"), ("blocked", "blocked"), ("malformed", "malformed")] {
-        api.create(&PostParams::default(), &image_set(name, &w, conf)).await.unwrap();
+    let sets = [
+        ("through-hub", 0, "through-hub"),
+        ("second-enclave", 1, "through-hub"),
+        ("blocked", 0, "blocked"),
+        ("malformed", 0, "malformed"),
+    ];
+    for (name, enclave, conf) in sets {
+        api.create(&PostParams::default(), &image_set(name, &w, enclave, conf)).await.unwrap();
     }
 
-    // Through the hub: the image reaches the enclave by the internet's digest, the ITMS (a
-    // tagged image) maps
-    // the internet's names, and the hub was read with the image set's credentials.
-    let st = finished(&api, "through-hub", 120).await;
-    let ready = st.conditions.iter().find(|c| c.type_ == "Ready").unwrap();
-    assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("True", "Mirrored"), "{}", ready.message);
-    let at = support::skopeo(&[
-        "inspect",
-        "--raw",
-        "--tls-verify=false",
-        &format!("docker://{}/mirror/apps/web:v1", w.enclave.host),
-    ]);
-    assert_eq!(support::sha256(&at), w.image.digest);
-    assert!(w.hub.requests("GET", "/v2/mirror/apps/web/blobs/") >= 1, "nothing read from the hub");
+    // Through the hub: the images reach both enclaves by the internet's digests, and the hub
+    // was read with the image sets' credentials, each blob once across both enclaves (the
+    // shared cache); inside each enclave the shared base layer is pushed once and mounted
+    // into the other repository.
+    for (name, enclave) in [("through-hub", 0), ("second-enclave", 1)] {
+        let st = finished(&api, name, 120).await;
+        let ready = st.conditions.iter().find(|c| c.type_ == "Ready").unwrap();
+        assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("True", "Mirrored"), "{name}: {}", ready.message);
+        let e = &w.enclaves[enclave];
+        for img in &w.images {
+            let reference = format!("docker://{}/mirror/{}:v1", e.host, img.repo);
+            let at = support::skopeo(&["inspect", "--raw", "--tls-verify=false", &reference]);
+            assert_eq!(support::sha256(&at), img.digest, "{reference}");
+        }
+        let base = &w.images[0].blobs[0];
+        assert_eq!(e.requests("PUT", &format!("digest={base}")), 1, "base layer uploaded once at {name}");
+        let mounted = e
+            .access_log()
+            .iter()
+            .filter(|a| a.method == "POST" && a.uri.contains("mount=") && a.uri.contains(&base[7..]) && a.status == 201)
+            .count();
+        assert_eq!(mounted, 1, "base layer mounted into the other repository at {name}: {:?}", e.access_log());
+    }
+    let blobs: std::collections::BTreeSet<&String> = w.images.iter().flat_map(|i| &i.blobs).collect();
+    let log = w.hub.access_log();
+    for b in blobs {
+        let served = log
+            .iter()
+            .filter(|a| a.method == "GET" && a.status == 200 && a.uri.ends_with(&format!("/blobs/{b}")))
+            .count();
+        assert_eq!(served, 1, "{b} served by the hub {served} times across both enclaves");
+    }
+    let ready = finished(&api, "through-hub", 10).await.conditions.into_iter().find(|c| c.type_ == "Ready").unwrap();
     assert!(!ready.message.contains("not applied"), "{}", ready.message);
     let owned = kube::api::ListParams::default().labels("mirror.openshift.io/owned-by=enclave-ops.through-hub");
     let itms = dynamic(&client, "config.openshift.io", "v1", "ImageTagMirrorSet").list(&owned).await.unwrap();
@@ -124,16 +160,14 @@ async fn an_image_set_pulls_through_its_registries_conf_with_its_own_secret() {
     assert!(spec.contains(&format!("\"{}/apps\"", w.internet.host)), "{spec}");
     assert!(!spec.contains(&w.hub.host), "{spec}");
 
-    // A blocked source fails its image with a reason naming the rule.
+    // A blocked source fails its images with a reason naming the rule.
     let st = finished(&api, "blocked", 60).await;
     let failed = &st.failed_images;
-    assert_eq!(failed.len(), 1, "{st:?}");
-    assert!(
-        failed[0].reason.starts_with("SourceBlocked")
-            && failed[0].reason.contains("configmap:blocked/registries.conf line 1"),
-        "{}",
-        failed[0].reason
-    );
+    assert_eq!(failed.len(), w.images.len(), "{st:?}");
+    for f in failed {
+        let rule = "configmap:blocked/registries.conf line 1";
+        assert!(f.reason.starts_with("SourceBlocked") && f.reason.contains(rule), "{}", f.reason);
+    }
 
     // A malformed file stops the image set before anything runs, naming the field and line.
     let st = finished(&api, "malformed", 60).await;
@@ -141,7 +175,7 @@ async fn an_image_set_pulls_through_its_registries_conf_with_its_own_secret() {
     assert_eq!(ready.reason, "AccessError", "{}", ready.message);
     assert!(ready.message.contains("spec.registriesConf") && ready.message.contains("line 3"), "{}", ready.message);
 
-    for name in ["through-hub", "blocked", "malformed"] {
+    for (name, _, _) in sets {
         api.delete(name, &Default::default()).await.unwrap();
     }
 }
