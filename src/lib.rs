@@ -11,6 +11,7 @@ pub mod commands;
 pub mod controller;
 pub mod copy;
 pub mod flight;
+pub mod helm;
 pub mod image;
 pub mod pipeline;
 pub mod plan;

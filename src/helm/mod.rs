@@ -1,0 +1,5 @@
+//! Helm charts in image sets (`mirror.helm`): charts from repositories and local paths, the
+//! images they deploy found as oc-mirror v2 finds them, and the charts carried across the air
+//! gap.
+
+pub mod render;
