@@ -326,3 +326,91 @@ async fn paths_leaving_the_archive_directory_and_disabled_archives_are_refused()
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
     delete(&api, &names).await;
 }
+
+/// Release signatures travel with archives an image set writes: mirror to disk of two
+/// releases (with the graph image) in the cluster, then, with the mirror-to-disk image set and
+/// its working directory gone, the source registry, update graph and signature store stopped,
+/// disk to mirror from those archives verifies each payload's signature with the operator's
+/// key and applies the signature ConfigMap, the UpdateService and the IDMS.
+#[tokio::test]
+async fn release_signatures_travel_with_the_archives_and_disk_to_mirror_applies_them() {
+    use support::release::{ReleaseWorld, ReleaseWorldOptions};
+    let _turn = OPERATOR.lock().await;
+    let versions = ["4.13.8", "4.13.9"];
+    let (mut src, dst, world) = std::thread::spawn(move || {
+        let src = Registry::start(RegistryOptions::default());
+        let dst = Registry::start(RegistryOptions::default());
+        let opts = ReleaseWorldOptions { versions: versions.map(String::from).to_vec(), multi: false, components: 6 };
+        let world = ReleaseWorld::start(&src, opts);
+        (src, dst, world)
+    })
+    .join()
+    .unwrap();
+    let payloads: Vec<_> =
+        versions.iter().map(|v| world.payloads[&(v.to_string(), "amd64".to_string())].clone()).collect();
+    let dir = support::temp_dir("operator-archive-releases-");
+    let archives = dir.path().join("archives");
+    std::fs::create_dir_all(&archives).unwrap();
+    // The key outlives the world: the operator reads it when each run starts.
+    let key = dir.path().join("release-key.asc");
+    std::fs::copy(&world.public_key, &key).unwrap();
+    let mut flags: Vec<String> =
+        world.release_flags().into_iter().filter(|f| !f.starts_with("--release-signature-key=")).collect();
+    flags.push(format!("--release-signature-key={}", key.display()));
+    flags.push(format!("--archive-dir={}", archives.display()));
+    flags.push(format!("--namespace={NS}"));
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+
+    let cp = cluster::shared();
+    let client = cp.client().await;
+    clear_left_behind(&client).await;
+    cluster::ensure_namespace(&client, NS).await;
+    let admin = format!("127.0.0.1:{}", support::free_port());
+    let _operator = operator(cp, dir.path(), &admin, &flags).await;
+    let api: Api<ImageSetConfiguration> = Api::namespaced(client.clone(), NS);
+    let platform = json!({"platform": {"graph": true, "channels": [
+        {"name": "stable-4.13", "minVersion": versions[0], "maxVersion": versions[1]}]}});
+
+    let spec = json!({"destination": "file://releases", "registries": insecure(&[&src.host]), "mirror": platform});
+    let st = run(&api, image_set("releases-out", spec), 300).await;
+    let (status, reason, message) = ready(&st);
+    assert_eq!((status.as_str(), reason.as_str()), ("True", "Mirrored"), "{message}");
+    let out = archives.join(NS).join("releases");
+    assert!(out.join("mirror_000001.tar").is_file(), "{:?}", files_in(&out));
+    let beside = files_in(&out.join("working-dir/signatures"));
+    for p in &payloads {
+        let hex = p.digest.trim_start_matches("sha256:");
+        assert!(
+            beside.iter().any(|f| f.contains(hex)),
+            "no signature of {} beside the archives: {beside:?}",
+            p.version
+        );
+    }
+    // The far side: no working directory of the run that wrote the archives, no source
+    // registry, no update graph, no signature store.
+    delete(&api, &["releases-out"]).await;
+    drop(world);
+    src.stop();
+
+    let spec = json!({"from": "file://releases", "destination": format!("docker://{}/enclave", dst.host),
+                      "registries": insecure(&[&dst.host]), "mirror": platform});
+    let st = run(&api, image_set("releases-in", spec), 300).await;
+    let (status, reason, message) = ready(&st);
+    assert_eq!((status.as_str(), reason.as_str()), ("True", "Mirrored"), "{message}");
+    for p in &payloads {
+        assert_eq!(digest_at(&dst.host, &format!("enclave/openshift/release-images:{}", p.tag)), p.digest);
+    }
+    let cms = owned(&client, "", "ConfigMap", "releases-in").await;
+    let cm =
+        cms.iter().find(|c| c["metadata"]["namespace"] == "openshift-config-managed").expect("a signature ConfigMap");
+    let keys: std::collections::BTreeSet<String> = cm["binaryData"].as_object().unwrap().keys().cloned().collect();
+    let want: std::collections::BTreeSet<String> =
+        payloads.iter().map(|p| format!("{}-1", p.digest.replace(':', "-"))).collect();
+    assert_eq!(keys, want);
+    let us = owned(&client, "updateservice.operator.openshift.io", "UpdateService", "releases-in").await;
+    assert_eq!(us.len(), 1, "{us:?}");
+    let graph = us[0]["spec"]["graphDataImage"].as_str().unwrap().rsplit_once('@').unwrap().1.to_string();
+    assert_eq!(digest_at(&dst.host, "enclave/openshift/graph-image:latest"), graph);
+    assert!(!owned(&client, "config.openshift.io", "ImageDigestMirrorSet", "releases-in").await.is_empty());
+    delete(&api, &["releases-in"]).await;
+}
