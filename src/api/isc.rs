@@ -64,10 +64,10 @@ pub struct ImageSetConfigurationSpec {
     /// Disk to mirror: `file://DIR`, a directory of archives (`mirror_NNNNNN.tar`) under the
     /// operator's archive directory, `<archive-dir>/<namespace>/DIR`, imported into
     /// `spec.destination`, which must then be a registry. Archives written by an image set's
-    /// `file://` destination or by `imageset-operator mirror ... file://DIR` (placed there with
-    /// their `working-dir/`, which holds the release signatures) are both read. Additional
-    /// images are imported as `spec.mirror` names them; releases and operators as the archives
-    /// hold them.
+    /// `file://` destination or by `imageset-operator mirror ... file://DIR` are both read; they
+    /// carry the release signatures (older ones have them beside, in `working-dir/signatures`,
+    /// also read). Additional images are imported as `spec.mirror` names them; releases and
+    /// operators as the archives hold them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^file://[^\s]+$"), length(max = 1024))]
     #[x_kube(validation = absolute_rule("spec.from"))]

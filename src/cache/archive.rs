@@ -49,6 +49,17 @@ pub struct ArchivedBlob {
     pub size: u64,
 }
 
+/// A release signature carried in an archive, so that disk to mirror needs neither the
+/// signature store nor the working directory of the run that wrote it (it is checked against
+/// the trusted keys again there).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ArchivedSignature {
+    /// Digest of the release payload.
+    pub digest: String,
+    /// The signature, base64.
+    pub signature: String,
+}
+
 /// `imageset-archive.json`.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Contents {
@@ -60,6 +71,10 @@ pub struct Contents {
     pub images: Vec<ArchivedImage>,
     /// Blobs in this part.
     pub blobs: Vec<ArchivedBlob>,
+    /// The release signatures of the run that wrote this part (archives written before this
+    /// field have none: their signatures are in `working-dir/signatures` beside them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub signatures: Vec<ArchivedSignature>,
 }
 
 /// Why an archive could not be written or read.
@@ -140,12 +155,12 @@ pub fn read_contents(path: &Path) -> Result<Contents, ArchiveError> {
     Ok(c)
 }
 
-/// Writes the parts for a run: blobs not in earlier archives, split at `part_limit` bytes.
-/// Returns the paths written.
+/// Writes the parts for a run: blobs not in earlier archives, split at `part_limit` bytes;
+/// each part lists the run's images and release signatures. Returns the paths written.
 pub fn write(
     dir: &Path,
     cache: &Cache,
-    images: &[ArchivedImage],
+    (images, signatures): (&[ArchivedImage], &[ArchivedSignature]),
     blobs: &[Descriptor],
     part_limit: u64,
 ) -> Result<Vec<PathBuf>, ArchiveError> {
@@ -180,7 +195,13 @@ pub fn write(
         seq += 1;
         let path = dir.join(format!("mirror_{seq:06}.tar"));
         let tmp = dir.join(format!(".mirror_{seq:06}.tar.tmp"));
-        let contents = Contents { format: FORMAT.into(), sequence: seq, images: images.to_vec(), blobs: part.clone() };
+        let contents = Contents {
+            format: FORMAT.into(),
+            sequence: seq,
+            images: images.to_vec(),
+            blobs: part.clone(),
+            signatures: signatures.to_vec(),
+        };
         let file = File::create(&tmp).map_err(io(&tmp))?;
         let mut b = tar::Builder::new(BufWriter::with_capacity(1 << 20, file));
         let body = serde_json::to_vec_pretty(&contents).expect("contents serialise");

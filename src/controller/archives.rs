@@ -1,6 +1,6 @@
 //! The archive directory (`--archive-dir`) in the cluster: where an image set's `file://` paths
-//! lie (one directory per namespace, never left), and the release signatures that travel
-//! beside the archives in `working-dir/signatures`, as the command line lays them out.
+//! lie (one directory per namespace, never left), and the release signatures that archives
+//! written before they carried signatures have beside them, in `working-dir/signatures`.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -87,41 +87,14 @@ pub fn path(
     Ok(at)
 }
 
-/// The signatures beside an archive directory: `<dir>/working-dir/signatures`.
-fn beside(dir: &Path) -> PathBuf {
-    dir.join("working-dir").join("signatures")
-}
-
-/// Disk to mirror: the release signatures that came with the archives in `from` (written by
-/// the command line, or by an image set's mirror to disk) go into the image set's own working
-/// directory, where the pipeline reads them (and checks each against the trusted keys). Only
-/// regular files of a signature's size are taken; none there is no error.
+/// Disk to mirror: the release signatures beside the archives in `from`
+/// (`<from>/working-dir/signatures`, where the command line's mirror to disk keeps them, and
+/// where archives written before archives carried signatures have them) go into the image set's
+/// own working directory, where the pipeline looks for a signature the archives do not carry
+/// (and checks each against the trusted keys). Only regular files of a signature's size are
+/// taken; none there is no error.
 pub fn take_signatures(from: &Path, working_dir: &Path) -> Result<usize, String> {
-    copy_signatures(&beside(from), &working_dir.join("signatures"))
-}
-
-/// Mirror to disk: the release signatures the run kept in the image set's working directory
-/// go beside its archives, so that disk to mirror on the far side (in a cluster or with the
-/// command line) finds them.
-pub fn give_signatures(working_dir: &Path, archive_dir: &Path) -> Result<usize, String> {
-    let src = working_dir.join("signatures");
-    if !src.is_dir() {
-        return Ok(0);
-    }
-    // The archive directory was resolved; what is below it is made here, never followed.
-    let mut at = archive_dir.to_path_buf();
-    for part in ["working-dir", "signatures"] {
-        at.push(part);
-        match std::fs::symlink_metadata(&at) {
-            Ok(m) if m.is_dir() => {}
-            Ok(_) => return Err(format!("{}: not a directory", at.display())),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                std::fs::create_dir(&at).map_err(|e| format!("{}: {e}", at.display()))?
-            }
-            Err(e) => return Err(format!("{}: {e}", at.display())),
-        }
-    }
-    copy_signatures(&src, &at)
+    copy_signatures(&from.join("working-dir").join("signatures"), &working_dir.join("signatures"))
 }
 
 /// Copies the signature files of `src` into `dst` (made if missing): regular files only, each
@@ -223,21 +196,19 @@ mod tests {
     }
 
     #[test]
-    fn signatures_travel_beside_the_archives_as_regular_files() {
+    fn signatures_beside_the_archives_are_taken_as_regular_files() {
         let tmp = tempfile::tempdir().unwrap();
-        let (work, archive, far) = (tmp.path().join("work"), tmp.path().join("archive"), tmp.path().join("far"));
-        std::fs::create_dir_all(work.join("signatures")).unwrap();
-        std::fs::create_dir_all(&archive).unwrap();
-        assert_eq!(give_signatures(&work, &archive).unwrap(), 0);
-        std::fs::write(work.join("signatures/4.18.1-x86_64-sha256-ab"), b"sig").unwrap();
+        let (archive, work) = (tmp.path().join("archive"), tmp.path().join("work"));
+        assert_eq!(take_signatures(&archive, &work).unwrap(), 0, "none there is no error");
+        let beside = archive.join("working-dir/signatures");
+        std::fs::create_dir_all(&beside).unwrap();
+        std::fs::write(beside.join("4.18.1-x86_64-sha256-ab"), b"sig").unwrap();
         std::fs::write(tmp.path().join("secret"), b"secret").unwrap();
-        std::os::unix::fs::symlink(tmp.path().join("secret"), work.join("signatures/link-sha256-cd")).unwrap();
-        assert_eq!(give_signatures(&work, &archive).unwrap(), 1);
-        assert_eq!(std::fs::read(archive.join("working-dir/signatures/4.18.1-x86_64-sha256-ab")).unwrap(), b"sig");
-        assert!(!archive.join("working-dir/signatures/link-sha256-cd").exists());
-        assert_eq!(take_signatures(&archive, &far).unwrap(), 1);
-        assert_eq!(std::fs::read(far.join("signatures/4.18.1-x86_64-sha256-ab")).unwrap(), b"sig");
-        // None beside the archives is no error.
-        assert_eq!(take_signatures(&tmp.path().join("nothing"), &far).unwrap(), 0);
+        std::os::unix::fs::symlink(tmp.path().join("secret"), beside.join("link-sha256-cd")).unwrap();
+        std::fs::write(beside.join("huge-sha256-ef"), vec![0u8; MAX_SIGNATURE as usize + 1]).unwrap();
+        assert_eq!(take_signatures(&archive, &work).unwrap(), 1);
+        assert_eq!(std::fs::read(work.join("signatures/4.18.1-x86_64-sha256-ab")).unwrap(), b"sig");
+        assert!(!work.join("signatures/link-sha256-cd").exists(), "a link was followed");
+        assert!(!work.join("signatures/huge-sha256-ef").exists());
     }
 }

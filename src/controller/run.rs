@@ -389,10 +389,6 @@ async fn execute(
         });
     }
     let out = pipeline::copy::execute(&req, &mut planned, &shared.engine, client, Some(tx)).await?;
-    if let Some(dir) = req.archive_dir.as_ref().filter(|_| out.failure.is_none()) {
-        archives::give_signatures(&req.working_dir, dir)
-            .map_err(|e| Failure::other("ArchiveFailed", format!("spec.destination: {e}")))?;
-    }
     Ok(finish(plan_digest, &planned, out))
 }
 

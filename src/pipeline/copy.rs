@@ -170,7 +170,7 @@ pub async fn execute(
         write_record(inv, &results)?;
     }
     if inv.mode == Mode::MirrorToDisk && failed.is_empty() && planned.failures.is_empty() {
-        lines.extend(write_archives(inv, cache, &results, archive_size)?);
+        lines.extend(write_archives(inv, cache, &results, archive_size, &planned.signatures)?);
     }
     let mut objects = Vec::new();
     if inv.mode != Mode::MirrorToDisk {
@@ -315,14 +315,26 @@ async fn progress(p: Arc<Progress>, client: Arc<Client>) {
 }
 
 /// Mirror-to-disk: blobs not in the newest history (or the newest before `--since`) go into
-/// new `mirror_NNNNNN.tar` parts in the destination directory; the history grows.
+/// new `mirror_NNNNNN.tar` parts in the destination directory, with the run's verified release
+/// signatures; the history grows.
 fn write_archives(
     inv: &Request,
     cache: &Cache,
     results: &[ItemResult],
     archive_size: Option<i64>,
+    signatures: &BTreeMap<String, Vec<Vec<u8>>>,
 ) -> Result<Vec<String>, Error> {
+    use base64::Engine as _;
     let dir = inv.archive_dir.clone().unwrap_or_default();
+    let signatures: Vec<archive::ArchivedSignature> = signatures
+        .iter()
+        .flat_map(|(digest, sigs)| {
+            sigs.iter().map(|s| archive::ArchivedSignature {
+                digest: digest.clone(),
+                signature: base64::engine::general_purpose::STANDARD.encode(s),
+            })
+        })
+        .collect();
     let history_dir = inv.working_dir.join(".history");
     let archived = read_history(&history_dir, inv.since.as_deref())?;
     let images: Vec<archive::ArchivedImage> = results
@@ -341,7 +353,7 @@ fn write_archives(
     let new: Vec<Descriptor> = all.values().filter(|d| !archived.contains(&d.digest)).map(|d| (*d).clone()).collect();
     let already = all.len() - new.len();
     let gib = archive_size.filter(|s| *s > 0).unwrap_or(500) as u64;
-    let written = tokio::task::block_in_place(|| archive::write(&dir, cache, &images, &new, gib << 30))
+    let written = tokio::task::block_in_place(|| archive::write(&dir, cache, (&images, &signatures), &new, gib << 30))
         .map_err(|e| Error::Archive(format!("writing archives: {e}")))?;
     let mut history: BTreeSet<String> = archived;
     history.extend(all.into_keys().map(str::to_string));

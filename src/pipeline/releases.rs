@@ -96,8 +96,9 @@ pub async fn collect(
     Ok(lines)
 }
 
-/// Disk-to-mirror: the release images the archives hold, and the signatures the
-/// mirror-to-disk run kept in working-dir/signatures (verified again here).
+/// Disk-to-mirror: the release images the archives hold, and their signatures (verified again
+/// here): those the archives carry, else those the mirror-to-disk run kept in
+/// working-dir/signatures (archives written before they carried them).
 fn from_archives(inv: &Request, planned: &mut Planned) -> Result<Vec<String>, Error> {
     let (_, contents) = newest_archive(inv, "mirror.platform")?;
     let items = plan::plan_archived_releases(&contents.images, &inv.destination, inv.max_nested_paths);
@@ -115,14 +116,21 @@ fn from_archives(inv: &Request, planned: &mut Planned) -> Result<Vec<String>, Er
     for img in
         contents.images.iter().filter(|i| items.iter().any(|it| it.kind == ImageKind::Release && it.origin == i.origin))
     {
-        match signature::from_dir(&sigdir, &img.digest).map(|b| (signature::check(&keys, &b, &img.digest), b)) {
+        let carried = contents.signatures.iter().filter(|s| s.digest == img.digest).find_map(|s| {
+            use base64::Engine as _;
+            base64::engine::general_purpose::STANDARD.decode(&s.signature).ok()
+        });
+        let found = carried.or_else(|| signature::from_dir(&sigdir, &img.digest));
+        match found.map(|b| (signature::check(&keys, &b, &img.digest), b)) {
             Some((Ok(_), bytes)) => planned.signatures.entry(img.digest.clone()).or_default().push(bytes),
             Some((Err(e), _)) => {
                 planned.failures.push((ImageKind::Release, "ReleaseSignatureInvalid", format!("mirror.platform: {e}")));
                 lines.push(format!("✗ releases: {e}"));
                 return Ok(lines);
             }
-            None => lines.push(format!("warning: no signature for {} in {}", img.name, sigdir.display())),
+            None => {
+                lines.push(format!("warning: no signature for {} in the archives or in {}", img.name, sigdir.display()))
+            }
         }
     }
     lines.push(format!("{} release images found in the archives", items.len()));
