@@ -168,15 +168,65 @@ fn additional_item(
         (None, Transport::Docker) => r.path.clone(),
     };
     let tag = img.target_tag.clone().unwrap_or_else(|| r.destination_tag());
+    Ok(generic_item(ImageKind::Additional, &r, (&path, &tag), dest, max_nested, from_disk, &img.platforms))
+}
+
+/// An image named by oc-mirror's generic rule (additional and helm images): `path:tag` below
+/// the destination root; pulled from its origin, or (`from_disk`) from its name in the archives.
+fn generic_item(
+    kind: ImageKind,
+    r: &ImageRef,
+    (path, tag): (&str, &str),
+    dest: &Destination,
+    max_nested: u32,
+    from_disk: bool,
+    platforms: &[PlatformSelector],
+) -> CopyItem {
     let max_nested = if matches!(dest, Destination::Disk) { 0 } else { max_nested };
-    let source = if from_disk { destination_for(DISK_ROOT, &path, &tag, 0) } else { pull_source(&r) };
-    Ok(CopyItem {
-        kind: ImageKind::Additional,
+    let source = if from_disk { destination_for(DISK_ROOT, path, tag, 0) } else { pull_source(r) };
+    CopyItem {
+        kind,
         origin: r.to_string(),
         source,
-        destination: destination_for(dest.root(), &path, &tag, max_nested),
-        platforms: img.platforms.clone(),
-    })
+        destination: destination_for(dest.root(), path, tag, max_nested),
+        platforms: platforms.to_vec(),
+    }
+}
+
+/// Where charts go below the destination root, one repository per chart
+/// (`<root>/helm-charts/<name>:<version>`): what `helm pull oci://<root>/helm-charts/<name>
+/// --version <version>` reads.
+pub const CHARTS_REPO: &str = "helm-charts";
+
+/// The destination of a chart pushed as an OCI artifact (`tag` is the version as a tag).
+pub fn chart_destination(dest: &Destination, name: &str, tag: &str, max_nested: u32) -> String {
+    let max_nested = if matches!(dest, Destination::Disk) { 0 } else { max_nested };
+    destination_for(dest.root(), &format!("{CHARTS_REPO}/{name}"), tag, max_nested)
+}
+
+/// Plans the images a chart deploys, named as additional images are (oc-mirror's 4.1);
+/// `from_disk` (disk-to-mirror) takes each from its name in the archives. Returns the items
+/// and the images that are not references the copy can use, with why.
+pub fn plan_helm(
+    images: &[String],
+    platforms: &[PlatformSelector],
+    dest: &Destination,
+    max_nested: u32,
+    from_disk: bool,
+) -> (Vec<CopyItem>, Vec<(String, RefError)>) {
+    let mut items = Vec::new();
+    let mut refused = Vec::new();
+    for image in images {
+        match ImageRef::parse(image) {
+            Ok(r) if r.transport == Transport::Docker && !r.registry.is_empty() => {
+                let tag = r.destination_tag();
+                items.push(generic_item(ImageKind::Helm, &r, (&r.path, &tag), dest, max_nested, from_disk, platforms));
+            }
+            Ok(_) => refused.push((image.clone(), RefError::Format(image.clone()))),
+            Err(e) => refused.push((image.clone(), e)),
+        }
+    }
+    (items, refused)
 }
 
 /// A catalog entry of an image set, after fetch and selection: what planning needs.
@@ -554,6 +604,52 @@ mod tests {
         );
         let disk = plan_additional(&m, &Destination::Disk, 2, false).unwrap();
         assert_eq!(disk.items[0].destination, "docker://localhost:55000/ubi9/ubi:latest");
+    }
+
+    #[test]
+    fn helm_images_are_named_like_additional_images_and_charts_get_their_own_repository() {
+        let images = [
+            "ghcr.io/stefanprodan/podinfo:6.14.1".to_string(),
+            format!("registry.k8s.io/ingress-nginx/controller:v1.15.1@{D}"),
+            "nginx:1.25".to_string(),
+            "giantswarm/tiny-tools".to_string(),
+        ];
+        let dest = Destination::Registry("mirror.example.com:8443/ns".into());
+        let (items, refused) = plan_helm(&images, &[], &dest, 0, false);
+        let pairs: Vec<(&str, &str)> = items.iter().map(|i| (i.source.as_str(), i.destination.as_str())).collect();
+        assert_eq!(
+            pairs,
+            [
+                (
+                    "docker://ghcr.io/stefanprodan/podinfo:6.14.1",
+                    "docker://mirror.example.com:8443/ns/stefanprodan/podinfo:6.14.1"
+                ),
+                (
+                    &*format!("docker://registry.k8s.io/ingress-nginx/controller@{D}"),
+                    "docker://mirror.example.com:8443/ns/ingress-nginx/controller:v1.15.1"
+                ),
+            ]
+        );
+        assert!(items.iter().all(|i| i.kind == ImageKind::Helm));
+        assert_eq!(items[1].origin, format!("docker://{}", images[1]));
+        let refused: Vec<&str> = refused.iter().map(|(i, _)| i.as_str()).collect();
+        assert_eq!(refused, ["nginx:1.25", "giantswarm/tiny-tools"]);
+        let m = mirror("additionalImages:\n- name: ghcr.io/stefanprodan/podinfo:6.14.1\n");
+        assert_eq!(plan_additional(&m, &dest, 0, false).unwrap().items[0].destination, items[0].destination);
+        let (disk, _) = plan_helm(&images[..1], &[], &dest, 0, true);
+        assert_eq!(disk[0].source, "docker://localhost:55000/stefanprodan/podinfo:6.14.1");
+        assert_eq!(
+            chart_destination(&dest, "podinfo", "6.14.1", 0),
+            "docker://mirror.example.com:8443/ns/helm-charts/podinfo:6.14.1"
+        );
+        assert_eq!(
+            chart_destination(&Destination::Disk, "podinfo", "6.14.1", 2),
+            "docker://localhost:55000/helm-charts/podinfo:6.14.1"
+        );
+        assert_eq!(
+            chart_destination(&dest, "podinfo", "6.14.1", 2),
+            "docker://mirror.example.com:8443/ns/helm-charts-podinfo:6.14.1"
+        );
     }
 
     #[test]
