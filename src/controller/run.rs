@@ -268,7 +268,7 @@ fn invalid(field: &str, e: &dyn std::fmt::Display) -> Failure {
 
 /// The pipeline request of an image set: what its spec says, where the operator keeps its
 /// working directory, and the operator's settings. Its archive directory (`file://`
-/// destination, or `spec.from`) is resolved under `archives` (see [`archive_path`]), the only
+/// destination, or `spec.from`) is resolved under `archives` (see [`archives::path`]), the only
 /// I/O here.
 pub fn request(
     shared_root: &Path,
