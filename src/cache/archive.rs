@@ -282,3 +282,73 @@ pub fn import(dir: &Path, cache: &Cache) -> Result<HashMap<String, (String, Stri
     }
     Ok(images)
 }
+
+/// Reads the blobs `wanted` (small ones: chart archives, their manifests and configs) out of
+/// the archives in `dir` without unpacking the rest (tar headers only, seeking past other
+/// members); each is checked against its digest. Blobs found in no part are absent from the
+/// answer; one larger than `max` bytes is refused.
+pub fn read_blobs(dir: &Path, wanted: &BTreeSet<String>, max: u64) -> Result<HashMap<String, Vec<u8>>, ArchiveError> {
+    let mut found = HashMap::new();
+    for (_, path) in list(dir)? {
+        if found.len() == wanted.len() {
+            break;
+        }
+        let contents = read_contents(&path)?;
+        if !contents.blobs.iter().any(|b| wanted.contains(&b.digest) && !found.contains_key(&b.digest)) {
+            continue;
+        }
+        let f = File::open(&path).map_err(io(&path))?;
+        let mut ar = tar::Archive::new(BufReader::new(f));
+        for entry in ar.entries_with_seek().map_err(io(&path))? {
+            let mut entry = entry.map_err(io(&path))?;
+            let name = entry.path().map_err(io(&path))?.to_string_lossy().into_owned();
+            let Some(hex) = name.strip_prefix("blobs/sha256/") else { continue };
+            let digest = format!("sha256:{hex}");
+            if !wanted.contains(&digest) || found.contains_key(&digest) || !entry.header().entry_type().is_file() {
+                continue;
+            }
+            if entry.size() > max {
+                return Err(invalid(&path, format!("member {name:?} is larger than {max} bytes")));
+            }
+            let mut bytes = Vec::with_capacity(entry.size() as usize);
+            entry.read_to_end(&mut bytes).map_err(io(&path))?;
+            let actual = crate::image::manifest::sha256_digest(&bytes);
+            if actual != digest {
+                return Err(invalid(&path, format!("member {name:?} does not match its digest ({actual})")));
+            }
+            found.insert(digest, bytes);
+        }
+    }
+    Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn single_blobs_are_read_out_of_the_parts_that_hold_them_and_checked() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cache = Cache::open(&tmp.path().join("cache")).unwrap().without_fsync();
+        let blobs: Vec<Vec<u8>> = (0..4u8).map(|i| vec![i; 1000 + i as usize]).collect();
+        let descs: Vec<Descriptor> = blobs
+            .iter()
+            .map(|b| {
+                let digest = crate::image::manifest::sha256_digest(b);
+                cache.put(&digest, b).unwrap();
+                Descriptor { digest, size: b.len() as u64, media_type: String::new() }
+            })
+            .collect();
+        let dir = tmp.path().join("archives");
+        // Two parts: each blob is in one of them.
+        let parts = write(&dir, &cache, (&[], &[]), &descs, 2000).unwrap();
+        assert!(parts.len() > 1, "{parts:?}");
+        let wanted: BTreeSet<String> = [&descs[0], &descs[3]].iter().map(|d| d.digest.clone()).collect();
+        let got = read_blobs(&dir, &wanted, 1 << 20).unwrap();
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[&descs[3].digest], blobs[3]);
+        let absent: BTreeSet<String> = [crate::image::manifest::sha256_digest(b"absent")].into();
+        assert!(read_blobs(&dir, &absent, 1 << 20).unwrap().is_empty());
+        assert!(read_blobs(&dir, &wanted, 10).is_err(), "a member above the limit is refused");
+    }
+}

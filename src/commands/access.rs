@@ -98,10 +98,17 @@ pub fn client_options(
     })
 }
 
-/// The registry client for a run.
-pub fn open_client(c: &CommonFlags, env: &Env, planned: &Planned, dest: &Destination) -> Result<Arc<Client>, CliError> {
+/// The registry client for a run; its options are kept in `planned.access`, where collection
+/// reaches chart repositories with them.
+pub fn open_client(
+    c: &CommonFlags,
+    env: &Env,
+    planned: &mut Planned,
+    dest: &Destination,
+) -> Result<Arc<Client>, CliError> {
     let catalogs: Vec<String> = planned.operators.iter().map(|o| o.catalog.clone()).collect();
     let opts = client_options(c, env, &planned.plan, &catalogs, dest)?;
+    planned.access = Some(opts.clone());
     Ok(Arc::new(Client::new(opts).map_err(|e| CliError::Setup(e.to_string()))?))
 }
 

@@ -61,11 +61,11 @@ fn generate(args: &DeleteArgs, env: &Env, destination: Destination) -> Result<Ve
     let text = std::fs::read_to_string(&config).map_err(io_err(&config))?;
     let disc = load::delete_set(&text).map_err(|source| CliError::Config { path: config.clone(), source })?;
     let req = request(args, destination.clone(), working_dir(ws), &config);
-    let planned = pipeline::plan(&delete::as_mirror(&disc.delete), &req)?;
+    let mut planned = pipeline::plan(&delete::as_mirror(&disc.delete), &req)?;
     let cache = access::open_cache(&access::cache_root(c, env)?, c)?;
     let (mut list, mut lines) = runtime()?.block_on(async {
-        let client = access::open_client(&args.common, env, &planned, &destination)?;
-        Ok::<_, CliError>(delete::generate(&disc.delete, &req, &client, &cache).await?)
+        let client = access::open_client(&args.common, env, &mut planned, &destination)?;
+        Ok::<_, CliError>(delete::generate_with(&disc.delete, &req, &client, &cache, planned.access.take()).await?)
     })?;
     if args.delete_signatures {
         let mut items = list.items.clone();
@@ -104,7 +104,7 @@ async fn protection(args: &DeleteArgs, env: &Env, destination: &Destination) -> 
         };
         let req = request(args, destination.clone(), wd, path);
         let mut planned = pipeline::plan(&isc.mirror, &req)?;
-        let client = access::open_client(&args.common, env, &planned, destination)?;
+        let client = access::open_client(&args.common, env, &mut planned, destination)?;
         pipeline::collect(&req, &client, &cache, &mut planned).await?;
         let who = path.display().to_string();
         let unreadable = p.add_planned(&planned.plan.items, &client, &who, c.parallel_images as usize).await;

@@ -150,10 +150,11 @@ pub fn run(args: &MirrorArgs, env: &Env) -> Result<Vec<String>, CliError> {
     };
     let mut summary = vec![format!("workflow mode: {mode}")];
     summary.extend(planned.left_out.iter().chain(&planned.warnings).map(|l| format!("warning: {l}")));
-    if !args.common.dry_run || !planned.operators.is_empty() || planned.platform.is_some() {
+    let collects = !planned.operators.is_empty() || planned.platform.is_some() || planned.helm.is_some();
+    if !args.common.dry_run || collects {
         let rt = tokio::runtime::Runtime::new().map_err(|e| CliError::Unsupported(format!("tokio runtime: {e}")))?;
         let copied = rt.block_on(async {
-            let client = super::access::open_client(&args.common, env, &planned, &inv.request.destination)?;
+            let client = super::access::open_client(&args.common, env, &mut planned, &inv.request.destination)?;
             let cache = super::access::open_cache(&inv.cache_dir, &args.common)?;
             summary.extend(pipeline::collect(&inv.request, &client, &cache, &mut planned).await?);
             summary.push(format!("images to copy {}", planned.plan.items.len()));

@@ -157,8 +157,16 @@ pub async fn execute(
     let (results, mut lines) =
         run_phases(&session, planned, cache, &inv.destination, max_nested, &source, target).await;
     ticker.abort();
+    // Charts go after the images they deploy; mirror to disk archives them instead.
+    let pushed = match inv.mode {
+        Mode::MirrorToDisk => Vec::new(),
+        _ => super::helm::push(&planned.charts, session.client(), cache).await,
+    };
+    let chart_failures: Vec<&String> = pushed.iter().filter_map(|p| p.as_ref().err()).collect();
 
-    let needed: BTreeSet<String> = results.iter().flat_map(|r| r.contents.iter().map(|d| d.digest.clone())).collect();
+    let mut needed: BTreeSet<String> =
+        results.iter().flat_map(|r| r.contents.iter().map(|d| d.digest.clone())).collect();
+    needed.extend(planned.charts.iter().flat_map(|c| c.blobs().map(|d| d.digest)));
     cache.record_refs(&refs_name(&inv.requester), &needed).map_err(|e| Error::Setup(e.to_string()))?;
     let names: Vec<(String, String)> = results
         .iter()
@@ -169,8 +177,12 @@ pub async fn execute(
     if inv.mode != Mode::MirrorToDisk {
         write_record(inv, &results)?;
     }
-    if inv.mode == Mode::MirrorToDisk && failed.is_empty() && planned.failures.is_empty() {
-        lines.extend(write_archives(inv, cache, &results, archive_size, &planned.signatures)?);
+    // Charts that failed are left out of an archive; they do not hold back the rest.
+    let archived = inv.mode == Mode::MirrorToDisk
+        && failed.is_empty()
+        && planned.failures.iter().all(|(k, _, _)| *k == ImageKind::Helm);
+    if archived {
+        lines.extend(write_archives(inv, cache, &results, archive_size, planned)?);
     }
     let mut objects = Vec::new();
     if inv.mode != Mode::MirrorToDisk {
@@ -193,6 +205,7 @@ pub async fn execute(
         };
         lines.push(format!("{mark} {ok} / {} {label} images mirrored{how} ({present} already present)", of_kind.len()));
     }
+    lines.extend(super::helm::summary(&planned.charts, &pushed, archived));
     let counters = &session.client().counters;
     lines.push(format!(
         "{} blobs fetched ({} MB), {} MB uploaded, {} mounted, in {:.1}s; cache {}",
@@ -203,7 +216,7 @@ pub async fn execute(
         started.elapsed().as_secs_f64(),
         cache_dir.display()
     ));
-    if failed.is_empty() && planned.failures.is_empty() {
+    if failed.is_empty() && planned.failures.is_empty() && chart_failures.is_empty() {
         return Ok(Report { lines, results, objects, failure: None });
     }
     let stamp = jiff::Zoned::now().strftime("%Y%m%d_%H%M%S").to_string();
@@ -216,19 +229,22 @@ pub async fn execute(
             _ => String::new(),
         })
         .chain(planned.failures.iter().map(|(_, _, m)| format!("error collecting {m}\n")))
+        .chain(chart_failures.iter().map(|m| format!("error mirroring {m}\n")))
         .collect();
     if write_log {
         write_atomic(&log, body.as_bytes())?;
     }
-    if inv.mode == Mode::MirrorToDisk {
+    if inv.mode == Mode::MirrorToDisk && !archived {
         lines.push("no archive written: the run had errors (re-run to retry only what failed)".into());
     }
     let bits = failed
         .iter()
         .map(|r| kind_label(r.item.kind).1)
         .chain(planned.failures.iter().map(|(k, _, _)| kind_label(*k).1))
+        .chain(chart_failures.iter().map(|_| kind_label(ImageKind::Helm).1))
         .fold(0, |a, b| a | b);
-    let failure = Error::CopyFailed { failed: failed.len() + planned.failures.len(), total: results.len(), log, bits };
+    let failed = failed.len() + planned.failures.len() + chart_failures.len();
+    let failure = Error::CopyFailed { failed, total: results.len() + planned.charts.len(), log, bits };
     Ok(Report { lines, results, objects, failure: Some(failure) })
 }
 
@@ -322,11 +338,12 @@ fn write_archives(
     cache: &Cache,
     results: &[ItemResult],
     archive_size: Option<i64>,
-    signatures: &BTreeMap<String, Vec<Vec<u8>>>,
+    planned: &Planned,
 ) -> Result<Vec<String>, Error> {
     use base64::Engine as _;
     let dir = inv.archive_dir.clone().unwrap_or_default();
-    let signatures: Vec<archive::ArchivedSignature> = signatures
+    let signatures: Vec<archive::ArchivedSignature> = planned
+        .signatures
         .iter()
         .flat_map(|(digest, sigs)| {
             sigs.iter().map(|s| archive::ArchivedSignature {
@@ -337,7 +354,7 @@ fn write_archives(
         .collect();
     let history_dir = inv.working_dir.join(".history");
     let archived = read_history(&history_dir, inv.since.as_deref())?;
-    let images: Vec<archive::ArchivedImage> = results
+    let mut images: Vec<archive::ArchivedImage> = results
         .iter()
         .map(|r| archive::ArchivedImage {
             name: r.item.destination.trim_start_matches("docker://").to_string(),
@@ -347,9 +364,16 @@ fn write_archives(
             kind: Some(r.item.kind),
         })
         .collect();
+    // Charts travel as the OCI artifacts they are pushed as (see `helm::archived`).
+    let (charts, chart_blobs) = super::helm::archived(&planned.charts);
+    images.extend(charts);
     // One entry per digest (a blob may be named by several images).
-    let all: BTreeMap<&str, &Descriptor> =
-        results.iter().flat_map(|r| r.contents.iter().map(|d| (d.digest.as_str(), d))).collect();
+    let all: BTreeMap<&str, &Descriptor> = results
+        .iter()
+        .flat_map(|r| r.contents.iter())
+        .chain(chart_blobs.iter())
+        .map(|d| (d.digest.as_str(), d))
+        .collect();
     let new: Vec<Descriptor> = all.values().filter(|d| !archived.contains(&d.digest)).map(|d| (*d).clone()).collect();
     let already = all.len() - new.len();
     let gib = archive_size.filter(|s| *s > 0).unwrap_or(500) as u64;

@@ -104,11 +104,24 @@ pub async fn generate(
     client: &Arc<Client>,
     cache: &Arc<Cache>,
 ) -> Result<(DeleteImageList, Vec<String>), Error> {
+    generate_with(delete, req, client, cache, None).await
+}
+
+/// [`generate`], reaching chart repositories with `access` (the run's TLS rules, CAs and
+/// credentials; None: system roots, no credentials).
+pub async fn generate_with(
+    delete: &Delete,
+    req: &Request,
+    client: &Arc<Client>,
+    cache: &Arc<Cache>,
+    access: Option<crate::registry::ClientOptions>,
+) -> Result<(DeleteImageList, Vec<String>), Error> {
     // What was mirrored was selected from the graphs the mirror run kept: read those first.
     let mut req = req.clone();
     req.releases.kept_graphs_first = true;
     let req = &req;
     let mut planned: Planned = super::plan(&as_mirror(delete), req)?;
+    planned.access = access;
     let mut lines: Vec<String> = planned.left_out.iter().map(|l| format!("warning: {l}")).collect();
     match super::collect(req, client, cache, &mut planned).await {
         Ok(l) => lines.extend(l),

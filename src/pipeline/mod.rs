@@ -8,6 +8,7 @@ pub mod copy;
 pub mod delete;
 mod error;
 mod files;
+pub mod helm;
 pub mod operators;
 mod planned;
 pub mod releases;
@@ -26,29 +27,29 @@ use crate::plan::{self, ImageKind};
 /// Plans a `mirror:` block (the part that needs no network); releases and catalogs are
 /// collected afterwards by [`collect`].
 pub fn plan(mirror: &Mirror, req: &Request) -> Result<Planned, Error> {
-    let mut left_out = Vec::new();
     let platform = mirror.platform.clone().filter(|p| !p.channels.is_empty() || p.release.is_some());
-    if mirror.helm.as_ref().is_some_and(|h| !h.repositories.is_empty() || !h.local.is_empty()) {
-        left_out.push("mirror.helm: chart collection is not available in this build".to_string());
-    }
+    let helm = mirror.helm.clone().filter(|h| !h.repositories.is_empty() || !h.local.is_empty());
     let plan = plan::plan_additional(mirror, &req.destination, req.max_nested_paths, req.mode == Mode::DiskToMirror)?;
     let warnings = plan::tag_and_digest_warnings(&plan.items);
     for w in &warnings {
         tracing::warn!("{w}");
     }
-    if plan.items.is_empty() && left_out.is_empty() && mirror.operators.is_empty() && platform.is_none() {
+    if plan.items.is_empty() && mirror.operators.is_empty() && platform.is_none() && helm.is_none() {
         return Err(plan::PlanError::Empty.into());
     }
     Ok(Planned {
         plan,
         archive_size: None,
-        left_out,
+        left_out: Vec::new(),
         templates: Vec::new(),
         operators: mirror.operators.clone(),
         blocked_images: mirror.blocked_images.clone(),
         needs: Vec::new(),
         rebuilt: Vec::new(),
         platform,
+        helm,
+        charts: Vec::new(),
+        access: None,
         signatures: BTreeMap::new(),
         failures: Vec::new(),
         warnings,
@@ -70,7 +71,13 @@ pub async fn collect(
     if !planned.operators.is_empty() {
         lines.extend(operators::collect(req, client, cache, planned).await?);
     }
-    if planned.plan.items.is_empty() {
+    if planned.helm.is_some() {
+        lines.extend(helm::collect(req, cache, planned).await?);
+    }
+    // Charts are copied too (after the images); charts that failed are reported by the copy
+    // stage with helm's exit bit, never as "no images to copy".
+    let helm_failed = planned.failures.iter().any(|(k, _, _)| *k == ImageKind::Helm);
+    if planned.plan.items.is_empty() && planned.charts.is_empty() && !helm_failed {
         if let Some((kind, _, why)) = planned.failures.first() {
             return Err(match kind {
                 ImageKind::Release | ImageKind::ReleaseContent | ImageKind::KubeVirt | ImageKind::Graph => {

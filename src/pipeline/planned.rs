@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::api::mirror::{BlockedImage, Operator, Platform};
+use crate::api::mirror::{BlockedImage, Helm, Operator, Platform};
 use crate::catalog;
 use crate::collect::FetchedCatalog;
 use crate::plan::{self, BundleNeeds, CopyPlan, ImageKind};
@@ -30,6 +30,14 @@ pub struct Planned {
     pub rebuilt: Vec<Rebuilt>,
     /// Platform releases still to collect.
     pub platform: Option<Platform>,
+    /// Helm charts still to collect.
+    pub helm: Option<Helm>,
+    /// Helm charts collected (filled by collection): pushed to the destination after the
+    /// images, or archived.
+    pub charts: Vec<super::helm::Chart>,
+    /// How collection reaches servers that are not registries (chart repositories): the run's
+    /// TLS rules, CAs and credentials. None: system roots, no credentials.
+    pub access: Option<crate::registry::ClientOptions>,
     /// Verified release signatures by payload digest (for the signature ConfigMap).
     pub signatures: BTreeMap<String, Vec<Vec<u8>>>,
     /// What collection wants the user to hear (a missing upgrade path, an EUS range).
