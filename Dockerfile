@@ -42,12 +42,17 @@ ARG SOURCE_DATE_EPOCH
 COPY build.rs ./
 COPY src ./src
 COPY config/release-keys ./config/release-keys
+# /licenses: the project's LICENSE and those of the crates linked into the binary.
+COPY LICENSE ./
+COPY scripts/collect-licenses ./scripts/collect-licenses
 RUN touch src/main.rs src/lib.rs \
  && cargo build --release --locked --bin imageset-operator \
- && cp target/release/imageset-operator /imageset-operator
+ && cp target/release/imageset-operator /imageset-operator \
+ && scripts/collect-licenses /src/licenses
 
 FROM ${RUNTIME_IMAGE}
 COPY --from=build /imageset-operator /usr/local/bin/imageset-operator
+COPY --from=build /src/licenses /licenses
 USER 65532:65532
 ENTRYPOINT ["/usr/local/bin/imageset-operator"]
 CMD ["run"]

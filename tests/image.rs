@@ -348,6 +348,27 @@ async fn the_image_from_a_registry_runs_version_crd_and_run_from_its_root_filesy
     let certs = "etc/ssl/certs/ca-certificates.crt";
     assert!(read(&rootfs.join(certs)) == read(&Path::new("/").join(certs)), "the CA bundle is not the build machine's");
     assert_eq!(read(&rootfs.join("licenses/LICENSE")), read(&repo().join("LICENSE")));
+    // The crates linked into the binary, each with its licence; test-only crates are not there.
+    let third = String::from_utf8(read(&rootfs.join("licenses/rust/THIRD-PARTY.txt"))).unwrap();
+    let crates: BTreeMap<&str, (&str, &str)> = third
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            (f[0], (f[1], f[2]))
+        })
+        .collect();
+    for (name, needle) in [("tokio", "MIT"), ("serde", "MIT"), ("reqwest", "Apache"), ("kube", "Apache")] {
+        let (version, licence) = crates.get(name).unwrap_or_else(|| panic!("{name} not listed: {third}"));
+        assert!(licence.contains(needle), "{name}: {licence}");
+        let dir = rootfs.join(format!("licenses/rust/{name}-{version}"));
+        assert!(std::fs::read_dir(&dir).is_ok_and(|mut d| d.next().is_some()), "{}", dir.display());
+    }
+    let tokio = rootfs.join(format!("licenses/rust/tokio-{}/LICENSE", crates["tokio"].0));
+    assert!(String::from_utf8(read(&tokio)).unwrap().contains("Permission is hereby granted"));
+    for test_only in ["bcrypt", "rcgen"] {
+        assert!(!crates.contains_key(test_only), "{test_only} is a dev-dependency: {third}");
+    }
     let passwd = String::from_utf8(read(&rootfs.join("etc/passwd"))).unwrap();
     assert!(passwd.lines().any(|l| l.split(':').nth(2) == Some("65532")), "{passwd}");
     assert_eq!(std::fs::metadata(rootfs.join("tmp")).unwrap().permissions().mode() & 0o7777, 0o1777);
