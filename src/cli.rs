@@ -284,6 +284,21 @@ pub enum ListCommand {
     Releases(ListReleasesArgs),
     /// Packages, channels and versions of a catalog.
     Operators(ListOperatorsArgs),
+    /// The images Helm charts deploy (`.tgz` files or chart directories), found as `mirror`
+    /// finds them: default values, oc-mirror's JSONPaths plus `--image-path`. No network.
+    HelmImages(ListHelmImagesArgs),
+}
+
+/// `list helm-images` flags.
+#[derive(Args, Debug, Clone)]
+pub struct ListHelmImagesArgs {
+    /// Chart archives (`.tgz`) or chart directories.
+    #[arg(required = true, value_name = "CHART")]
+    pub charts: Vec<PathBuf>,
+    /// An extra JSONPath template locating images (oc-mirror's `imagePaths`), e.g.
+    /// `{.spec.image}`. Repeatable.
+    #[arg(long, value_name = "JSONPATH")]
+    pub image_path: Vec<String>,
 }
 
 /// `list releases` flags.

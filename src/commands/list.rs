@@ -32,6 +32,7 @@ pub fn run(cmd: &ListCommand, env: &Env) -> Result<Vec<String>, CliError> {
             let cat = read_catalog(catalog, a.src_tls_verify, env)?;
             operators(&cat, a.package.as_deref(), a.channel.as_deref())
         }
+        ListCommand::HelmImages(a) => super::helm::images(a),
     }
 }
 

@@ -4,6 +4,7 @@
 pub mod access;
 pub mod cache;
 pub mod delete;
+pub mod helm;
 pub mod list;
 pub mod mirror;
 
@@ -43,6 +44,9 @@ pub enum CliError {
     /// Setting up the copy (credentials, TLS, cache, archives).
     #[error("{0}")]
     Setup(String),
+    /// Helm charts that could not be read or rendered (the others were).
+    #[error("{0}")]
+    Helm(String),
 }
 
 impl CliError {
@@ -54,6 +58,7 @@ impl CliError {
             CliError::Pipeline(Error::CopyFailed { bits, .. }) => *bits,
             CliError::Pipeline(Error::Releases(_)) => 2,
             CliError::Pipeline(Error::Catalog(_) | Error::CatalogFetch(_)) => 4,
+            CliError::Helm(_) => 16,
             _ => 1,
         }
     }

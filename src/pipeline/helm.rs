@@ -435,6 +435,16 @@ fn from_archives(inv: &Request, cache: &Cache, helm: &Helm, report: &mut Report)
     Ok(loaded)
 }
 
+/// The images a local chart (a `.tgz` or a directory) deploys, found as collection finds them
+/// (default values, oc-mirror's JSONPaths plus `image_paths`): its name, version and images.
+pub fn chart_images(path: &Path, image_paths: &[String]) -> Result<(chart::Meta, Vec<String>), String> {
+    let (_, tgz) = read_local(path)?;
+    let (meta, _) = chart::chart_yaml(&tgz).and_then(|y| chart::meta(&y)).map_err(|e| e.to_string())?;
+    let c = render::load_archive(&tgz).map_err(|e| e.to_string())?;
+    let images = render::images(&c, image_paths).map_err(|e| format!("chart {} {}: {e}", meta.name, meta.version))?;
+    Ok((meta, images))
+}
+
 /// oc-mirror's lookup of a chart on disk: `<name>-<version>.tgz`, else with the version's `v`
 /// prefix toggled.
 fn on_disk(dir: &Path, name: &str, version: &str) -> Option<(PathBuf, Vec<u8>)> {
