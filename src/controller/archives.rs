@@ -87,6 +87,49 @@ pub fn path(
     Ok(at)
 }
 
+/// The image set's mirror block with each local chart (`spec.mirror.helm.local[i].path`, a
+/// chart directory or `.tgz`) resolved under the namespace's archive directory as `file://`
+/// values are (see [`path`]; the chart itself may not be a link out of it either). Absolute
+/// paths, `..` and charts without `--archive-dir` are refused naming the field.
+pub fn local_charts(
+    archives: Option<&Path>,
+    namespace: &str,
+    mirror: &crate::api::mirror::Mirror,
+) -> Result<crate::api::mirror::Mirror, Failure> {
+    let mut m = mirror.clone();
+    let Some(helm) = m.helm.as_mut() else { return Ok(m) };
+    for (i, c) in helm.local.iter_mut().enumerate() {
+        let field = format!("spec.mirror.helm.local[{i}].path");
+        let value = c.path.clone().unwrap_or_default();
+        let refuse = |why: &str| Failure {
+            reason: "InvalidSpec",
+            message: format!("{field}: {value:?}: {why}"),
+            retryable: false,
+        };
+        let rel = Path::new(&value);
+        if value.starts_with('/') || rel.components().any(|c| c == std::path::Component::ParentDir) {
+            return Err(refuse(
+                "a local chart is named relative to the namespace's archive directory, without '/' at the start or '..'",
+            ));
+        }
+        let Some(name) = rel.file_name() else { return Err(refuse("names no chart")) };
+        let parent = rel.parent().map(|p| p.display().to_string()).filter(|p| !p.is_empty());
+        let dir = path(archives, namespace, &field, &format!("file://{}", parent.as_deref().unwrap_or(".")), false)?;
+        let chart = dir.join(name);
+        let meta = std::fs::symlink_metadata(&chart).map_err(|e| Failure {
+            reason: "ArchiveFailed",
+            message: format!("{field}: {value:?}: {}: {e}", chart.display()),
+            retryable: true,
+        })?;
+        let home = archives.and_then(|a| a.canonicalize().ok()).map(|a| a.join(namespace)).unwrap_or_default();
+        if meta.file_type().is_symlink() && !chart.canonicalize().is_ok_and(|real| real.starts_with(&home)) {
+            return Err(refuse("a symbolic link out of the namespace's archive directory"));
+        }
+        c.path = Some(chart.display().to_string());
+    }
+    Ok(m)
+}
+
 /// Disk to mirror: the release signatures beside the archives in `from`
 /// (`<from>/working-dir/signatures`, where the command line's mirror to disk keeps them, and
 /// where archives written before archives carried signatures have them) go into the image set's
@@ -210,5 +253,52 @@ mod tests {
         assert_eq!(std::fs::read(work.join("signatures/4.18.1-x86_64-sha256-ab")).unwrap(), b"sig");
         assert!(!work.join("signatures/link-sha256-cd").exists(), "a link was followed");
         assert!(!work.join("signatures/huge-sha256-ef").exists());
+    }
+
+    #[test]
+    fn local_charts_lie_in_the_namespace_directory() {
+        let tmp = tempfile::tempdir().unwrap();
+        let base = tmp.path().join("archives");
+        std::fs::create_dir_all(base.join("team/charts/demo")).unwrap();
+        std::fs::write(base.join("team/charts/podinfo.tgz"), b"tgz").unwrap();
+        std::fs::write(tmp.path().join("outside.tgz"), b"secret").unwrap();
+        std::os::unix::fs::symlink(tmp.path().join("outside.tgz"), base.join("team/charts/leak.tgz")).unwrap();
+        let with = |paths: &[&str]| {
+            let local = paths
+                .iter()
+                .map(|p| crate::api::mirror::HelmChart {
+                    name: "c".into(),
+                    path: Some(p.to_string()),
+                    ..Default::default()
+                })
+                .collect();
+            let helm = crate::api::mirror::Helm { local, ..Default::default() };
+            crate::api::mirror::Mirror { helm: Some(helm), ..Default::default() }
+        };
+        let resolved =
+            local_charts(Some(&base), "team", &with(&["charts/podinfo.tgz", "charts/demo", "./charts/demo/"]))
+                .unwrap()
+                .helm
+                .unwrap();
+        let real = base.canonicalize().unwrap().join("team/charts");
+        let paths: Vec<String> = resolved.local.iter().map(|c| c.path.clone().unwrap()).collect();
+        assert_eq!(
+            paths,
+            [real.join("podinfo.tgz"), real.join("demo"), real.join("demo")].map(|p| p.display().to_string())
+        );
+        for (p, reason) in [
+            ("/etc/passwd", "InvalidSpec"),
+            ("charts/../../x.tgz", "InvalidSpec"),
+            ("charts/leak.tgz", "InvalidSpec"),
+            ("charts/absent.tgz", "ArchiveFailed"),
+        ] {
+            let f = local_charts(Some(&base), "team", &with(&[p])).unwrap_err();
+            assert_eq!(f.reason, reason, "{p}: {}", f.message);
+            assert!(f.message.starts_with("spec.mirror.helm.local[0].path: "), "{}", f.message);
+        }
+        let f = local_charts(None, "team", &with(&["charts/podinfo.tgz"])).unwrap_err();
+        assert_eq!(f.reason, "ArchivesDisabled");
+        // An image set without local charts needs no archive directory.
+        assert!(local_charts(None, "team", &crate::api::mirror::Mirror::default()).is_ok());
     }
 }

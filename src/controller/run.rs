@@ -367,8 +367,12 @@ async fn execute(
     opts.stall_timeout = shared.stall_timeout;
     opts.breaker_window = shared.unreachable_after;
     opts.slots = Some(shared.registry_slots.clone());
+    let access = opts.clone();
     let client = Arc::new(Client::new(opts).map_err(|e| Failure::other("AccessError", e))?);
-    let mut planned = pipeline::plan(&spec.mirror, &req)?;
+    let namespace = isc.metadata.namespace.as_deref().unwrap_or_default();
+    let mirror = archives::local_charts(shared.archives.as_deref(), namespace, &spec.mirror)?;
+    let mut planned = pipeline::plan(&mirror, &req)?;
+    planned.access = Some(access);
     planned.archive_size = spec.archive_size;
     planned.templates = templates;
     pipeline::collect(&req, &client, &shared.cache, &mut planned).await?;
