@@ -4,6 +4,7 @@
 // Each test binary uses a different part of the support code.
 #![allow(dead_code)]
 
+pub mod charts;
 pub mod cli;
 pub mod cluster;
 pub mod content;
