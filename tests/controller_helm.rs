@@ -1,9 +1,9 @@
 //! Helm charts in the cluster: `imageset-operator run --archive-dir` as its ServiceAccount,
 //! against the real apiserver, registries and a chart repository served from loopback. An
-//! image set with `mirror.helm` (a repository chart and a local chart under the namespace's
-//! archive directory) mirrors the charts' images by digest, pushes the charts (pulled back with
-//! real helm) and applies its IDMS; a local chart outside the archive directory is refused
-//! naming the field.
+//! image set with `mirror.helm` (a repository chart, its index naming the archive by a relative
+//! URL, and a local chart under the namespace's archive directory) mirrors the charts' images
+//! by digest, pushes the charts (pulled back with real helm) and applies its IDMS; a local
+//! chart outside the archive directory is refused naming the field.
 
 mod support;
 
@@ -60,7 +60,10 @@ async fn an_image_set_with_helm_charts_mirrors_their_images_and_pushes_the_chart
             let sources = dir.join("sources");
             let demo = charts::write_chart(&sources, "demo", "1.2.3", &values("apps/app", ""), &[]);
             charts::helm_ok(&home, &["package", demo.to_str().unwrap(), "-d", repo.to_str().unwrap()]);
-            charts::helm_ok(&home, &["repo", "index", repo.to_str().unwrap(), "--url", &server.url]);
+            // Without --url: the index names its archives relative to the repository.
+            charts::helm_ok(&home, &["repo", "index", repo.to_str().unwrap()]);
+            let index = std::fs::read_to_string(repo.join("index.yaml")).unwrap();
+            assert!(index.contains("- demo-1.2.3.tgz"), "{index}");
             let tools = charts::write_chart(&sources, "tools", "0.1.0", &values("tools/cli", "2"), &[]);
             let local = archives.join(NS).join("charts");
             std::fs::create_dir_all(&local).unwrap();

@@ -381,6 +381,25 @@ fn charts_are_mirrored_to_a_registry_to_disk_and_from_disk_and_pulled_back_with_
     assert!(out.contains("✓ 2 / 2 helm charts mirrored successfully"), "{out}");
     check(&far.host, "disk to mirror");
     assert_eq!(std::fs::read(from.join("working-dir/helm/charts/demo-1.2.3.tgz")).unwrap(), packaged);
+    // An image set naming the repository without charts, or the chart without a version,
+    // takes what the archives hold of it.
+    for (case, entry) in [("no-charts", ""), ("no-version", "\n      charts:\n      - name: demo")] {
+        let text = std::fs::read_to_string(isc).unwrap();
+        let start = text.find("\n      charts:").unwrap();
+        let end = text.find("    local:").unwrap();
+        let changed = dir.path().join(format!("isc-{case}.yaml"));
+        std::fs::write(&changed, format!("{}{entry}\n{}", &text[..start], &text[end..])).unwrap();
+        let o = cli::bin()
+            .args(["mirror", "-c", changed.to_str().unwrap(), "--from", &format!("file://{}", from.display())])
+            .arg(format!("docker://{}/mirror", far.host))
+            .args(["--dest-tls-verify=false", "--cache-dir"])
+            .arg(dir.path().join("cache-d2m"))
+            .output()
+            .unwrap();
+        let out = cli::ok(o);
+        assert!(out.contains("✓ 3 / 3 helm images mirrored successfully (3 already present)"), "{case}: {out}");
+        assert!(out.contains("✓ 2 / 2 helm charts mirrored successfully (2 already present)"), "{case}: {out}");
+    }
 
     // A delete of the same charts, planned from what the mirror run kept (both servers are gone).
     let disc = dir.path().join("disc.yaml");
@@ -404,4 +423,77 @@ fn charts_are_mirrored_to_a_registry_to_disk_and_from_disk_and_pulled_back_with_
     let list = std::fs::read_to_string(ws.join("delete/delete-images.yaml")).unwrap();
     assert!(list.contains(&format!("{}/mirror/apps/app:1.0", dst.host)), "{list}");
     assert!(list.contains("helmImage"), "{list}");
+}
+
+/// A chart that cannot render (pdc-agent, as a local chart) fails alone: mirror to mirror
+/// copies the other chart's image and pushes both charts (pdc-agent can still be installed
+/// with values of one's own), names pdc-agent with its message in the output and the error
+/// log, and exits with helm's bit 16; mirror to disk still writes its archive and exits 16.
+#[test]
+fn a_chart_that_cannot_render_fails_alone_with_helms_exit_bit() {
+    use support::content::{Format, Pusher};
+    use support::registry::{Registry, RegistryOptions};
+    let dir = support::temp_dir("charts-failing-");
+    let home = dir.path().join("helm-home");
+    let src = Registry::start(RegistryOptions::default());
+    let dst = Registry::start(RegistryOptions::default());
+    let push = Pusher::new(&src);
+    let tool = push.image("tools/cli", "2", Format::Oci, ("linux", "amd64"), &[(211, 3000)]);
+    let init = push.image("apps/init", "build", Format::Docker, ("linux", "amd64"), &[(212, 1000)]);
+    let values = format!(
+        "image:\n  registry: {h}\n  repository: tools/cli\n  tag: \"2\"\ninit:\n  registry: {h}\n  repository: apps/init\n  digest: {}\nhookImage: {h}/apps/hook:1\n",
+        init.digest,
+        h = src.host
+    );
+    let tools = charts::write_chart(&dir.path().join("local"), "tools", "0.1.0", &values, &[]);
+    let pdc = charts::data().join("charts/pdc-agent-0.2.0.tgz");
+    let isc = dir.path().join("isc.yaml");
+    std::fs::write(
+        &isc,
+        format!(
+            "apiVersion: mirror.openshift.io/v2alpha1\nkind: ImageSetConfiguration\nmirror:\n  helm:\n    local:\n    - name: pdc-agent\n      path: {}\n    - name: tools\n      path: {}\n",
+            pdc.display(),
+            tools.display()
+        ),
+    )
+    .unwrap();
+    let isc = isc.to_str().unwrap();
+    let o = cli::mirror_to_mirror(isc, dir.path(), &format!("docker://{}/mirror", dst.host), &[]).output().unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(16), "{out}\n{}", String::from_utf8_lossy(&o.stderr));
+    let named = "mirror.helm.local[0] (pdc-agent): chart pdc-agent 0.2.0: ";
+    assert!(
+        out.contains(&format!("✗ {named}")) && out.contains("Either tokenSecretName or insecureTokenValue"),
+        "{out}"
+    );
+    assert!(out.contains("✓ 2 / 2 helm images mirrored successfully"), "{out}");
+    assert!(out.contains("✓ 2 / 2 helm charts mirrored successfully"), "{out}");
+    assert_eq!(charts::digest_at(&dst.host, "mirror/tools/cli:2"), Some(tool.digest));
+    let (bytes, _) = charts::pull_and_template(&home, &dst.host, "tools", "0.1.0");
+    assert!(!bytes.is_empty());
+    let out_dir = home.join(format!("pulled-{}-pdc-agent", dst.host));
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let reference = format!("oci://{}/mirror/helm-charts/pdc-agent", dst.host);
+    charts::helm_ok(
+        &home,
+        &["pull", &reference, "--version", "0.2.0", "--plain-http", "-d", out_dir.to_str().unwrap()],
+    );
+    assert_eq!(std::fs::read(out_dir.join("pdc-agent-0.2.0.tgz")).unwrap(), std::fs::read(&pdc).unwrap());
+    let logs: Vec<_> =
+        std::fs::read_dir(dir.path().join("ws/working-dir/logs")).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(logs.len(), 1, "{logs:?}");
+    let log = std::fs::read_to_string(&logs[0]).unwrap();
+    assert!(log.contains(&format!("error collecting {named}")), "{log}");
+
+    let archives = dir.path().join("archives");
+    let o = cli::bin()
+        .args(["mirror", "-c", isc, &format!("file://{}", archives.display()), "--src-tls-verify=false"])
+        .arg("--cache-dir")
+        .arg(dir.path().join("cache-m2d"))
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(16), "{out}\n{}", String::from_utf8_lossy(&o.stderr));
+    assert!(out.contains("✓ 2 helm charts archived") && !out.contains("no archive written"), "{out}");
+    assert!(archives.join("mirror_000001.tar").is_file());
 }
