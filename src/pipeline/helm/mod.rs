@@ -6,22 +6,26 @@
 //! the images (or archived, mirror to disk). A chart that fails is a failure of that chart
 //! only (exit bit 16): the rest of the image set goes on.
 
-use std::collections::BTreeSet;
+mod disk;
+mod push;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use push::{archived, push, summary};
+
 use super::error::Error;
-use super::files::{newest_archive, write_atomic};
+use super::files::write_atomic;
 use super::planned::Planned;
 use super::request::{Mode, Request};
 use crate::api::mirror::{Helm, PlatformSelector};
-use crate::cache::{Cache, archive};
+use crate::cache::Cache;
 use crate::helm::chart::{self, Artifact};
 use crate::helm::fetch::{Fetcher, MAX_CHART_BYTES};
 use crate::helm::index::{self, Index};
 use crate::helm::render;
 use crate::plan::{self, CopyItem, ImageKind};
-use crate::registry::{Client, ClientOptions};
+use crate::registry::ClientOptions;
 
 /// How long one request to a chart repository may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(300);
@@ -99,7 +103,7 @@ pub async fn collect(inv: &Request, cache: &Cache, planned: &mut Planned) -> Res
     let Some(helm) = planned.helm.clone() else { return Ok(vec![]) };
     let mut report = Report::default();
     let loaded = match inv.mode {
-        Mode::DiskToMirror => from_archives(inv, cache, &helm, &mut report)?,
+        Mode::DiskToMirror => disk::from_archives(inv, cache, &helm, &mut report)?,
         _ => fetch_all(inv, planned.access.as_ref(), &helm, &mut report).await?,
     };
     let mut found = Vec::new();
@@ -325,116 +329,6 @@ fn read_local(path: &Path) -> Result<(String, Vec<u8>), String> {
     Ok((format!("file://{}", abs.display()), tgz))
 }
 
-/// Disk to mirror: the charts the archives carry (as OCI artifacts) go into
-/// `working-dir/helm/charts/<name>-<version>.tgz`; each entry of the image set is then found
-/// there as oc-mirror finds it (`<name>-<version>.tgz` or `<name>-v<version>.tgz`), or among
-/// the archived charts by name (entries without a version, repositories without `charts`).
-/// No network.
-fn from_archives(inv: &Request, cache: &Cache, helm: &Helm, report: &mut Report) -> Result<Vec<Loaded>, Error> {
-    let (from, contents) = newest_archive(inv, "mirror.helm")?;
-    let archived: Vec<&archive::ArchivedImage> = contents
-        .images
-        .iter()
-        .filter(|i| i.kind == Some(ImageKind::Helm) && !i.origin.starts_with("docker://"))
-        .collect();
-    let manifests = blobs(cache, &from, archived.iter().map(|i| i.digest.clone()).collect())?;
-    let mut layers = BTreeSet::new();
-    for m in manifests.values() {
-        layers.extend(chart::content_layer(m).map(|(d, _)| d));
-    }
-    let layers = blobs(cache, &from, layers)?;
-    let dir = charts_dir(inv);
-    // (origin, name, version, archive) of every chart the archives carry.
-    let mut pool = Vec::new();
-    for img in &archived {
-        let Some(tgz) =
-            manifests.get(&img.digest).and_then(|m| chart::content_layer(m)).and_then(|(d, _)| layers.get(&d))
-        else {
-            report.fail(
-                "ChartNotInArchive",
-                format!("mirror.helm: chart {}: its blobs are not in {}", img.name, from.display()),
-            );
-            continue;
-        };
-        let Ok((meta, _)) = chart::chart_yaml(tgz).and_then(|y| chart::meta(&y)) else { continue };
-        if let Some(file) = chart_file(&dir, &meta.name, &meta.version)
-            && std::fs::read(&file).ok().as_deref() != Some(tgz.as_slice())
-        {
-            write_atomic(&file, tgz)?;
-        }
-        pool.push((img.origin.clone(), meta.name, meta.version, tgz.clone()));
-    }
-    let newest = |name: &str, under: Option<&str>| {
-        let mut c: Vec<&(String, String, String, Vec<u8>)> =
-            pool.iter().filter(|p| p.1 == name && under.is_none_or(|u| p.0.starts_with(u))).collect();
-        c.sort_by_key(|p| index::semver(&p.2));
-        c.last().map(|p| (p.0.clone(), p.3.clone()))
-    };
-    let mut loaded = Vec::new();
-    for (i, repo) in helm.repositories.iter().enumerate() {
-        let field = format!("mirror.helm.repositories[{i}] ({})", repo.name);
-        let base = format!("{}/", index::index_url(&repo.url).trim_end_matches("index.yaml").trim_end_matches('/'));
-        if repo.charts.is_empty() {
-            let mine: Vec<_> = pool.iter().filter(|p| p.0.starts_with(&base)).collect();
-            if mine.is_empty() {
-                report.fail(
-                    "ChartNotInArchive",
-                    format!("{field}: the archives in {} hold no chart of {}", from.display(), repo.url),
-                );
-            }
-            for (origin, _, _, tgz) in mine {
-                let (origin, tgz) = (origin.clone(), tgz.clone());
-                loaded.push(Loaded { field: field.clone(), origin, tgz, image_paths: vec![], platforms: vec![] });
-            }
-        }
-        for (j, c) in repo.charts.iter().enumerate() {
-            let field = format!("mirror.helm.repositories[{i}].charts[{j}] ({})", c.name);
-            let found = match c.version.as_deref().filter(|v| !v.is_empty()) {
-                Some(v) => on_disk(&dir, &c.name, v).map(|(p, tgz)| (format!("file://{}", p.display()), tgz)),
-                None => newest(&c.name, Some(&base)).or_else(|| newest(&c.name, None)),
-            };
-            match found {
-                Some((origin, tgz)) => loaded.push(Loaded {
-                    field,
-                    origin,
-                    tgz,
-                    image_paths: c.image_paths.clone(),
-                    platforms: c.platforms.clone(),
-                }),
-                None => report.fail("ChartNotInArchive", not_found(&dir, &c.name, c.version.as_deref(), &field)),
-            }
-        }
-    }
-    for (j, c) in helm.local.iter().enumerate() {
-        let field = format!("mirror.helm.local[{j}] ({})", c.name);
-        let path = c.path.as_deref().map(Path::new);
-        let found = match path.filter(|p| p.exists()) {
-            Some(p) => Some(read_local(p)),
-            None => {
-                let origin = path.and_then(|p| std::path::absolute(p).ok()).map(|p| format!("file://{}", p.display()));
-                let archived = pool.iter().find(|p| Some(&p.0) == origin.as_ref()).map(|p| (p.0.clone(), p.3.clone()));
-                let by_name = || {
-                    let v = c.version.as_deref()?;
-                    on_disk(&dir, &c.name, v).map(|(p, tgz)| (format!("file://{}", p.display()), tgz))
-                };
-                archived.or_else(by_name).map(Ok)
-            }
-        };
-        match found {
-            Some(Ok((origin, tgz))) => loaded.push(Loaded {
-                field,
-                origin,
-                tgz,
-                image_paths: c.image_paths.clone(),
-                platforms: c.platforms.clone(),
-            }),
-            Some(Err(e)) => report.fail("InvalidChart", format!("{field}: {e}")),
-            None => report.fail("ChartNotInArchive", not_found(&dir, &c.name, c.version.as_deref(), &field)),
-        }
-    }
-    Ok(loaded)
-}
-
 /// The images a local chart (a `.tgz` or a directory) deploys, found as collection finds them
 /// (default values, oc-mirror's JSONPaths plus `image_paths`): its name, version and images.
 pub fn chart_images(path: &Path, image_paths: &[String]) -> Result<(chart::Meta, Vec<String>), String> {
@@ -443,134 +337,6 @@ pub fn chart_images(path: &Path, image_paths: &[String]) -> Result<(chart::Meta,
     let c = render::load_archive(&tgz).map_err(|e| e.to_string())?;
     let images = render::images(&c, image_paths).map_err(|e| format!("chart {} {}: {e}", meta.name, meta.version))?;
     Ok((meta, images))
-}
-
-/// oc-mirror's lookup of a chart on disk: `<name>-<version>.tgz`, else with the version's `v`
-/// prefix toggled.
-fn on_disk(dir: &Path, name: &str, version: &str) -> Option<(PathBuf, Vec<u8>)> {
-    let other = match version.strip_prefix('v') {
-        Some(v) => v.to_string(),
-        None => format!("v{version}"),
-    };
-    [version, other.as_str()].into_iter().find_map(|v| {
-        let file = chart_file(dir, name, v)?;
-        let bytes = std::fs::read(&file).ok()?;
-        Some((file, bytes))
-    })
-}
-
-fn not_found(dir: &Path, name: &str, version: Option<&str>, field: &str) -> String {
-    match version {
-        Some(v) => format!(
-            "{field}: chart {name} {v} is not in the archives: no {name}-{v}.tgz or {name}-v{}.tgz in {}",
-            v.trim_start_matches('v'),
-            dir.display()
-        ),
-        None => format!("{field}: chart {name} is not in the archives"),
-    }
-}
-
-/// Blobs by digest: from the cache, else out of the archives in `from` (then cached).
-fn blobs(
-    cache: &Cache,
-    from: &Path,
-    wanted: BTreeSet<String>,
-) -> Result<std::collections::HashMap<String, Vec<u8>>, Error> {
-    let mut found = std::collections::HashMap::new();
-    let mut missing = BTreeSet::new();
-    for d in wanted {
-        match cache.has(&d).then(|| cache.read(&d)) {
-            Some(Ok(b)) => {
-                found.insert(d, b);
-            }
-            _ => {
-                missing.insert(d);
-            }
-        }
-    }
-    if !missing.is_empty() {
-        let read = archive::read_blobs(from, &missing, MAX_CHART_BYTES).map_err(|e| Error::Archive(e.to_string()))?;
-        for (d, b) in read {
-            cache.put(&d, &b).map_err(|e| Error::Setup(e.to_string()))?;
-            found.insert(d, b);
-        }
-    }
-    Ok(found)
-}
-
-/// Pushes each chart to the destination registry from the cache (its blobs when the registry
-/// lacks them, then the manifest under the version's tag). Returns per chart whether it was
-/// already there, or why it failed.
-pub async fn push(charts: &[Chart], client: &Client, cache: &Cache) -> Vec<Result<bool, String>> {
-    let mut out = Vec::new();
-    for c in charts {
-        out.push(
-            push_one(c, client, cache)
-                .await
-                .map_err(|e| format!("{}: chart {} to {}: {e}", c.field, c.id(), c.destination)),
-        );
-    }
-    out
-}
-
-async fn push_one(c: &Chart, client: &Client, cache: &Cache) -> Result<bool, String> {
-    let r = crate::image::ImageRef::parse(&c.destination).map_err(|e| e.to_string())?;
-    let tag = r.tag.clone().unwrap_or_else(|| chart::tag(&c.artifact.meta.version));
-    let (registry, repo) = (r.registry.as_str(), r.path.as_str());
-    let present = client.manifest_head(registry, repo, &tag).await.map_err(|e| e.to_string())?;
-    if present.is_some_and(|(d, _)| d == c.artifact.digest) {
-        return Ok(true);
-    }
-    for d in &c.blobs()[1..] {
-        if client.blob_head(registry, repo, &d.digest).await.map_err(|e| e.to_string())?.is_none() {
-            let path = cache.path(&d.digest).map_err(|e| e.to_string())?;
-            client.blob_upload(registry, repo, &d.digest, d.size, &path, None).await.map_err(|e| e.to_string())?;
-        }
-    }
-    client
-        .manifest_put(registry, repo, &tag, &c.artifact.manifest, chart::MANIFEST_MEDIA_TYPE)
-        .await
-        .map_err(|e| e.to_string())?;
-    Ok(false)
-}
-
-/// Mirror to disk: the charts as archived images (kind `helmImage`, origin the chart's URL or
-/// `file://` path, never `docker://`, which is how disk to mirror tells them from the images)
-/// and their blobs.
-pub fn archived(charts: &[Chart]) -> (Vec<archive::ArchivedImage>, Vec<crate::image::manifest::Descriptor>) {
-    let images = charts
-        .iter()
-        .map(|c| archive::ArchivedImage {
-            name: c.destination.trim_start_matches("docker://").to_string(),
-            origin: c.origin.clone(),
-            digest: c.artifact.digest.clone(),
-            media_type: chart::MANIFEST_MEDIA_TYPE.to_string(),
-            kind: Some(ImageKind::Helm),
-        })
-        .collect();
-    (images, charts.iter().flat_map(|c| c.blobs()).collect())
-}
-
-/// The result lines of the charts: pushed (`pushed` holds one outcome per chart), or archived;
-/// then each chart that could not be pushed.
-pub fn summary(charts: &[Chart], pushed: &[Result<bool, String>], archived: bool) -> Vec<String> {
-    if charts.is_empty() {
-        return Vec::new();
-    }
-    if pushed.is_empty() {
-        return if archived { vec![format!("✓ {} helm charts archived", charts.len())] } else { Vec::new() };
-    }
-    let ok = pushed.iter().filter(|p| p.is_ok()).count();
-    let present = pushed.iter().filter(|p| matches!(p, Ok(true))).count();
-    let (mark, how) = if ok == charts.len() {
-        ("✓", " successfully".to_string())
-    } else {
-        ("✗", ": Some helm charts failed to be mirrored - please check the logs".to_string())
-    };
-    let mut lines =
-        vec![format!("{mark} {ok} / {} helm charts mirrored{how} ({present} already present)", charts.len())];
-    lines.extend(pushed.iter().filter_map(|p| p.as_ref().err()).map(|e| format!("✗ {e}")));
-    lines
 }
 
 #[cfg(test)]
@@ -628,10 +394,10 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         std::fs::write(tmp.path().join("a-1.0.0.tgz"), b"a").unwrap();
         std::fs::write(tmp.path().join("b-v2.0.0.tgz"), b"b").unwrap();
-        assert_eq!(on_disk(tmp.path(), "a", "1.0.0").unwrap().1, b"a");
-        assert_eq!(on_disk(tmp.path(), "a", "v1.0.0").unwrap().1, b"a");
-        assert_eq!(on_disk(tmp.path(), "b", "2.0.0").unwrap().1, b"b");
-        assert!(on_disk(tmp.path(), "c", "1").is_none());
+        assert_eq!(disk::on_disk(tmp.path(), "a", "1.0.0").unwrap().1, b"a");
+        assert_eq!(disk::on_disk(tmp.path(), "a", "v1.0.0").unwrap().1, b"a");
+        assert_eq!(disk::on_disk(tmp.path(), "b", "2.0.0").unwrap().1, b"b");
+        assert!(disk::on_disk(tmp.path(), "c", "1").is_none());
         assert!(chart_file(tmp.path(), "../x", "1").is_none());
         assert!(chart_file(tmp.path(), "x", "1/../../y").is_none());
     }
