@@ -156,24 +156,18 @@ fn not_found(dir: &Path, name: &str, version: Option<&str>, field: &str) -> Stri
     }
 }
 
-/// Blobs by digest: from the cache, else out of the archives in `from` (then cached).
+/// Blobs by digest: out of the archives in `from` (then cached), else from the cache (a chart
+/// an earlier run archived, as for images: disk to mirror keeps its cache between runs).
 fn blobs(cache: &Cache, from: &Path, wanted: BTreeSet<String>) -> Result<HashMap<String, Vec<u8>>, Error> {
-    let mut found = HashMap::new();
-    let mut missing = BTreeSet::new();
-    for d in wanted {
-        match cache.has(&d).then(|| cache.read(&d)) {
-            Some(Ok(b)) => {
-                found.insert(d, b);
-            }
-            _ => {
-                missing.insert(d);
-            }
+    let mut found = archive::read_blobs(from, &wanted, MAX_CHART_BYTES).map_err(|e| Error::Archive(e.to_string()))?;
+    for (d, b) in &found {
+        if !cache.has(d) {
+            cache.put(d, b).map_err(|e| Error::Setup(e.to_string()))?;
         }
     }
-    if !missing.is_empty() {
-        let read = archive::read_blobs(from, &missing, MAX_CHART_BYTES).map_err(|e| Error::Archive(e.to_string()))?;
-        for (d, b) in read {
-            cache.put(&d, &b).map_err(|e| Error::Setup(e.to_string()))?;
+    for d in wanted {
+        if !found.contains_key(&d) && cache.has(&d) {
+            let b = cache.read(&d).map_err(|e| Error::Setup(e.to_string()))?;
             found.insert(d, b);
         }
     }
