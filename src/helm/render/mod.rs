@@ -90,7 +90,7 @@ const DEFAULT_PATHS: [&str; 4] = [
 
 /// Rendering runs on its own thread with a large stack: templates may nest `include` and
 /// `tpl` deeply (Helm allows a thousand levels per name) without touching the caller's stack.
-const STACK: usize = 512 * 1024 * 1024;
+const STACK: usize = 256 * 1024 * 1024;
 
 fn on_render_thread<T: Send>(f: impl FnOnce() -> Result<T, RenderError> + Send) -> Result<T, RenderError> {
     std::thread::scope(|s| {

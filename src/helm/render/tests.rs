@@ -103,6 +103,22 @@ fn tpl_include_define_and_recursion_limit() {
 }
 
 #[test]
+fn mutual_recursion_stops_at_the_depth_limit() {
+    // Six templates calling each other in a ring: each name stays under Helm's 1000, the
+    // nesting limit stops it, within the render thread's stack.
+    let defs: String = (0..6)
+        .map(|i| format!("{{{{- define \"r{i}\" }}}}{{{{ include \"r{}\" . }}}}{{{{ end }}}}\n", (i + 1) % 6))
+        .collect();
+    let c = chart(&[
+        ("Chart.yaml", CHART_YAML),
+        ("templates/_r.tpl", &defs),
+        ("templates/a.yaml", "{{ include \"r0\" . }}"),
+    ]);
+    let err = render(&c, &Options::default()).unwrap_err().to_string();
+    assert!(err.contains("exceeded maximum template depth"), "{}", &err[..err.len().min(300)]);
+}
+
+#[test]
 fn required_and_fail_carry_file_line_and_message() {
     let err = run("a\n  {{ required \"need x\" .Values.x }}", "").unwrap_err().to_string();
     assert_eq!(err, "error rendering chart t: execution error at (t/templates/x.yaml:2:5): need x");

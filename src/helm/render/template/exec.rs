@@ -503,7 +503,7 @@ impl Exec {
             Imp::Tpl => self.tpl(f, pos, node, &argv),
             Imp::And | Imp::Or => unreachable!("handled above"),
         };
-        r.map_err(|e| self.error(f, pos, node, &format!("error calling {name}: {e}")))
+        r.map_err(|e| self.error(f, pos, node, &format!("error calling {name}: {}", bounded(e))))
     }
 
     fn eval_arg(&mut self, f: &mut Frame, dot: &Value, arg: &Arg, p: P) -> R<Value> {
@@ -596,6 +596,24 @@ impl Exec {
         r.map_err(|e| format!("error during tpl function execution for {}: {e}", gofmt::quote(&text)))?;
         Ok(Value::string(out.replace("<no value>", "")))
     }
+}
+
+/// Errors of nested `include`s wrap each other; past a size, the middle goes (the innermost
+/// message, with Helm's `fail`/`required` text, is at the end and stays).
+fn bounded(e: String) -> String {
+    const KEEP: usize = 8 * 1024;
+    if e.len() <= 2 * KEEP {
+        return e;
+    }
+    let mut head = KEEP;
+    while !e.is_char_boundary(head) {
+        head -= 1;
+    }
+    let mut tail = e.len() - KEEP;
+    while !e.is_char_boundary(tail) {
+        tail += 1;
+    }
+    format!("{} ... {}", &e[..head], &e[tail..])
 }
 
 /// Go's `validateType`: what a computed value may be passed as.

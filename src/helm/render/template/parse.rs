@@ -183,7 +183,8 @@ pub fn line_of(text: &str, pos: usize) -> usize {
 /// `define`/`block` in the order they end.
 pub fn parse(name: &str, file: &Rc<str>, text: &Rc<str>) -> Result<Vec<Rc<Tree>>, ParseError> {
     let toks = lex(text).map_err(|(pos, message)| ParseError { pos, message })?;
-    let mut p = Parser { toks, i: 0, vars: vec![Rc::from("$")], range_depth: 0, file, text, trees: Vec::new() };
+    let mut p =
+        Parser { depth: 0, toks, i: 0, vars: vec![Rc::from("$")], range_depth: 0, file, text, trees: Vec::new() };
     let root = p.top()?;
     let main = Rc::new(Tree { name: Rc::from(name), file: file.clone(), text: text.clone(), root });
     p.add(main)?;
@@ -193,7 +194,12 @@ pub fn parse(name: &str, file: &Rc<str>, text: &Rc<str>) -> Result<Vec<Rc<Tree>>
     Ok(p.trees)
 }
 
+/// Nesting of pipelines and control structures the parser accepts (Go has no limit; this keeps
+/// a hostile template from exhausting the stack).
+const MAX_NESTING: usize = 10_000;
+
 struct Parser<'a> {
+    depth: usize,
     toks: Vec<Token<'a>>,
     i: usize,
     vars: Vec<Rc<str>>,
@@ -402,7 +408,21 @@ impl<'a> Parser<'a> {
         Ok(Item::Node(Node::Template(Box::new(Call { pos: t.pos, name, pipe: Some(pipe) }))))
     }
 
+    fn nest<T>(&mut self, f: impl FnOnce(&mut Self) -> R<T>) -> R<T> {
+        if self.depth >= MAX_NESTING {
+            return self.err(self.peek().pos, "template nesting too deep");
+        }
+        self.depth += 1;
+        let r = f(self);
+        self.depth -= 1;
+        r
+    }
+
     fn control(&mut self, context: &str) -> R<Branch> {
+        self.nest(|p| p.control_inner(context))
+    }
+
+    fn control_inner(&mut self, context: &str) -> R<Branch> {
         let nvars = self.vars.len();
         let pipe = self.pipeline(context, Tok::RightDelim)?;
         if context == "range" {
@@ -443,6 +463,10 @@ impl<'a> Parser<'a> {
     }
 
     fn pipeline(&mut self, context: &str, end: Tok) -> R<Pipe> {
+        self.nest(|p| p.pipeline_inner(context, end))
+    }
+
+    fn pipeline_inner(&mut self, context: &str, end: Tok) -> R<Pipe> {
         let start = self.peek_non_space();
         let mut pipe = Pipe { pos: start.pos, is_assign: false, decl: Vec::new(), cmds: Vec::new() };
         // Declarations.
@@ -746,6 +770,17 @@ mod tests {
         assert!(parse_str("{{ $x := 1 }}{{ if true }}{{ $y := 2 }}{{ end }}{{ $y }}").is_err());
         assert!(parse_str("{{ define \"a\" }}1{{ end }}{{ define \"a\" }}2{{ end }}").is_err());
         assert!(parse_str("{{ define \"a\" }}1{{ end }}{{ define \"a\" }} {{ end }}").is_ok());
+        // Parsing runs on the render thread's large stack; so does this check.
+        let deep = std::thread::Builder::new()
+            .stack_size(256 << 20)
+            .spawn(|| {
+                let text = format!("{{{{ {}1{} }}}}", "(".repeat(20_000), ")".repeat(20_000));
+                parse_str(&text).map(|_| ()).map_err(|e| e.message)
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        assert!(deep.unwrap_err().contains("too deep"));
     }
 
     #[test]
