@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::sync::OnceLock;
 
 use regex::Regex;
@@ -211,8 +212,8 @@ fn all_templates(c: &Work, parent: Option<&Value>, full: &str, top: &Value, out:
             _ => Value::new_map(),
         },
     };
-    let files: BTreeMap<Key, Rc<[u8]>> =
-        c.files.iter().map(|f| (Key::from(f.name.as_str()), Rc::from(&f.data[..]))).collect();
+    let files: BTreeMap<Key, Arc<[u8]>> =
+        c.files.iter().map(|f| (Key::from(f.name.as_str()), f.data.clone())).collect();
     let subcharts = Value::new_map();
     let next = map_of(vec![
         ("Chart", chart_value(&c.meta, parent.is_none())),

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::rc::Rc;
+use std::sync::Arc;
 
 use base64::Engine;
 
@@ -40,11 +41,11 @@ pub fn call(o: &Obj, name: &str, args: &[Value]) -> Result<Value, String> {
             Value::string(String::from_utf8_lossy(f.get(arg().as_str()).map(|b| &b[..]).unwrap_or(b"")).into_owned())
         }
         (Obj::Files(f), "GetBytes") => {
-            Value::Obj(Rc::new(Obj::Bytes(f.get(arg().as_str()).cloned().unwrap_or_else(|| Rc::from(&b""[..])))))
+            Value::Obj(Rc::new(Obj::Bytes(f.get(arg().as_str()).cloned().unwrap_or_else(|| Arc::from(&b""[..])))))
         }
         (Obj::Files(f), "Glob") => {
             let g = Glob::new(&arg()).unwrap_or_else(|| Glob::new("**").expect("valid glob"));
-            let m: BTreeMap<Key, Rc<[u8]>> =
+            let m: BTreeMap<Key, Arc<[u8]>> =
                 f.iter().filter(|(k, _)| g.matches(k)).map(|(k, v)| (k.clone(), v.clone())).collect();
             Value::Obj(Rc::new(Obj::Files(Rc::new(m))))
         }
@@ -119,7 +120,7 @@ pub fn field(o: &Obj, name: &str) -> Option<Value> {
         Obj::Struct(s) => s.field(name).cloned(),
         Obj::StrMap(m) => Some(Value::Str(m.get(name).cloned().unwrap_or_else(|| Rc::from("")))),
         Obj::Files(f) => {
-            Some(Value::Obj(Rc::new(Obj::Bytes(f.get(name).cloned().unwrap_or_else(|| Rc::from(&b""[..]))))))
+            Some(Value::Obj(Rc::new(Obj::Bytes(f.get(name).cloned().unwrap_or_else(|| Arc::from(&b""[..]))))))
         }
         _ => None,
     }

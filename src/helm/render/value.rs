@@ -6,6 +6,7 @@
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
+use std::sync::Arc;
 
 /// A map key.
 pub type Key = Rc<str>;
@@ -50,11 +51,11 @@ pub enum Obj {
     /// `map[string]string` (`.Chart.Annotations`).
     StrMap(BTreeMap<Key, Rc<str>>),
     /// Helm's `files` (`map[string][]byte` with methods).
-    Files(Rc<BTreeMap<Key, Rc<[u8]>>>),
+    Files(Rc<BTreeMap<Key, Arc<[u8]>>>),
     /// `chartutil.VersionSet` (`[]string` with `Has`).
     VersionSet(Rc<Vec<Rc<str>>>),
     /// `[]byte`.
-    Bytes(Rc<[u8]>),
+    Bytes(Arc<[u8]>),
     /// `*semver.Version` from sprig's `semver`.
     Semver(crate::helm::render::semver::Version),
     /// `time.Time` (seconds since the epoch, UTC) from `now`, `toDate`, ...
