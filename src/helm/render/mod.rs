@@ -10,6 +10,7 @@
 
 mod chart;
 mod engine;
+mod floatfmt;
 mod funcs;
 mod glob;
 mod gofmt;

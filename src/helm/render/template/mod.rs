@@ -1,6 +1,7 @@
 //! Go's `text/template`: lexer, parser and executor, with the template set Helm builds (every
 //! file of the chart and its subcharts parsed into one namespace, `tpl` working on a copy).
 
+pub mod ast;
 pub mod exec;
 pub mod lex;
 pub mod parse;
