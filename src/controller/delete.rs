@@ -109,12 +109,15 @@ async fn make_plan(
             opts.stall_timeout = shared.stall_timeout;
             opts.breaker_window = shared.unreachable_after;
             opts.slots = Some(shared.registry_slots.clone());
+            // Chart repositories are reached with the same TLS settings, CAs and Secret.
+            let access = opts.clone();
             let client = Arc::new(Client::new(opts).map_err(|e| Failure {
                 reason: "AccessError",
                 message: e.to_string(),
                 retryable: true,
             })?);
-            let (list, lines) = delete::generate(&spec.delete, &req, &client, &shared.cache).await?;
+            let (list, lines) =
+                delete::generate_with(&spec.delete, &req, &client, &shared.cache, Some(access)).await?;
             let host = host_of(&destination).unwrap_or_default();
             let (recorded, planned) = protecting_sets(&sets, &shared.root, host);
             let mut protection = Protection::default();
