@@ -116,8 +116,7 @@ async fn make_plan(
                 message: e.to_string(),
                 retryable: true,
             })?);
-            let (list, lines) =
-                delete::generate_with(&spec.delete, &req, &client, &shared.cache, Some(access)).await?;
+            let (list, lines) = delete::generate_with(&spec.delete, &req, &client, &shared.cache, Some(access)).await?;
             let host = host_of(&destination).unwrap_or_default();
             let (recorded, planned) = protecting_sets(&sets, &shared.root, host);
             let mut protection = Protection::default();
