@@ -344,7 +344,7 @@ mod tests {
     use super::*;
 
     fn shared_chart(name: &str) -> Vec<u8> {
-        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/helm/charts").join(name);
+        let p = crate::release::test_data("helm/charts").join(name);
         std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
     }
 

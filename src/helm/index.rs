@@ -271,7 +271,7 @@ mod tests {
     use super::*;
 
     fn shared(path: &str) -> Vec<u8> {
-        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/helm").join(path);
+        let p = crate::release::test_data("helm").join(path);
         std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
     }
 
