@@ -426,18 +426,23 @@ fn catalogs_from_oci_layouts_are_mirrored_filtered_and_whole() {
     assert!(stderr.contains("collection error: ") && stderr.contains("no-such-channel"), "{stderr}");
 }
 
-#[test]
-fn a_filtered_catalog_goes_through_archives_to_a_disconnected_registry() {
-    let dir = temp_dir("operators-d2m");
-    let (src, dst) = (Registry::start(RegistryOptions::default()), Registry::start(RegistryOptions::default()));
-    let fbc = dir.path().join("fbc");
+/// oc-mirror's test catalog (packages foo, bar, baz) built into `src`, every image a stand-in.
+fn test_catalog(src: &Registry, work: &Path) -> Catalog {
+    let fbc = work.join("fbc");
     let data = shared_data().join("fbc/oc-mirror-test-catalogs/test-catalog-latest");
     for f in walk(&data) {
         let out = fbc.join(f.strip_prefix(&data).unwrap());
         std::fs::create_dir_all(out.parent().unwrap()).unwrap();
         std::fs::copy(&f, out).unwrap();
     }
-    let cat = build_catalog(&src, &fbc, dir.path(), "none.example.com/nothing:missing");
+    build_catalog(src, &fbc, work, "none.example.com/nothing:missing")
+}
+
+#[test]
+fn a_filtered_catalog_goes_through_archives_to_a_disconnected_registry() {
+    let dir = temp_dir("operators-d2m");
+    let (src, dst) = (Registry::start(RegistryOptions::default()), Registry::start(RegistryOptions::default()));
+    let cat = test_catalog(&src, dir.path());
     let isc = dir.path().join("isc.yaml");
     std::fs::write(
         &isc,
@@ -487,6 +492,82 @@ fn a_filtered_catalog_goes_through_archives_to_a_disconnected_registry() {
         .unwrap_or_else(|| panic!("no CatalogSource in {}: {text}", res.display()));
     let cs = std::fs::read_to_string(cs).unwrap();
     assert!(cs.contains(&format!("{}/enclave/catalogs/test-index@sha256:", dst.host)), "{cs}");
+}
+
+/// Disk to mirror selects again from the catalog the archives hold: an image set naming one of
+/// the two archived packages imports that package's bundles and a catalog listing it alone;
+/// a catalog the archives do not hold is an error naming it.
+#[test]
+fn disk_to_mirror_imports_only_the_packages_the_image_set_names() {
+    let dir = temp_dir("operators-d2m-subset");
+    let (src, dst) = (Registry::start(RegistryOptions::default()), Registry::start(RegistryOptions::default()));
+    let cat = test_catalog(&src, dir.path());
+    let isc = |name: &str, catalog: &str, packages: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(
+            &p,
+            format!(
+                "apiVersion: mirror.openshift.io/v2alpha1\nkind: ImageSetConfiguration\nmirror:\n  operators:\n  - catalog: {catalog}\n    packages:\n{packages}"
+            ),
+        )
+        .unwrap();
+        p
+    };
+    let both = "    - name: foo\n      minVersion: 0.2.0\n      maxVersion: 0.3.0\n    - name: bar\n";
+    let foo = "    - name: foo\n      minVersion: 0.2.0\n      maxVersion: 0.3.0\n";
+    let archives = dir.path().join("archives");
+    let out = support::cli::bin()
+        .args(["mirror", "-c", isc("both.yaml", &cat.reference, both).to_str().unwrap()])
+        .arg(format!("file://{}", archives.display()))
+        .arg("--src-tls-verify=false")
+        .arg("--cache-dir")
+        .arg(dir.path().join("cache-online"))
+        .output()
+        .unwrap();
+    support::cli::ok(out);
+    drop(src);
+    let d2m = |isc: &Path| {
+        support::cli::bin()
+            .args(["mirror", "-c", isc.to_str().unwrap(), "--from", &format!("file://{}", archives.display())])
+            .arg(format!("docker://{}/enclave", dst.host))
+            .arg("--cache-dir")
+            .arg(dir.path().join("cache-enclave"))
+            .arg("--dest-tls-verify=false")
+            .output()
+            .unwrap()
+    };
+    let text = support::cli::ok(d2m(&isc("foo.yaml", &cat.reference, foo)));
+    let at_dst = |bundle: &str| {
+        let (_, new) = cat.map.iter().find(|(o, _)| o.ends_with(&format!(":{bundle}"))).unwrap();
+        let (name, digest) = new.split_once('@').unwrap();
+        let path = name.split_once('/').unwrap().1;
+        get(&dst, &format!("enclave/{path}/manifests/{digest}")).status().is_success()
+    };
+    for bundle in ["foo-bundle-v0.2.0", "foo-bundle-v0.3.0", "foo-bundle-v0.3.1"] {
+        assert!(at_dst(bundle), "{bundle} not imported: {text}");
+    }
+    for bundle in ["bar-bundle-v0.1.0", "bar-bundle-v0.2.0", "bar-bundle-v1.0.0"] {
+        assert!(!at_dst(bundle), "{bundle} imported although the image set does not name bar: {text}");
+    }
+    // The catalog pushed lists foo alone.
+    let tags: Value = get(&dst, "enclave/catalogs/test-index/tags/list").json().unwrap();
+    let tag = tags["tags"][0].as_str().unwrap().to_string();
+    let root = dir.path().join("pushed-catalog");
+    std::fs::create_dir_all(&root).unwrap();
+    unpack(&dst, "enclave/catalogs/test-index", &tag, &root);
+    let packages: BTreeSet<String> = support::opm::fbc_documents(&root.join("configs"))
+        .into_iter()
+        .filter(|d| d["schema"] == "olm.package")
+        .map(|d| d["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(packages, BTreeSet::from(["foo".to_string()]), "{text}");
+
+    // A catalog the archives do not hold.
+    let other = cat.reference.replace(":v1", ":v2");
+    let out = d2m(&isc("other.yaml", &other, foo));
+    let err = String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains(&format!("catalog {other} is not in the archives")), "{err}");
 }
 
 /// Filtered catalogs with `includeDependencies` load in real opm: added bundles come with the

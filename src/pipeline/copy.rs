@@ -144,8 +144,11 @@ pub async fn execute(
         Mode::MirrorToDisk => (Source::Registry, Target::Cache),
         Mode::DiskToMirror => {
             let from = inv.from.clone().unwrap_or_default();
-            let images = tokio::task::block_in_place(|| archive::import(&from, cache))
-                .map_err(|e| Error::Archive(format!("reading archives: {e}")))?;
+            let images = match planned.archived.take() {
+                Some(images) => images,
+                None => tokio::task::block_in_place(|| archive::import(&from, cache))
+                    .map_err(|e| Error::Archive(format!("reading archives: {e}")))?,
+            };
             (Source::Archive(images), Target::Registry)
         }
     };

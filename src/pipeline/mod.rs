@@ -50,6 +50,7 @@ pub fn plan(mirror: &Mirror, req: &Request) -> Result<Planned, Error> {
         helm,
         charts: Vec::new(),
         access: None,
+        archived: None,
         signatures: BTreeMap::new(),
         failures: Vec::new(),
         warnings,

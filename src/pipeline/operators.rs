@@ -31,14 +31,21 @@ pub async fn collect(
     cache: &Arc<Cache>,
     planned: &mut Planned,
 ) -> Result<Vec<String>, Error> {
-    if inv.mode == Mode::DiskToMirror {
-        return from_archives(inv, planned);
-    }
+    // Disk to mirror selects again from the catalogs the archives hold, so an image set
+    // naming less than the archives hold imports only what it names.
+    let archived = match inv.mode {
+        Mode::DiskToMirror => Some(archived_catalogs(inv, cache, planned)?),
+        _ => None,
+    };
     let mut lines = Vec::new();
     let mut selected = Vec::new();
     for (i, op) in planned.operators.iter().enumerate() {
         let field = format!("mirror.operators[{i}]");
-        let fetched = collect::fetch_catalog(client, cache, &op.catalog)
+        let reference = match &archived {
+            Some(a) => a.catalog(op, &field)?,
+            None => op.catalog.clone(),
+        };
+        let fetched = collect::fetch_catalog(client, cache, &reference)
             .await
             .map_err(|e| Error::CatalogFetch(format!("collection error: {field}: catalog {}: {e}", op.catalog)))?;
         let selection = catalog::select(&fetched.catalog, op, &field)
@@ -61,6 +68,9 @@ pub async fn collect(
         };
         let rebuilt = if s.selection.whole {
             None
+        } else if archived.is_some() && selects_every_bundle(&s.fetched.catalog, &s.selection) {
+            // The archived catalog already lists exactly the selection: pushed as it is.
+            Some(s.fetched.digest.clone())
         } else {
             Some(rebuild(cache, &s.fetched, &s.selection).map_err(|e| {
                 Error::Catalog(format!("mirror.operators[{}]: rebuilding catalog {}: {e}", s.index, op.catalog))
@@ -91,13 +101,16 @@ pub async fn collect(
         ));
         inputs.push(CatalogInput { index: s.index, op, bundles, rebuilt, imported });
     }
-    let (items, needs) = plan::plan_operators(&inputs, &inv.destination, inv.max_nested_paths)?;
+    let (mut items, needs) = plan::plan_operators(&inputs, &inv.destination, inv.max_nested_paths)?;
     for w in plan::tag_and_digest_warnings(&items) {
         tracing::warn!("{w}");
         lines.push(format!("warning: {w}"));
         planned.warnings.push(w);
     }
     let digests: Vec<Option<String>> = inputs.into_iter().map(|i| i.rebuilt).collect();
+    if let Some(a) = &archived {
+        a.point_at_archives(&mut items, planned, cache)?;
+    }
     planned.add(items);
     planned.needs = needs;
     for (s, digest) in selected.into_iter().zip(digests) {
@@ -164,21 +177,104 @@ pub fn rebuild_without(
 
 /// Disk-to-mirror: the bundles, related images and (rebuilt) catalogs the archives hold, as
 /// the mirror-to-disk run recorded them.
-fn from_archives(inv: &Request, planned: &mut Planned) -> Result<Vec<String>, Error> {
-    use crate::plan::ImageKind;
+/// The operator images the archives of a disk-to-mirror run hold, by upstream reference.
+struct Archived {
+    from: std::path::PathBuf,
+    /// Catalog origin -> `localhost:55000/<path>@<digest>` in the cache.
+    catalogs: BTreeMap<String, String>,
+    /// Bundle and related image origin -> its name in the archives.
+    images: BTreeMap<String, String>,
+}
+
+/// Unpacks the archives into the cache (once: the copy reuses what this finds) and indexes
+/// their operator images.
+fn archived_catalogs(inv: &Request, cache: &Cache, planned: &mut Planned) -> Result<Archived, Error> {
+    use crate::plan::{DISK_ROOT, ImageKind};
     let (from, contents) = newest_archive(inv, "mirror.operators")?;
-    let kinds = [ImageKind::OperatorRelatedImage, ImageKind::OperatorBundle, ImageKind::OperatorCatalog];
-    let items = plan::plan_archived_kinds(&contents.images, &kinds, &inv.destination, inv.max_nested_paths);
-    let catalogs = items.iter().filter(|i| i.kind == ImageKind::OperatorCatalog).count();
-    if catalogs == 0 {
+    if planned.archived.is_none() {
+        let names = tokio::task::block_in_place(|| crate::cache::archive::import(&from, cache))
+            .map_err(|e| Error::Archive(format!("reading archives: {e}")))?;
+        planned.archived = Some(names);
+    }
+    let bare = |s: &str| s.trim_start_matches("docker://").to_string();
+    let mut a = Archived { from: from.clone(), catalogs: BTreeMap::new(), images: BTreeMap::new() };
+    for img in &contents.images {
+        match img.kind {
+            Some(ImageKind::OperatorCatalog) => {
+                let path = img.name.strip_prefix(&format!("{DISK_ROOT}/")).and_then(|r| r.rsplit_once(':'));
+                if let Some((path, _)) = path {
+                    a.catalogs.insert(bare(&img.origin), format!("{DISK_ROOT}/{path}@{}", img.digest));
+                }
+            }
+            Some(ImageKind::OperatorBundle | ImageKind::OperatorRelatedImage) => {
+                a.images.insert(bare(&img.origin), img.name.clone());
+            }
+            _ => {}
+        }
+    }
+    if a.catalogs.is_empty() {
         return Err(Error::Archive(format!(
             "mirror.operators: the archives in {} hold no operator catalogs (written by an older version, or without operators)",
             from.display()
         )));
     }
-    let lines = vec![format!("{} operator images found in the archives ({catalogs} catalogs)", items.len())];
-    planned.add(items);
-    Ok(lines)
+    Ok(a)
+}
+
+impl Archived {
+    /// Where the archives keep the catalog of `op`.
+    fn catalog(&self, op: &crate::api::mirror::Operator, field: &str) -> Result<String, Error> {
+        let origin = ImageRef::parse(&op.catalog).map(|r| r.to_string()).unwrap_or_else(|_| op.catalog.clone());
+        let origin = origin.trim_start_matches("docker://");
+        self.catalogs.get(origin).cloned().ok_or_else(|| {
+            Error::Archive(format!(
+                "{field}: catalog {} is not in the archives in {} (they hold {})",
+                op.catalog,
+                self.from.display(),
+                self.catalogs.keys().cloned().collect::<Vec<_>>().join(", ")
+            ))
+        })
+    }
+
+    /// Points the planned bundles, related images and catalogs at their copies in the archives
+    /// (or, for a catalog rebuilt here, in the cache); an image the archives lack keeps its
+    /// upstream name and fails alone when copied.
+    fn point_at_archives(&self, items: &mut [CopyItem], planned: &mut Planned, cache: &Cache) -> Result<(), Error> {
+        use crate::plan::{DISK_ROOT, ImageKind};
+        let names = planned.archived.get_or_insert_with(Default::default);
+        for item in items.iter_mut() {
+            let origin = item.origin.trim_start_matches("docker://");
+            match item.kind {
+                ImageKind::OperatorCatalog => {
+                    // Rebuilt here (or the archived one, named by digest), else taken whole.
+                    let in_cache = item.source.trim_start_matches("docker://");
+                    let key = if in_cache.starts_with(&format!("{DISK_ROOT}/")) {
+                        in_cache.to_string()
+                    } else if let Some(archived) = self.catalogs.get(origin) {
+                        item.source = format!("docker://{archived}");
+                        archived.clone()
+                    } else {
+                        continue;
+                    };
+                    let digest = key.rsplit_once('@').map(|(_, d)| d.to_string()).unwrap_or_default();
+                    let bytes = cache.read(&digest).map_err(|e| Error::Archive(format!("catalog {key}: {e}")))?;
+                    let mt = crate::image::manifest::media_type_of(&bytes, None);
+                    names.insert(key, (digest, mt));
+                }
+                _ => {
+                    if let Some(name) = self.images.get(origin) {
+                        item.source = format!("docker://{name}");
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The selection takes every bundle of the catalog (a catalog filtered by the same image set).
+fn selects_every_bundle(cat: &Catalog, sel: &catalog::Selection) -> bool {
+    sel.bundles(cat).len() == cat.bundles.len()
 }
 
 /// Builds the filtered catalog image into the cache; returns its digest.

@@ -38,6 +38,9 @@ pub struct Planned {
     /// How collection reaches servers that are not registries (chart repositories): the run's
     /// TLS rules, CAs and credentials. None: system roots, no credentials.
     pub access: Option<crate::registry::ClientOptions>,
+    /// Disk to mirror: the images of the archives, unpacked into the cache during collection
+    /// (name -> digest, media type), so that the copy does not unpack them again.
+    pub archived: Option<std::collections::HashMap<String, (String, String)>>,
     /// Verified release signatures by payload digest (for the signature ConfigMap).
     pub signatures: BTreeMap<String, Vec<Vec<u8>>>,
     /// What collection wants the user to hear (a missing upgrade path, an EUS range).
