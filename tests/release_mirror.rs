@@ -394,6 +394,46 @@ fn releases_go_to_disk_and_from_disk_into_a_disconnected_registry() {
     let us = &yaml_docs(&res.join("updateService.yaml"))[0];
     let graph = us["spec"]["graphDataImage"].as_str().unwrap().rsplit_once('@').unwrap().1.to_string();
     assert_eq!(digest_at(&dst.host, "enclave/openshift/graph-image:latest"), graph);
+
+    // The archives carry the update graph: an image set naming one of the two versions
+    // imports that release alone (its payload, components and signature), with no graph service.
+    let only = write(
+        dir.path(),
+        "only.yaml",
+        "apiVersion: mirror.openshift.io/v2alpha1\nkind: ImageSetConfiguration\nmirror:\n  platform:\n    channels:\n    - name: stable-4.13\n      minVersion: 4.13.9\n      maxVersion: 4.13.9\n",
+    );
+    let subset = Registry::start(RegistryOptions::default());
+    let out = bin()
+        .args(["mirror", "-c", &only, "--from", &format!("file://{}", archives.display())])
+        .arg(format!("docker://{}/enclave", subset.host))
+        .arg("--cache-dir")
+        .arg(dir.path().join("cache-enclave"))
+        .args(["--dest-tls-verify=false", &format!("--release-signature-key={}", key_copy.display())])
+        .args(["--update-url", "http://127.0.0.1:1/graph"])
+        .output()
+        .unwrap();
+    let subset_text = support::cli::ok(out);
+    let tags = skopeo(&[
+        "list-tags",
+        "--tls-verify=false",
+        &format!("docker://{}/enclave/openshift/release-images", subset.host),
+    ]);
+    let tags: Value = serde_json::from_slice(&tags).unwrap();
+    assert_eq!(tags["Tags"], serde_json::json!([payloads[1].tag]), "{subset_text}");
+    let components =
+        skopeo(&["list-tags", "--tls-verify=false", &format!("docker://{}/enclave/openshift/release", subset.host)]);
+    let components: Value = serde_json::from_slice(&components).unwrap();
+    let got: BTreeSet<String> =
+        components["Tags"].as_array().unwrap().iter().map(|t| t.as_str().unwrap().to_string()).collect();
+    let want: BTreeSet<String> = payloads[1].components.keys().map(|n| format!("{}-{n}", payloads[1].tag)).collect();
+    assert_eq!(got, want, "{subset_text}");
+    let res = archives.join("working-dir/cluster-resources");
+    let cm: Value = serde_json::from_slice(&std::fs::read(res.join("signature-configmap.json")).unwrap()).unwrap();
+    let keys: Vec<&String> = cm["binaryData"].as_object().unwrap().keys().collect();
+    assert_eq!(keys, [&format!("{}-1", payloads[1].digest.replace(':', "-"))]);
+    let graph_tags =
+        reqwest::blocking::get(format!("http://{}/v2/enclave/openshift/graph-image/tags/list", subset.host)).unwrap();
+    assert_eq!(graph_tags.status().as_u16(), 404, "graph: false imports no graph image");
 }
 
 #[test]

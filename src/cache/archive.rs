@@ -75,6 +75,11 @@ pub struct Contents {
     /// field have none: their signatures are in `working-dir/signatures` beside them).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub signatures: Vec<ArchivedSignature>,
+    /// The update graphs the releases were selected from (`<arch>-<channel>.json` -> the
+    /// graph), so that disk to mirror selects again from them (archives written before this
+    /// field have none: every release they hold is imported).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub graphs: BTreeMap<String, String>,
 }
 
 /// Why an archive could not be written or read.
@@ -160,7 +165,7 @@ pub fn read_contents(path: &Path) -> Result<Contents, ArchiveError> {
 pub fn write(
     dir: &Path,
     cache: &Cache,
-    (images, signatures): (&[ArchivedImage], &[ArchivedSignature]),
+    (images, signatures, graphs): (&[ArchivedImage], &[ArchivedSignature], &BTreeMap<String, String>),
     blobs: &[Descriptor],
     part_limit: u64,
 ) -> Result<Vec<PathBuf>, ArchiveError> {
@@ -201,6 +206,7 @@ pub fn write(
             images: images.to_vec(),
             blobs: part.clone(),
             signatures: signatures.to_vec(),
+            graphs: graphs.clone(),
         };
         let file = File::create(&tmp).map_err(io(&tmp))?;
         let mut b = tar::Builder::new(BufWriter::with_capacity(1 << 20, file));
@@ -341,7 +347,7 @@ mod tests {
             .collect();
         let dir = tmp.path().join("archives");
         // Two parts: each blob is in one of them.
-        let parts = write(&dir, &cache, (&[], &[]), &descs, 2000).unwrap();
+        let parts = write(&dir, &cache, (&[], &[], &BTreeMap::new()), &descs, 2000).unwrap();
         assert!(parts.len() > 1, "{parts:?}");
         let wanted: BTreeSet<String> = [&descs[0], &descs[3]].iter().map(|d| d.digest.clone()).collect();
         let got = read_blobs(&dir, &wanted, 1 << 20).unwrap();

@@ -333,6 +333,22 @@ async fn progress(p: Arc<Progress>, client: Arc<Client>) {
     }
 }
 
+/// The update graphs this run kept (`working-dir/hold-release/cincinnati-graph-data`), by file
+/// name.
+fn kept_graphs(working_dir: &std::path::Path) -> Result<BTreeMap<String, String>, Error> {
+    let dir = working_dir.join(crate::release::KEPT_GRAPHS);
+    let mut out = BTreeMap::new();
+    let Ok(entries) = std::fs::read_dir(&dir) else { return Ok(out) };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        if name.ends_with(".json") && e.path().is_file() {
+            let text = std::fs::read_to_string(e.path()).map_err(io_err(&e.path()))?;
+            out.insert(name, text);
+        }
+    }
+    Ok(out)
+}
+
 /// Mirror-to-disk: blobs not in the newest history (or the newest before `--since`) go into
 /// new `mirror_NNNNNN.tar` parts in the destination directory, with the run's verified release
 /// signatures; the history grows.
@@ -380,8 +396,10 @@ fn write_archives(
     let new: Vec<Descriptor> = all.values().filter(|d| !archived.contains(&d.digest)).map(|d| (*d).clone()).collect();
     let already = all.len() - new.len();
     let gib = archive_size.filter(|s| *s > 0).unwrap_or(500) as u64;
-    let written = tokio::task::block_in_place(|| archive::write(&dir, cache, (&images, &signatures), &new, gib << 30))
-        .map_err(|e| Error::Archive(format!("writing archives: {e}")))?;
+    let graphs = if planned.platform.is_some() { kept_graphs(&inv.working_dir)? } else { BTreeMap::new() };
+    let written =
+        tokio::task::block_in_place(|| archive::write(&dir, cache, (&images, &signatures, &graphs), &new, gib << 30))
+            .map_err(|e| Error::Archive(format!("writing archives: {e}")))?;
     let mut history: BTreeSet<String> = archived;
     history.extend(all.into_keys().map(str::to_string));
     let stamp = jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string();

@@ -2,6 +2,7 @@
 //! each payload, build the graph image, and add payloads, components and the graph image to
 //! the plan. A release failure stops the release part only; the rest of the image set goes on.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -47,7 +48,7 @@ pub async fn collect(
 ) -> Result<Vec<String>, Error> {
     let Some(platform) = planned.platform.clone() else { return Ok(vec![]) };
     if inv.mode == Mode::DiskToMirror {
-        return from_archives(inv, planned);
+        return from_archives(inv, &platform, planned).await;
     }
     if inv.releases.ignore_signatures && platform.release.is_none() {
         return Err(Error::Invalid("--ignore-release-signature is only allowed with mirror.platform.release".into()));
@@ -99,9 +100,18 @@ pub async fn collect(
 /// Disk-to-mirror: the release images the archives hold, and their signatures (verified again
 /// here): those the archives carry, else those the mirror-to-disk run kept in
 /// working-dir/signatures (archives written before they carried them).
-fn from_archives(inv: &Request, planned: &mut Planned) -> Result<Vec<String>, Error> {
+async fn from_archives(inv: &Request, platform: &Platform, planned: &mut Planned) -> Result<Vec<String>, Error> {
     let (_, contents) = newest_archive(inv, "mirror.platform")?;
-    let items = plan::plan_archived_releases(&contents.images, &inv.destination, inv.max_nested_paths);
+    let mut items = plan::plan_archived_releases(&contents.images, &inv.destination, inv.max_nested_paths);
+    if !contents.graphs.is_empty() {
+        match archived_selection(inv, platform, &contents).await {
+            Ok(keep) => items.retain(|i| keep(i)),
+            Err(e) => {
+                planned.failures.push((ImageKind::Release, e.reason(), format!("mirror.platform: {e}")));
+                return Ok(vec![format!("✗ releases: collection error: {e}")]);
+            }
+        }
+    }
     if items.is_empty() {
         planned.failures.push((
             ImageKind::Release,
@@ -136,6 +146,47 @@ fn from_archives(inv: &Request, planned: &mut Planned) -> Result<Vec<String>, Er
     lines.push(format!("{} release images found in the archives", items.len()));
     planned.add(items);
     Ok(lines)
+}
+
+/// Which archived release images the platform block selects: its releases resolved again
+/// from the update graphs the archives carry (no update service is asked), each payload with
+/// the components and KubeVirt disks of its release tag; the graph image when `graph: true`.
+async fn archived_selection(
+    inv: &Request,
+    platform: &Platform,
+    contents: &crate::cache::archive::Contents,
+) -> Result<impl Fn(&plan::CopyItem) -> bool, release::ReleaseError> {
+    let kept = inv.working_dir.join(release::KEPT_GRAPHS);
+    std::fs::create_dir_all(&kept).map_err(|e| release::ReleaseError::Local(format!("{}: {e}", kept.display())))?;
+    for (name, text) in &contents.graphs {
+        // Names are `<arch>-<channel>.json` as the writing run made them; nothing else is written.
+        if name.contains('/') || name.starts_with('.') || !name.ends_with(".json") {
+            continue;
+        }
+        std::fs::write(kept.join(name), text)
+            .map_err(|e| release::ReleaseError::Local(format!("{}: {e}", kept.join(name).display())))?;
+    }
+    let up = upstream(&inv.releases).map_err(|e| release::ReleaseError::Local(e.to_string()))?;
+    let (selected, _) = release::resolve(&up, platform, Some(&inv.working_dir), true).await?;
+    let bare = |s: &str| s.trim_start_matches("docker://").to_string();
+    let payloads: BTreeSet<String> = selected.iter().map(|s| bare(&s.payload)).collect();
+    // The release tag of each selected payload, from its name in the archives.
+    let tags: BTreeSet<String> = contents
+        .images
+        .iter()
+        .filter(|i| i.kind == Some(ImageKind::Release) && payloads.contains(&bare(&i.origin)))
+        .filter_map(|i| i.name.rsplit_once(':').map(|(_, t)| t.to_string()))
+        .collect();
+    let graph = platform.graph;
+    Ok(move |i: &plan::CopyItem| match i.kind {
+        ImageKind::Release => payloads.contains(&bare(&i.origin)),
+        ImageKind::ReleaseContent | ImageKind::KubeVirt => {
+            let tag = i.destination.rsplit_once(':').map(|(_, t)| t).unwrap_or_default();
+            tags.iter().any(|t| tag.starts_with(&format!("{t}-")))
+        }
+        ImageKind::Graph => graph,
+        _ => true,
+    })
 }
 
 fn summary(c: &release::Collected, p: &Platform) -> Vec<String> {

@@ -200,6 +200,9 @@ impl Graphs<'_> {
     }
 }
 
+/// Where a run keeps the update graphs it selected from, under its working directory.
+pub const KEPT_GRAPHS: &str = "hold-release/cincinnati-graph-data";
+
 /// Resolves the releases a platform block selects (graph only: no payload is read).
 pub async fn resolve(
     up: &Upstream,
@@ -210,7 +213,7 @@ pub async fn resolve(
     if let Some(r) = &p.release {
         return Ok((vec![Selected { version: String::new(), arch: arches(p)[0].clone(), payload: r.clone() }], vec![]));
     }
-    let keep = working_dir.map(|w| w.join("hold-release/cincinnati-graph-data"));
+    let keep = working_dir.map(|w| w.join(KEPT_GRAPHS));
     let mut graphs = Graphs { up, keep, kept_first, got: BTreeMap::new() };
     let mut out = Vec::new();
     let mut warnings = Vec::new();
