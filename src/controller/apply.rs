@@ -223,13 +223,8 @@ pub async fn access(client: &Client, isc: &ImageSetConfiguration) -> Result<Clie
     let mut opts = access_in(client, &ns, isc.spec.auth_secret_ref.as_ref(), &isc.spec.registries).await?;
     if let Some(value) = &isc.spec.registries_conf {
         let field = "spec.registriesConf";
-        let (name, key) = template_ref(value).ok_or_else(|| format!("{field}: must be configmap:<name>/<key>"))?;
-        let cms: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(client.clone(), &ns);
-        let cm = cms.get(name).await.map_err(|e| format!("{field}: ConfigMap {ns}/{name}: {}", brief(&e)))?;
-        let text = cm
-            .data
-            .and_then(|d| d.get(key).cloned())
-            .ok_or_else(|| format!("{field}: ConfigMap {ns}/{name} has no key {key:?}"))?;
+        let named = template_ref(value).ok_or_else(|| format!("{field}: must be configmap:<name>/<key>"))?;
+        let text = config_map_key(client, &ns, named, field).await?;
         let conf = RegistriesConf::parse(&text, value).map_err(|e| format!("{field}: {e}"))?;
         opts.sources = Some(std::sync::Arc::new(conf));
     }
@@ -259,23 +254,26 @@ pub async fn access_in(
         opts.auth =
             DockerAuth::parse(&bytes.0).map_err(|e| format!("spec.authSecretRef: Secret {ns}/{}: {e}", r.name))?;
     }
-    let cms: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(client.clone(), &ns);
     for (i, reg) in registries.iter().enumerate() {
         if reg.insecure {
             opts.insecure.push(reg.host.clone());
         }
         if let Some(ca) = &reg.ca_bundle {
             let field = format!("spec.registries[{i}].caBundle");
-            let cm =
-                cms.get(&ca.name).await.map_err(|e| format!("{field}: ConfigMap {ns}/{}: {}", ca.name, brief(&e)))?;
-            let pem = cm
-                .data
-                .and_then(|d| d.get(&ca.key).cloned())
-                .ok_or_else(|| format!("{field}: ConfigMap {ns}/{} has no key {:?}", ca.name, ca.key))?;
+            let pem = config_map_key(client, &ns, (&ca.name, &ca.key), &field).await?;
             opts.ca_pems.push(pem.into_bytes());
         }
     }
     Ok(opts)
+}
+
+/// The text under `key` of ConfigMap `name` in namespace `ns`; errors name `field`.
+async fn config_map_key(client: &Client, ns: &str, (name, key): (&str, &str), field: &str) -> Result<String, String> {
+    let cms: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(client.clone(), ns);
+    let cm = cms.get(name).await.map_err(|e| format!("{field}: ConfigMap {ns}/{name}: {}", brief(&e)))?;
+    cm.data
+        .and_then(|d| d.get(key).cloned())
+        .ok_or_else(|| format!("{field}: ConfigMap {ns}/{name} has no key {key:?}"))
 }
 
 /// How the controller names a CatalogSource template: a key of a ConfigMap in the image
@@ -292,17 +290,12 @@ pub fn template_ref(value: &str) -> Option<(&str, &str)> {
 /// checked, so that a bad one stops the run before anything is copied.
 pub async fn templates(client: &Client, isc: &ImageSetConfiguration) -> Result<Vec<CatalogTemplate>, String> {
     let ns = isc.namespace().unwrap_or_default();
-    let cms: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(client.clone(), &ns);
     let mut out = Vec::new();
     for (i, op) in isc.spec.mirror.operators.iter().enumerate() {
         let Some(value) = &op.target_catalog_source_template else { continue };
         let field = format!("spec.mirror.operators[{i}].targetCatalogSourceTemplate");
-        let (name, key) = template_ref(value).ok_or_else(|| format!("{field}: {TEMPLATE_NOTE}"))?;
-        let cm = cms.get(name).await.map_err(|e| format!("{field}: ConfigMap {ns}/{name}: {}", brief(&e)))?;
-        let text = cm
-            .data
-            .and_then(|d| d.get(key).cloned())
-            .ok_or_else(|| format!("{field}: ConfigMap {ns}/{name} has no key {key:?}"))?;
+        let named = template_ref(value).ok_or_else(|| format!("{field}: {TEMPLATE_NOTE}"))?;
+        let text = config_map_key(client, &ns, named, &field).await?;
         let t = CatalogTemplate { catalog: op.catalog.clone(), path: value.clone(), text };
         crate::render::check_template(&t).map_err(|e| format!("{field}: {e}"))?;
         out.push(t);
