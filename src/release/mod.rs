@@ -291,8 +291,11 @@ pub async fn collect(
     Ok(Collected { releases, graph_image: None, warnings })
 }
 
-/// The name the last graph image built is kept under in the cache.
-pub const GRAPH_IMAGE_NAME: &str = "localhost:55000/openshift/graph-image:latest";
+/// The name the last graph image built is kept under in the cache
+/// (`localhost:55000/openshift/graph-image:latest`).
+fn graph_image_name() -> String {
+    format!("{}/{}:latest", crate::image::DISK_ROOT, graph_image::REPOSITORY)
+}
 
 /// The graph image: built from the graph data on the base image; when the graph data cannot
 /// be downloaded (an enclave, whose update service is internal), the last graph image built
@@ -305,7 +308,7 @@ async fn graph_image(
 ) -> Result<String, ReleaseError> {
     let cached = || {
         let names = cache.names().ok()?;
-        names.get(GRAPH_IMAGE_NAME).filter(|d| cache.has(d)).cloned()
+        names.get(&graph_image_name()).filter(|d| cache.has(d)).cloned()
     };
     let tarball = match s.upstream.graph_data().await {
         Ok(t) => t,
@@ -319,9 +322,7 @@ async fn graph_image(
     };
     let digest = graph_image::build(client, cache, &s.graph_base_image, &tarball).await?;
     tracing::info!(%digest, base = %s.graph_base_image, "graph image built");
-    cache
-        .record_names(&[(GRAPH_IMAGE_NAME.to_string(), digest.clone())])
-        .map_err(|e| ReleaseError::Local(e.to_string()))?;
+    cache.record_names(&[(graph_image_name(), digest.clone())]).map_err(|e| ReleaseError::Local(e.to_string()))?;
     Ok(digest)
 }
 
