@@ -17,18 +17,14 @@ use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use serde_json::{Value, json};
 use support::cluster;
 use support::content::{Format, Pusher};
-use support::operator::{OPERATOR, clear_left_behind, dynamic, finished, operator};
+use support::operator::{OPERATOR, clear_left_behind, dynamic, finished, image_set_in, operator, ready};
 use support::registry::{Registry, RegistryOptions};
 
 /// The operator's namespace: its image sets may produce cluster-wide objects.
 const NS: &str = "archive-ops";
 
 fn image_set(name: &str, spec: Value) -> ImageSetConfiguration {
-    serde_json::from_value(json!({
-        "apiVersion": "mirror.openshift.io/v2alpha1", "kind": "ImageSetConfiguration",
-        "metadata": {"name": name, "namespace": NS}, "spec": spec,
-    }))
-    .unwrap()
+    image_set_in(NS, name, spec)
 }
 
 fn additional(images: &[&String]) -> Value {
@@ -37,12 +33,6 @@ fn additional(images: &[&String]) -> Value {
 
 fn insecure(hosts: &[&str]) -> Value {
     json!(hosts.iter().map(|h| json!({"host": h, "insecure": true})).collect::<Vec<_>>())
-}
-
-/// The Ready condition: (status, reason, message).
-fn ready(st: &ImageSetStatus) -> (String, String, String) {
-    let c = st.conditions.iter().find(|c| c.type_ == "Ready").expect("a Ready condition");
-    (c.status.clone(), c.reason.clone(), c.message.clone())
 }
 
 /// Creates an image set and waits for its run to end; returns its status.

@@ -8,28 +8,18 @@
 mod support;
 
 use imageset_operator::api::ImageSetConfiguration;
-use imageset_operator::api::status::ImageSetStatus;
 use kube::api::{Api, ListParams, PostParams};
 use serde_json::{Value, json};
 use support::charts::{self, ChartServer, ServerOptions};
 use support::cluster;
 use support::content::{Format, Pusher};
-use support::operator::{OPERATOR, clear_left_behind, dynamic, finished, operator};
+use support::operator::{OPERATOR, clear_left_behind, dynamic, finished, image_set_in, operator, ready};
 use support::registry::{Registry, RegistryOptions};
 
 const NS: &str = "helm-ops";
 
 fn image_set(name: &str, spec: Value) -> ImageSetConfiguration {
-    serde_json::from_value(json!({
-        "apiVersion": "mirror.openshift.io/v2alpha1", "kind": "ImageSetConfiguration",
-        "metadata": {"name": name, "namespace": NS}, "spec": spec,
-    }))
-    .unwrap()
-}
-
-fn ready(st: &ImageSetStatus) -> (String, String, String) {
-    let c = st.conditions.iter().find(|c| c.type_ == "Ready").expect("a Ready condition");
-    (c.status.clone(), c.reason.clone(), c.message.clone())
+    image_set_in(NS, name, spec)
 }
 
 #[tokio::test]

@@ -426,6 +426,29 @@ fn catalogs_from_oci_layouts_are_mirrored_filtered_and_whole() {
     assert!(stderr.contains("collection error: ") && stderr.contains("no-such-channel"), "{stderr}");
 }
 
+/// `mirror -c ISC file://ARCHIVES` from plain-HTTP sources.
+fn to_disk(isc: &Path, archives: &Path, cache: &Path) -> std::process::Output {
+    support::cli::bin()
+        .args(["mirror", "-c", isc.to_str().unwrap(), &format!("file://{}", archives.display())])
+        .arg("--src-tls-verify=false")
+        .arg("--cache-dir")
+        .arg(cache)
+        .output()
+        .unwrap()
+}
+
+/// `mirror -c ISC --from file://ARCHIVES docker://DST/enclave` to a plain-HTTP registry.
+fn from_disk(isc: &Path, archives: &Path, dst: &Registry, cache: &Path) -> std::process::Output {
+    support::cli::bin()
+        .args(["mirror", "-c", isc.to_str().unwrap(), "--from", &format!("file://{}", archives.display())])
+        .arg(format!("docker://{}/enclave", dst.host))
+        .arg("--cache-dir")
+        .arg(cache)
+        .arg("--dest-tls-verify=false")
+        .output()
+        .unwrap()
+}
+
 /// oc-mirror's test catalog (packages foo, bar, baz) built into `src`, every image a stand-in.
 fn test_catalog(src: &Registry, work: &Path) -> Catalog {
     let fbc = work.join("fbc");
@@ -453,29 +476,9 @@ fn a_filtered_catalog_goes_through_archives_to_a_disconnected_registry() {
     )
     .unwrap();
     let archives = dir.path().join("archives");
-    let out = support::cli::bin()
-        .args([
-            "mirror",
-            "-c",
-            isc.to_str().unwrap(),
-            &format!("file://{}", archives.display()),
-            "--src-tls-verify=false",
-        ])
-        .arg("--cache-dir")
-        .arg(dir.path().join("cache-online"))
-        .output()
-        .unwrap();
-    support::cli::ok(out);
+    support::cli::ok(to_disk(&isc, &archives, &dir.path().join("cache-online")));
     drop(src);
-    let out = support::cli::bin()
-        .args(["mirror", "-c", isc.to_str().unwrap(), "--from", &format!("file://{}", archives.display())])
-        .arg(format!("docker://{}/enclave", dst.host))
-        .arg("--cache-dir")
-        .arg(dir.path().join("cache-enclave"))
-        .arg("--dest-tls-verify=false")
-        .output()
-        .unwrap();
-    let text = support::cli::ok(out);
+    let text = support::cli::ok(from_disk(&isc, &archives, &dst, &dir.path().join("cache-enclave")));
     for bundle in ["foo-bundle-v0.2.0", "foo-bundle-v0.3.0", "foo-bundle-v0.3.1"] {
         let (old, new) = cat.map.iter().find(|(o, _)| o.ends_with(&format!(":{bundle}"))).unwrap();
         let (name, digest) = new.split_once('@').unwrap();
@@ -516,26 +519,9 @@ fn disk_to_mirror_imports_only_the_packages_the_image_set_names() {
     let both = "    - name: foo\n      minVersion: 0.2.0\n      maxVersion: 0.3.0\n    - name: bar\n";
     let foo = "    - name: foo\n      minVersion: 0.2.0\n      maxVersion: 0.3.0\n";
     let archives = dir.path().join("archives");
-    let out = support::cli::bin()
-        .args(["mirror", "-c", isc("both.yaml", &cat.reference, both).to_str().unwrap()])
-        .arg(format!("file://{}", archives.display()))
-        .arg("--src-tls-verify=false")
-        .arg("--cache-dir")
-        .arg(dir.path().join("cache-online"))
-        .output()
-        .unwrap();
-    support::cli::ok(out);
+    support::cli::ok(to_disk(&isc("both.yaml", &cat.reference, both), &archives, &dir.path().join("cache-online")));
     drop(src);
-    let d2m = |isc: &Path| {
-        support::cli::bin()
-            .args(["mirror", "-c", isc.to_str().unwrap(), "--from", &format!("file://{}", archives.display())])
-            .arg(format!("docker://{}/enclave", dst.host))
-            .arg("--cache-dir")
-            .arg(dir.path().join("cache-enclave"))
-            .arg("--dest-tls-verify=false")
-            .output()
-            .unwrap()
-    };
+    let d2m = |isc: &Path| from_disk(isc, &archives, &dst, &dir.path().join("cache-enclave"));
     let text = support::cli::ok(d2m(&isc("foo.yaml", &cat.reference, foo)));
     let at_dst = |bundle: &str| {
         let (_, new) = cat.map.iter().find(|(o, _)| o.ends_with(&format!(":{bundle}"))).unwrap();

@@ -31,6 +31,21 @@ pub async fn clear_left_behind(client: &kube::Client) {
     }
 }
 
+/// An image set named `name` in namespace `ns` with this `spec`.
+pub fn image_set_in(ns: &str, name: &str, spec: serde_json::Value) -> ImageSetConfiguration {
+    serde_json::from_value(json!({
+        "apiVersion": "mirror.openshift.io/v2alpha1", "kind": "ImageSetConfiguration",
+        "metadata": {"name": name, "namespace": ns}, "spec": spec,
+    }))
+    .unwrap()
+}
+
+/// An image set's Ready condition: (status, reason, message).
+pub fn ready(st: &imageset_operator::api::status::ImageSetStatus) -> (String, String, String) {
+    let c = st.conditions.iter().find(|c| c.type_ == "Ready").expect("a Ready condition");
+    (c.status.clone(), c.reason.clone(), c.message.clone())
+}
+
 /// Waits for an image set's run to finish for its current generation; returns its status.
 pub async fn finished(
     api: &Api<ImageSetConfiguration>,
