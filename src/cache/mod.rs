@@ -5,7 +5,9 @@
 //! [`durable`]). Downloads in progress sit in `staging/` and
 //! are resumed from where they stopped. `refs/<name>.json` records what each image set
 //! needs, so garbage collection keeps only referenced entries. One process owns a cache at a
-//! time (an exclusive lock on `.lock`).
+//! time (an exclusive lock on `.lock`); shard workers of that owner open it beside it
+//! ([`Cache::open_worker`]). Every download of an entry holds that entry's lock
+//! (`staging/<hex>.lock`) across processes, so writers sharing a volume fetch each digest once.
 
 pub mod archive;
 pub mod durable;
@@ -81,7 +83,8 @@ pub struct GcReport {
 #[derive(Debug)]
 pub struct Cache {
     root: PathBuf,
-    _lock: File,
+    /// The owner's lock on `.lock` (`None`: a worker beside the owner).
+    _lock: Option<File>,
     /// Sync each entry before its rename (where the kernel gives no boot id to journal by).
     durable: bool,
     /// The unsynced-writes marker; `None` for scratch caches and where there is no boot id.
@@ -93,6 +96,13 @@ pub struct Cache {
     pub hits: std::sync::atomic::AtomicU64,
     /// Blobs and manifests fetched from a registry into the cache.
     pub misses: std::sync::atomic::AtomicU64,
+}
+
+/// The turn to download one entry: this process's single flight and, across processes, the
+/// entry's file lock (released when dropped, or when the process dies).
+pub struct Turn<'a> {
+    _flight: crate::flight::Flight<'a, String>,
+    _file: Option<File>,
 }
 
 /// Replaces `path` with `body` whole: written beside it (`<name>.tmp`), synced, renamed over it.
@@ -152,10 +162,7 @@ impl Cache {
 
     /// Opens (creating) a cache directory and takes its lock.
     pub fn open(root: &Path) -> Result<Cache, CacheError> {
-        for d in ["blobs/sha256", "staging", "refs"] {
-            let p = root.join(d);
-            fs::create_dir_all(&p).map_err(io(&p))?;
-        }
+        let mut cache = Cache::unlocked(root)?;
         let lock_path = root.join(".lock");
         let lock = File::options().create(true).truncate(false).write(true).open(&lock_path).map_err(io(&lock_path))?;
         match lock.try_lock() {
@@ -163,16 +170,7 @@ impl Cache {
             Err(fs::TryLockError::WouldBlock) => return Err(CacheError::Busy(root.to_path_buf())),
             Err(fs::TryLockError::Error(e)) => return Err(CacheError::Io { path: lock_path, source: e }),
         }
-        let mut cache = Cache {
-            root: root.to_path_buf(),
-            _lock: lock,
-            durable: true,
-            journal: None,
-            flights: Default::default(),
-            names_lock: Default::default(),
-            hits: Default::default(),
-            misses: Default::default(),
-        };
+        cache._lock = Some(lock);
         if let Some(boot) = durable::boot_id() {
             let check = |digest: &str, p: &Path| {
                 File::open(p).ok().and_then(|f| hash_reader(f).ok()).is_some_and(|(d, _)| d == digest)
@@ -190,6 +188,32 @@ impl Cache {
             cache.durable = false;
         }
         Ok(cache)
+    }
+
+    /// Opens a cache another process owns, as one of its shard workers: no owner lock, no
+    /// journal (each entry is synced before its rename), nothing recorded (`refs/` and
+    /// `names.json` are the owner's). Entries are written beside and renamed, and downloads hold
+    /// their entry's lock, so several workers and the owner share the directory safely.
+    pub fn open_worker(root: &Path) -> Result<Cache, CacheError> {
+        Cache::unlocked(root)
+    }
+
+    /// The directory (created), with no lock and no journal.
+    fn unlocked(root: &Path) -> Result<Cache, CacheError> {
+        for d in ["blobs/sha256", "staging", "refs"] {
+            let p = root.join(d);
+            fs::create_dir_all(&p).map_err(io(&p))?;
+        }
+        Ok(Cache {
+            root: root.to_path_buf(),
+            _lock: None,
+            durable: true,
+            journal: None,
+            flights: Default::default(),
+            names_lock: Default::default(),
+            hits: Default::default(),
+            misses: Default::default(),
+        })
     }
 
     /// Syncs the entries written since the journal's marker so that they need no check after
@@ -225,9 +249,36 @@ impl Cache {
         self
     }
 
-    /// Waits for the turn to download `digest` into this cache (single flight per digest).
-    pub async fn flight(&self, digest: &str) -> crate::flight::Flight<'_, String> {
-        self.flights.enter(digest.to_string()).await
+    /// Waits for the turn to download `digest` into this cache: single flight per digest in
+    /// this process, then the entry's lock across the processes sharing the directory (shard
+    /// workers). A lock that cannot be taken (a filesystem without locks) leaves the in-process
+    /// turn alone: entries are still written beside and renamed, so at worst a digest is
+    /// fetched twice.
+    pub async fn flight(&self, digest: &str) -> Turn<'_> {
+        let flight = self.flights.enter(digest.to_string()).await;
+        let Ok(hex) = hex_of(digest) else { return Turn { _flight: flight, _file: None } };
+        let path = self.root.join("staging").join(format!("{hex}.lock"));
+        let file = match File::options().create(true).truncate(false).write(true).open(&path) {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::debug!(path = %path.display(), error = %e, "no entry lock");
+                return Turn { _flight: flight, _file: None };
+            }
+        };
+        let mut wait = std::time::Duration::from_millis(5);
+        loop {
+            match file.try_lock() {
+                Ok(()) => return Turn { _flight: flight, _file: Some(file) },
+                Err(fs::TryLockError::WouldBlock) => {
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(std::time::Duration::from_millis(200));
+                }
+                Err(fs::TryLockError::Error(e)) => {
+                    tracing::debug!(path = %path.display(), error = %e, "no entry lock");
+                    return Turn { _flight: flight, _file: None };
+                }
+            }
+        }
     }
 
     /// The directory.
@@ -495,5 +546,30 @@ mod tests {
         assert_eq!(cache.read(&d).unwrap(), body);
         assert_eq!(cache.names().unwrap().len(), 160);
         assert_eq!(cache.verify().unwrap().corrupt, vec![]);
+    }
+
+    /// A worker opens the cache its owner holds, and a download's turn is exclusive across
+    /// both: the second waits until the first lets go.
+    #[tokio::test]
+    async fn a_workers_turn_waits_for_the_owners_turn_on_the_same_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let owner = Cache::open(dir.path()).unwrap();
+        assert!(matches!(Cache::open(dir.path()), Err(CacheError::Busy(_))));
+        let worker = Cache::open_worker(dir.path()).unwrap();
+        let d = digest(b"layer");
+        let held = owner.flight(&d).await;
+        let other = digest(b"other");
+        // Another entry is free.
+        drop(tokio::time::timeout(std::time::Duration::from_secs(5), worker.flight(&other)).await.unwrap());
+        let waiting = tokio::time::timeout(std::time::Duration::from_millis(300), worker.flight(&d)).await;
+        assert!(waiting.is_err(), "the worker waited for the owner's turn");
+        let put = async {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            owner.put(&d, b"layer").unwrap();
+            drop(held);
+        };
+        let (_, turn) = tokio::join!(put, worker.flight(&d));
+        assert!(worker.has(&d), "after its turn the worker finds the owner's entry");
+        drop(turn);
     }
 }
