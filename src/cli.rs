@@ -46,6 +46,9 @@ pub enum Command {
     /// Inspect or clean the cache.
     #[command(subcommand)]
     Cache(CacheCommand),
+    /// Copy one shard of an image set (the command of the operator's shard Jobs).
+    #[command(hide = true)]
+    Shard(ShardFlags),
     /// Print the version.
     Version,
 }
@@ -100,6 +103,56 @@ pub struct RunArgs {
     /// Where releases come from (read once at start; an image set may name its own graph URL).
     #[command(flatten)]
     pub release: ReleaseFlags,
+    /// Scale-out on Jobs.
+    #[command(flatten)]
+    pub shards: ShardSettings,
+}
+
+/// `run` flags of scale-out on Jobs (`spec.shards`).
+#[derive(Args, Debug, Clone)]
+pub struct ShardSettings {
+    /// The most shards an image set may ask for (`spec.shards`); 1 turns scale-out off.
+    #[arg(long, env = "MAX_SHARDS", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub max_shards: u32,
+    /// Shard pods at once across every image set.
+    #[arg(long, env = "MAX_SHARD_PODS", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_shard_pods: u32,
+    /// The image shard pods run (the operator's own).
+    #[arg(long, env = "SHARD_IMAGE")]
+    pub shard_image: Option<String>,
+    /// The ServiceAccount shard pods run as (the operator's own).
+    #[arg(long, env = "SERVICE_ACCOUNT", default_value = "imageset-operator")]
+    pub service_account: String,
+    /// The shards' cache: `pvc:<claim>` (the operator's ReadWriteMany volume) or `none` (an
+    /// emptyDir per pod).
+    #[arg(long, env = "SHARD_CACHE", default_value = "none")]
+    pub shard_cache: String,
+    /// Failed pods per shard before the shard fails.
+    #[arg(long, env = "SHARD_BACKOFF", default_value_t = 3)]
+    pub shard_backoff: u32,
+}
+
+/// `shard` flags (what the operator's Jobs pass).
+#[derive(Args, Debug, Clone)]
+pub struct ShardFlags {
+    /// The request ConfigMap.
+    #[arg(long)]
+    pub request: String,
+    /// Its namespace.
+    #[arg(long, env = "POD_NAMESPACE")]
+    pub namespace: String,
+    /// The cache root (the operator's `--cache-dir`).
+    #[arg(long, default_value = "/var/cache/imageset-operator")]
+    pub cache_dir: PathBuf,
+    /// This pod's completion index (set by the Job).
+    #[arg(long, env = "JOB_COMPLETION_INDEX")]
+    pub index: usize,
+    /// This pod's name.
+    #[arg(long, env = "POD_NAME", default_value = "")]
+    pub pod: String,
+    /// Earlier failed pods of this index (from the pod's annotation).
+    #[arg(long, env = "SHARD_FAILURES_BEFORE", default_value_t = 0)]
+    pub failures_before: u32,
 }
 
 /// Flags shared with `oc-mirror --v2`.

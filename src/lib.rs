@@ -18,4 +18,5 @@ pub mod plan;
 pub mod registry;
 pub mod release;
 pub mod render;
+pub mod shard;
 pub mod telemetry;

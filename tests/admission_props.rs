@@ -540,11 +540,17 @@ fn spec(r: &mut Rng) -> ImageSetConfigurationSpec {
     let from = r
         .maybe(10, |r| format!("file://{}", r.chars(if clean { "ab" } else { "ab/." }, 1, 12)))
         .filter(|_| !clean || destination.starts_with("docker://"));
+    // Shards above 1 copy registry to registry.
+    let registry_to_registry = destination.starts_with("docker://") && from.is_none();
+    let shards = r
+        .maybe(15, |r| if r.percent(10) { 65 } else { r.range(1, 9) as u32 })
+        .filter(|s| !clean || *s == 1 || (*s <= 64 && registry_to_registry));
     ImageSetConfigurationSpec {
         mirror,
         destination,
         from,
         registries_conf: None,
+        shards,
         archive_size: r.maybe(20, |r| if r.percent(10) { i64::MAX } else { r.below(1000) as i64 }),
         auth_secret_ref: r.maybe(20, |r| LocalObjectReference { name: name(r, 253) }),
         registries: registries(r),
@@ -798,6 +804,9 @@ fn cel_violations(s: &ImageSetConfigurationSpec) -> Vec<String> {
         {
             out.push(format!("{field}: leaves the archive directory"));
         }
+    }
+    if s.shards.is_some_and(|n| n != 1) && (!s.destination.starts_with("docker://") || s.from.is_some()) {
+        out.push("shards: registry to registry only".to_string());
     }
     if s.from.is_some() && !s.destination.starts_with("docker://") {
         out.push("from: not into a registry".into());

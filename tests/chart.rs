@@ -127,7 +127,8 @@ fn full_values(dir: &Path) -> PathBuf {
             "maxSkew": 1, "topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "ScheduleAnyway",
             "labelSelector": {"matchLabels": {"app.kubernetes.io/name": "imageset-operator"}}
         }],
-        "allowedNamespaces": ["imageset-operator", "team-a"]
+        "allowedNamespaces": ["imageset-operator", "team-a"],
+        "shards": {"maxPerImageSet": 6, "maxPods": 12, "cache": "pvc", "backoffLimitPerIndex": 2}
     });
     std::fs::write(&path, serde_json::to_string_pretty(&values).unwrap()).unwrap();
     path
@@ -246,6 +247,18 @@ fn every_optional_feature_renders_wired_together() {
         assert_eq!(env(&objects, e["name"].as_str().unwrap()).as_ref(), Some(&e["value"]), "{e}");
     }
     assert_eq!(env(&objects, "ALLOWED_NAMESPACES").unwrap(), "imageset-operator,team-a");
+    // Shard Jobs: the same image and ServiceAccount, the cache claim shared, the limits.
+    let claim = pod["volumes"].as_array().unwrap().iter().find(|v| v["name"] == "cache").unwrap()
+        ["persistentVolumeClaim"]["claimName"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(env(&objects, "SHARD_CACHE").unwrap(), format!("pvc:{claim}"));
+    assert_eq!(env(&objects, "SHARD_IMAGE").unwrap(), c["image"]);
+    assert_eq!(env(&objects, "SERVICE_ACCOUNT").unwrap(), pod["serviceAccountName"]);
+    assert_eq!(env(&objects, "MAX_SHARDS").unwrap(), "6");
+    assert_eq!(env(&objects, "MAX_SHARD_PODS").unwrap(), "12");
+    assert_eq!(env(&objects, "SHARD_BACKOFF").unwrap(), "2");
 
     // Every flag the chart passes is one `run` takes (the binary's own help).
     let help = Command::new(env!("CARGO_BIN_EXE_imageset-operator")).args(["run", "--help"]).output().unwrap();

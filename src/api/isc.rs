@@ -5,7 +5,9 @@ use serde::{Deserialize, Serialize};
 
 use super::mirror::Mirror;
 use super::status::ImageSetStatus;
-use super::validate::{ABSOLUTE_ARCHIVE_PATH, CLIMBING_ARCHIVE_PATH, FROM_NEEDS_REGISTRY};
+use super::validate::{
+    ABSOLUTE_ARCHIVE_PATH, CLIMBING_ARCHIVE_PATH, FROM_NEEDS_REGISTRY, SHARDS_NEED_MIRROR_TO_MIRROR,
+};
 
 /// The CEL rule of a `file://` field: a relative path (archives live under the operator's
 /// archive directory; `validate::archive_url` says the same).
@@ -19,6 +21,15 @@ fn from_rule() -> kube::core::Rule {
     kube::core::Rule::new("!has(self.from) || self.destination.startsWith('docker://')")
         .message(kube::core::Message::Message(format!("spec.from: {FROM_NEEDS_REGISTRY}")))
         .field_path(".from")
+}
+
+/// The CEL rule of `shards`: shards copy registry to registry.
+fn shards_rule() -> kube::core::Rule {
+    kube::core::Rule::new(
+        "!has(self.shards) || self.shards == 1 || (self.destination.startsWith('docker://') && !has(self.from))",
+    )
+    .message(kube::core::Message::Message(format!("spec.shards: {SHARDS_NEED_MIRROR_TO_MIRROR}")))
+    .field_path(".shards")
 }
 
 /// The CEL rule of a `file://` field: no `..` component.
@@ -47,6 +58,7 @@ fn climb_rule(field: &str) -> kube::core::Rule {
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = from_rule())]
+#[x_kube(validation = shards_rule())]
 pub struct ImageSetConfigurationSpec {
     /// What to mirror: oc-mirror v2's `mirror:` block, field for field.
     // In the cluster a CatalogSource template is a ConfigMap key (the controller's
@@ -117,6 +129,14 @@ pub struct ImageSetConfigurationSpec {
     /// How generated cluster resources are applied.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster_resources: Option<ClusterResources>,
+    /// Copy in this many pods at once: the images before bundles (release payloads and
+    /// components, related, additional and chart images) are split into shards, a destination
+    /// repository never split, and run as one Indexed Job in the operator's namespace. 1 (the
+    /// default): in the operator's own pod. At most the operator's `--max-shards`;
+    /// mirror-to-mirror only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 64))]
+    pub shards: Option<u32>,
 }
 
 /// A reference to an object in the same namespace.

@@ -54,6 +54,43 @@ pub struct ImageSetStatus {
     /// Cluster-object changes held for review (`spec.clusterResources.apply: Hold`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending_changes: Option<PendingChanges>,
+    /// The shards of the run under way, or of the last run (`spec.shards` above 1).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["index"]))]
+    pub shards: Vec<ShardStatus>,
+}
+
+/// One shard of a run: an index of its Job.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ShardStatus {
+    /// The Job's completion index.
+    pub index: u32,
+    /// The Job that runs it.
+    pub job: String,
+    /// Pending, Running, Succeeded or Failed.
+    pub phase: String,
+    /// Images done.
+    pub images_done: u64,
+    /// Images of the shard.
+    pub images_total: u64,
+    /// Images that failed (a Failed shard: all of its images).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub images_failed: u64,
+    /// Pods of this index that failed before (the Job retries an index alone).
+    #[serde(default, skip_serializing_if = "is_zero_u32")]
+    pub retries: u32,
+    /// Blobs this shard fetched from sources.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub blobs_fetched: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+fn is_zero_u32(n: &u32) -> bool {
+    *n == 0
 }
 
 /// The most held object changes listed in status.

@@ -302,6 +302,16 @@ pub fn validate_spec(spec: &ImageSetConfigurationSpec) -> Result<(), InvalidConf
             errors.push(FieldError { path: "spec.from".into(), message: FROM_NEEDS_REGISTRY.into() });
         }
     }
+    match spec.shards {
+        Some(0) | Some(65..) => errors.push(FieldError {
+            path: "spec.shards".into(),
+            message: format!("{} must be between 1 and 64", spec.shards.unwrap_or(0)),
+        }),
+        Some(2..) if !spec.destination.starts_with("docker://") || spec.from.is_some() => {
+            errors.push(FieldError { path: "spec.shards".into(), message: SHARDS_NEED_MIRROR_TO_MIRROR.into() })
+        }
+        _ => {}
+    }
     if errors.is_empty() { Ok(()) } else { Err(InvalidConfig(errors)) }
 }
 
@@ -313,6 +323,9 @@ pub const CLIMBING_ARCHIVE_PATH: &str =
     "a file:// path must stay inside the operator's archive directory: it must not have a '..' component";
 /// Why `spec.from` with another destination than a registry is refused.
 pub const FROM_NEEDS_REGISTRY: &str = "archives are imported into a registry: spec.from needs a docker:// destination";
+/// Why `spec.shards` above 1 is refused for archives.
+pub const SHARDS_NEED_MIRROR_TO_MIRROR: &str =
+    "shards copy registry to registry: above 1 it needs a docker:// destination and no spec.from";
 
 /// A `file://` value of `field` (`spec.destination`, `spec.from`): a non-empty path relative to
 /// the operator's archive directory that never climbs out of it. Other values pass.

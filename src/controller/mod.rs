@@ -1,7 +1,7 @@
 //! The controller: watches image sets, runs each one in the background through the shared
 //! cache, applies what it produces, and reports progress and outcome in status and events.
 
-mod apply;
+pub(crate) mod apply;
 mod archives;
 mod decide;
 mod delete;
@@ -9,6 +9,7 @@ mod pending;
 pub mod rbac;
 mod reconcile;
 mod run;
+mod shards;
 mod status;
 
 pub use run::naming_prefix;
@@ -162,6 +163,7 @@ pub fn run(args: RunArgs) -> Result<(), StartError> {
             metrics: metrics.clone(),
             runs: Default::default(),
             done: Default::default(),
+            shards: shard_control(&args, &client).await?,
         });
         let allowed = if args.allowed_namespaces.is_empty() {
             vec![args.namespace.clone()]
@@ -259,6 +261,52 @@ pub fn run(args: RunArgs) -> Result<(), StartError> {
     // Runs were stopped above; anything still on a blocking thread is not waited for.
     rt.shutdown_timeout(Duration::from_secs(2));
     result
+}
+
+/// The image of the operator's own Pod (`POD_NAME` in its namespace).
+async fn own_image(client: &Client, namespace: &str) -> Result<String, String> {
+    let pod = std::env::var("POD_NAME").ok().filter(|p| !p.is_empty()).ok_or("POD_NAME is not set")?;
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(client.clone(), namespace);
+    let p = pods.get(&pod).await.map_err(|e| format!("reading pod {namespace}/{pod}: {e}"))?;
+    p.spec
+        .and_then(|s| s.containers.into_iter().next())
+        .and_then(|c| c.image)
+        .ok_or_else(|| format!("pod {namespace}/{pod} names no image"))
+}
+
+/// How shard Jobs are run: `None` with `--max-shards=1`, or when no image is known for them.
+async fn shard_control(args: &RunArgs, client: &Client) -> Result<Option<Arc<shards::ShardControl>>, StartError> {
+    let s = &args.shards;
+    if s.max_shards <= 1 {
+        return Ok(None);
+    }
+    let image = match s.shard_image.clone().filter(|i| !i.is_empty()) {
+        Some(i) => i,
+        None => match own_image(client, &args.namespace).await {
+            Ok(i) => i,
+            Err(e) => {
+                warn!(error = %e, "no image for shard Jobs (set --shard-image): spec.shards above 1 is refused");
+                return Ok(None);
+            }
+        },
+    };
+    let cache =
+        crate::shard::job::CacheVolume::parse(&s.shard_cache).map_err(|e| StartError(format!("--shard-cache: {e}")))?;
+    Ok(Some(Arc::new(shards::ShardControl {
+        kube: client.clone(),
+        job: crate::shard::job::JobSettings {
+            namespace: args.namespace.clone(),
+            image,
+            service_account: s.service_account.clone(),
+            cache,
+            cache_dir: args.cache_dir.clone(),
+            backoff_per_index: s.shard_backoff as i32,
+            ttl_seconds: 600,
+        },
+        max_shards: s.max_shards,
+        pods: Arc::new(tokio::sync::Semaphore::new(s.max_shard_pods as usize)),
+        max_pods: s.max_shard_pods,
+    })))
 }
 
 /// The namespaces the controllers watch: each of `--watch-namespaces` once (blanks ignored),

@@ -135,6 +135,31 @@ pub const RULES: &[Rule] = &[
         names: &[LEASE],
         why: "Leader election reads and renews its Lease, and no other.",
     },
+    rule(
+        Scope::Operator,
+        "batch",
+        "jobs",
+        &["get", "create", "delete"],
+        "Shard Jobs (spec.shards above 1) run in the operator's namespace: created, followed (get) and \
+         deleted once their reports are merged, or when the run is stopped.",
+    ),
+    rule(
+        Scope::Operator,
+        "",
+        "pods",
+        &["get"],
+        "The operator reads its own Pod once at start for the image its shard Jobs run (unless \
+         --shard-image names it).",
+    ),
+    rule(
+        Scope::Operator,
+        "",
+        "configmaps",
+        &["get", "create", "patch", "delete"],
+        "A shard Job's request (written by the operator) and each shard's progress and report (written \
+         by the shard pods, which run as this ServiceAccount, with server-side apply), in the \
+         operator's namespace, owned by the Job; deleted once merged.",
+    ),
     // Where produced objects go, outside image sets' namespaces.
     rule(
         Scope::Fixed(SIGNATURES_NS),

@@ -175,17 +175,29 @@ async fn poll(ctx: &Ctx, isc: &ImageSetConfiguration, key: &str) -> Result<Actio
         return Ok(Action::requeue(Duration::from_millis(50)));
     }
     // The run's own generation: a progress write never claims a generation it is not of.
-    let (generation, progress) = match ctx.shared.runs.lock().expect("runs").get(key) {
-        Some(r) => (r.generation, r.progress()),
+    let (generation, progress, shards) = match ctx.shared.runs.lock().expect("runs").get(key) {
+        Some(r) => (r.generation, r.progress(), r.shards.lock().expect("shard view").clone()),
         None => return Ok(Action::requeue(Duration::from_millis(50))),
     };
     if let Some(p) = progress {
         let old = latest(ctx, isc).await?;
-        if p.bytes_done > 0 || !is_true(&old, READY) {
+        if p.bytes_done > 0 || !is_true(&old, READY) || !shards.is_empty() {
             let blobs = crate::copy::bytes_of(p.bytes_done, p.bytes_total.unwrap_or(0));
-            let msg = format!("{} of {} images, blobs {blobs}", p.images_done, p.images_total);
+            let mut msg = format!("{} of {} images, blobs {blobs}", p.images_done, p.images_total);
+            if !shards.is_empty() {
+                let running = shards.iter().filter(|s| s.phase == "Running").count();
+                let done = shards.iter().filter(|s| s.phase == "Succeeded").count();
+                msg.push_str(&format!(
+                    "; {} shards in Job {}: {done} done, {running} running",
+                    shards.len(),
+                    shards[0].job
+                ));
+            }
             let mut st = next(&old, generation);
             st.progress = Some(p);
+            if !shards.is_empty() {
+                st.shards = shards;
+            }
             let (c, cs) = conds(&mut st, generation);
             set_condition(cs, &c, PROGRESSING, true, "Copying", &msg);
             write_status(ctx, isc, &old, st).await?;
@@ -324,6 +336,7 @@ async fn finish(
             return Ok(false);
         }
     };
+    st.shards = f.shards.clone();
     let ok = f.counts.failed == 0 && f.counts.skipped == 0 && f.collection_failures.is_empty();
     let hold = isc.spec.cluster_resources.as_ref().and_then(|c| c.apply) == Some(ApplyPolicy::Hold);
     let mut conflict = None;

@@ -10,7 +10,7 @@ use serde_json::Value;
 use tokio::sync::{Semaphore, watch};
 
 use super::archives;
-use crate::api::status::{Counts, FailedImage, MAX_LISTED_FAILURES, Progress};
+use crate::api::status::{Counts, FailedImage, MAX_LISTED_FAILURES, Progress, ShardStatus};
 use crate::api::{ImageSetConfiguration, validate};
 use crate::cache::Cache;
 use crate::copy::{Engine, Outcome, Progress as Counters};
@@ -55,6 +55,8 @@ pub struct Shared {
     pub runs: Mutex<HashMap<String, Running>>,
     /// When each image set's last run ended.
     pub done: Mutex<HashMap<String, LastRun>>,
+    /// How shard Jobs are run (`None`: `spec.shards` above 1 is refused).
+    pub shards: Option<Arc<super::shards::ShardControl>>,
 }
 
 impl Shared {
@@ -113,6 +115,8 @@ pub struct Running {
     pub handle: tokio::task::JoinHandle<Result<Finished, Failure>>,
     /// Turns true when the task has ended.
     pub ended: watch::Receiver<bool>,
+    /// Each shard's status, when the run copies in shards.
+    pub shards: Arc<Mutex<Vec<ShardStatus>>>,
     cancel: watch::Sender<bool>,
 }
 
@@ -159,6 +163,8 @@ pub struct Finished {
     pub mapping: String,
     /// One line for conditions and events.
     pub summary: String,
+    /// The shards it ran in (none: in process).
+    pub shards: Vec<ShardStatus>,
 }
 
 /// Why a run ended without a report: a stable reason, what happened, and whether trying
@@ -225,6 +231,8 @@ pub fn start(
     let rt = tokio::runtime::Handle::current();
     let (cancel, mut cancelled) = watch::channel(false);
     let (ended_tx, ended) = watch::channel(false);
+    let view: Arc<Mutex<Vec<ShardStatus>>> = Arc::default();
+    let view2 = view.clone();
     let handle = tokio::task::spawn_blocking(move || {
         rt.block_on(async move {
             use std::sync::atomic::Ordering::Relaxed;
@@ -238,7 +246,7 @@ pub fn start(
                 m.runs_queued.fetch_sub(1, Relaxed);
                 queued = false;
                 let started = std::time::Instant::now();
-                let r = execute(&shared2, &isc, access, templates, &tx).await;
+                let r = execute(&shared2, &isc, access, templates, (&tx, &view2)).await;
                 m.run_seconds.observe(started.elapsed().as_secs_f64());
                 // What this and earlier runs wrote is confirmed on disk in the background.
                 shared2.cache.sync_in_background(std::time::Duration::ZERO);
@@ -259,7 +267,7 @@ pub fn start(
             r
         })
     });
-    Running { generation, counters: rx, handle, ended, cancel }
+    Running { generation, counters: rx, handle, ended, shards: view, cancel }
 }
 
 fn invalid(field: &str, e: &dyn std::fmt::Display) -> Failure {
@@ -346,11 +354,15 @@ async fn execute(
     isc: &ImageSetConfiguration,
     mut opts: ClientOptions,
     templates: Vec<CatalogTemplate>,
-    tx: &watch::Sender<Option<Arc<Counters>>>,
+    (tx, view): (&watch::Sender<Option<Arc<Counters>>>, &Mutex<Vec<ShardStatus>>),
 ) -> Result<Finished, Failure> {
     let spec = &isc.spec;
     let req = request(&shared.root, &shared.releases, shared.archives.as_deref(), isc)?;
     cache_name_refused(&spec.mirror)?;
+    let shards = super::shards::wanted(shared.shards.as_deref(), isc)?;
+    if shards > 1 && req.mode != Mode::MirrorToMirror {
+        return Err(invalid("spec.shards", &validate::SHARDS_NEED_MIRROR_TO_MIRROR));
+    }
     let archive = req.archive_dir.as_ref().or(req.from.as_ref());
     let _archive_turn = match archive {
         Some(dir) => Some(shared.archive_lock(dir).lock_owned().await),
@@ -392,8 +404,16 @@ async fn execute(
             ..Default::default()
         });
     }
-    let out = pipeline::copy::execute(&req, &mut planned, &shared.engine, client, Some(tx)).await?;
-    Ok(finish(plan_digest, &planned, out))
+    let elsewhere = match &shared.shards {
+        Some(ctl) if shards > 1 => {
+            super::shards::copy(ctl, shared, isc, &req, &planned, client.clone(), shards, tx, view).await?
+        }
+        _ => None,
+    };
+    let out = pipeline::copy::execute_after(&req, &mut planned, &shared.engine, client, Some(tx), elsewhere).await?;
+    let mut f = finish(plan_digest, &planned, out);
+    f.shards = view.lock().expect("shard view").clone();
+    Ok(f)
 }
 
 /// Warnings for a condition message: the first five, and how many more.
@@ -459,5 +479,6 @@ fn finish(plan_digest: String, planned: &Planned, out: pipeline::copy::Report) -
         dry_run: false,
         mapping: String::new(),
         summary,
+        shards: Vec::new(),
     }
 }

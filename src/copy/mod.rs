@@ -168,6 +168,22 @@ impl Engine {
         &self.cache
     }
 
+    /// Tells the engine where blobs already are at destinations: `(registry, digest,
+    /// repository)`, so that it mounts them from there instead of fetching them (a shard worker
+    /// is told where its operator placed the blobs several shards share).
+    pub fn seed_homes(&self, homes: &[(String, String, String)]) {
+        let mut known = self.homes.lock().expect("homes");
+        for (registry, digest, repo) in homes {
+            known.entry((registry.clone(), digest.clone())).or_default().insert(repo.clone());
+        }
+    }
+
+    /// One repository of `registry` known to hold `digest`, if any.
+    pub fn home(&self, registry: &str, digest: &str) -> Option<String> {
+        let known = self.homes.lock().expect("homes");
+        known.get(&(registry.to_string(), digest.to_string())).and_then(|s| s.iter().min().cloned())
+    }
+
     /// A run through this engine with `client` (its credentials and request slots).
     pub fn session(&self, client: Arc<Client>, opts: Options) -> Session<'_> {
         Session { engine: self, client, opts, progress: Arc::default() }
@@ -183,6 +199,46 @@ impl Session<'_> {
     /// The registry client, shared.
     pub fn shared_client(&self) -> Arc<Client> {
         self.client.clone()
+    }
+
+    /// The blobs each item needs (the platforms it keeps), read from its manifests, which land
+    /// in the cache; nothing is copied. `None` for an item whose manifests cannot be read (its
+    /// copy then says why). In plan order.
+    pub async fn needs(&self, items: &[CopyItem], source: &Source) -> Vec<Option<Vec<Descriptor>>> {
+        futures::stream::iter(items.iter())
+            .map(|item| async move {
+                let src = ImageRef::parse(&item.source).ok()?;
+                if src.transport == Transport::Oci {
+                    return None;
+                }
+                let (top, mt, _) = self.resolve(&src, source).await.ok()?;
+                Some(self.blobs_of(&src, source, item, &top, &mt).await)
+            })
+            .buffered(self.opts.parallel_images.max(1) * IMAGES_AHEAD)
+            .collect()
+            .await
+    }
+
+    /// Makes each blob present in its destination repository, read from its source
+    /// repository: `(source, destination, blob)`, references as in the plan. At most
+    /// `parallel_images` at once; one result per blob, in order.
+    pub async fn place(
+        &self,
+        blobs: &[(String, String, Descriptor)],
+        source: &Source,
+    ) -> Vec<Result<(), RegistryError>> {
+        futures::stream::iter(blobs.iter())
+            .map(|(src, dst, desc)| async move {
+                let parse = |s: &str| {
+                    ImageRef::parse(s)
+                        .map_err(|e| RegistryError::Io { what: "reading the plan".into(), message: e.to_string() })
+                };
+                let (src, dst) = (parse(src)?, parse(dst)?);
+                self.blob(&src, &dst, source, Target::Registry, desc).await
+            })
+            .buffered(self.opts.parallel_images.max(1))
+            .collect::<Vec<_>>()
+            .await
     }
 
     /// Copies every item; results are in plan order.

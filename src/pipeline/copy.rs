@@ -41,6 +41,7 @@ pub fn refs_name(requester: &str) -> String {
 /// operator named), a catalog listing a bundle that was not copied is rebuilt without it
 /// (`dest` and `max_nested` name the new copy), and catalogs go last, once what they refer to
 /// is present. Returns the results and summary lines.
+#[allow(clippy::too_many_arguments)]
 async fn run_phases(
     engine: &Session<'_>,
     planned: &mut Planned,
@@ -49,10 +50,14 @@ async fn run_phases(
     max_nested: u32,
     source: &Source,
     target: Target,
+    done: Option<Vec<ItemResult>>,
 ) -> (Vec<ItemResult>, Vec<String>) {
     let items = &planned.plan.items;
     let first: Vec<_> = items.iter().filter(|i| i.kind < ImageKind::OperatorBundle).cloned().collect();
-    let mut results = engine.run(&first, source, target).await;
+    let mut results = match done {
+        Some(done) => in_plan_order(&first, done),
+        None => engine.run(&first, source, target).await,
+    };
     let failed: BTreeSet<String> =
         results.iter().filter(|r| matches!(r.outcome, Outcome::Failed { .. })).map(|r| r.item.origin.clone()).collect();
     let mut skip: BTreeMap<String, String> = BTreeMap::new();
@@ -110,6 +115,35 @@ async fn run_phases(
     (results, lines)
 }
 
+/// `done` in the order of `items`; an item no result names fails (a shard that never
+/// reported it).
+fn in_plan_order(items: &[crate::plan::CopyItem], done: Vec<ItemResult>) -> Vec<ItemResult> {
+    let mut by_item: BTreeMap<(String, String), ItemResult> =
+        done.into_iter().map(|r| ((r.item.source.clone(), r.item.destination.clone()), r)).collect();
+    items
+        .iter()
+        .map(|i| {
+            by_item.remove(&(i.source.clone(), i.destination.clone())).unwrap_or_else(|| ItemResult {
+                item: i.clone(),
+                outcome: Outcome::Failed { reason: "ShardFailed", message: "no shard reported this image".into() },
+                digest: None,
+                media_type: None,
+                contents: Vec::new(),
+            })
+        })
+        .collect()
+}
+
+/// The images before bundles (releases, related, additional and chart images), copied
+/// elsewhere (shard Jobs): their results, and every digest they need at the destination.
+#[derive(Debug, Default)]
+pub struct CopiedElsewhere {
+    /// Per image (contents may be empty: `needed` has them).
+    pub results: Vec<ItemResult>,
+    /// Digests the images need (manifests and blobs), for the cache's records.
+    pub needed: BTreeSet<String>,
+}
+
 /// What a copy run did.
 pub struct Report {
     /// Summary lines.
@@ -132,6 +166,24 @@ pub async fn execute(
     client: Arc<Client>,
     progress_out: Option<&tokio::sync::watch::Sender<Option<Arc<Progress>>>>,
 ) -> Result<Report, Error> {
+    execute_after(inv, planned, engine, client, progress_out, None).await
+}
+
+/// [`execute`], with the images before bundles already copied elsewhere (`elsewhere`): only
+/// bundles, catalogs and charts are copied here, then everything is recorded and rendered as
+/// one run.
+pub async fn execute_after(
+    inv: &Request,
+    planned: &mut Planned,
+    engine: &Engine,
+    client: Arc<Client>,
+    progress_out: Option<&tokio::sync::watch::Sender<Option<Arc<Progress>>>>,
+    elsewhere: Option<CopiedElsewhere>,
+) -> Result<Report, Error> {
+    let (done, elsewhere_needed) = match elsewhere {
+        Some(e) => (Some(e.results), e.needed),
+        None => (None, BTreeSet::new()),
+    };
     let Planned { archive_size, .. } = planned;
     let archive_size = *archive_size;
     let started = Instant::now();
@@ -152,13 +204,15 @@ pub async fn execute(
             (Source::Archive(images), Target::Registry)
         }
     };
-    if let Some(tx) = progress_out {
+    if let Some(tx) = progress_out
+        && done.is_none()
+    {
         let _ = tx.send(Some(session.progress.clone()));
     }
     let ticker = tokio::spawn(progress(session.progress.clone(), session.shared_client()));
     let max_nested = inv.max_nested_paths;
     let (results, mut lines) =
-        run_phases(&session, planned, cache, &inv.destination, max_nested, &source, target).await;
+        run_phases(&session, planned, cache, &inv.destination, max_nested, &source, target, done).await;
     ticker.abort();
     // Charts go after the images they deploy; mirror to disk archives them instead.
     let pushed = match inv.mode {
@@ -170,6 +224,7 @@ pub async fn execute(
     let mut needed: BTreeSet<String> =
         results.iter().flat_map(|r| r.contents.iter().map(|d| d.digest.clone())).collect();
     needed.extend(planned.charts.iter().flat_map(|c| c.blobs().map(|d| d.digest)));
+    needed.extend(elsewhere_needed);
     cache.record_refs(&refs_name(&inv.requester), &needed).map_err(|e| Error::Setup(e.to_string()))?;
     let names: Vec<(String, String)> = results
         .iter()
