@@ -1,0 +1,335 @@
+//! Scale-out on Jobs: an image set with `spec.shards: 3` is copied by an Indexed Job that the
+//! real kube-controller-manager's Job controller drives, whose Pods the test kubelet runs as
+//! local processes of the real binary (`imageset-operator shard`), as the operator's
+//! ServiceAccount under the shipped RBAC, reading the image set's own Secret. The copy ends
+//! with the digests of a single-process run, the source serves each blob once, a shard killed
+//! mid-run is retried for its index only, and status merges the shards.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use imageset_operator::api::ImageSetConfiguration;
+use imageset_operator::shard::{JOB_LABEL, PLAN_ANNOTATION, SET_ANNOTATION, SET_UID_LABEL};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::api::{Api, ListParams, PostParams};
+use serde_json::json;
+use support::content::{Format, Pushed, Pusher};
+use support::controllers;
+use support::kubelet::{Kubelet, KubeletOptions};
+use support::operator::{OPERATOR, OPERATOR_NS, OPERATOR_SA, clear_left_behind, finished, image_set_in, operator};
+use support::proxy::{Fault, FaultAction, Proxy};
+use support::registry::{Registry, RegistryOptions};
+
+const NS: &str = "shards-team";
+/// The image shard Pods run (the kubelet runs the test binary for it).
+const IMAGE: &str = "registry.example/imageset-operator:test";
+/// The operator's cache claim (the kubelet maps it onto the operator's own cache directory:
+/// a ReadWriteMany volume).
+const CLAIM: &str = "imageset-operator-cache";
+const REPOS: usize = 8;
+
+struct World {
+    source: Registry,
+    /// What image sets name as the source: a proxy in front of `source`.
+    proxy: Proxy,
+    dests: [Registry; 2],
+    images: Vec<Pushed>,
+}
+
+/// `apps/r0..r7`, tags v1 and v2, every image on one shared base layer, each with layers of
+/// its own; the source needs basic auth.
+fn world() -> World {
+    std::thread::spawn(|| {
+        let source = Registry::start(RegistryOptions {
+            htpasswd: Some(("puller".into(), "shard-secret-pw".into())),
+            access_log: true,
+            ..Default::default()
+        });
+        let dests = [Registry::start(RegistryOptions::default()), Registry::start(RegistryOptions::default())];
+        let push = Pusher::new(&source);
+        let mut images = Vec::new();
+        for r in 0..REPOS {
+            for (t, tag) in ["v1", "v2"].iter().enumerate() {
+                let own = 1000 + (r * 10 + t) as u64;
+                let layers = [(81, 300_000), (own, 40_000 + r * 1000)];
+                images.push(push.image(&format!("apps/r{r}"), tag, Format::Oci, ("linux", "amd64"), &layers));
+            }
+        }
+        let proxy = Proxy::start(&source.host);
+        World { source, proxy, dests, images }
+    })
+    .join()
+    .unwrap()
+}
+
+fn spec(w: &World, dest: usize, shards: Option<u32>) -> serde_json::Value {
+    let d = &w.dests[dest].host;
+    let images: Vec<_> =
+        w.images.iter().map(|i| json!({"name": format!("{}/{}:{}", w.proxy.host, i.repo, i.tag)})).collect();
+    let mut spec = json!({
+        "destination": format!("docker://{d}/mirror"),
+        "authSecretRef": {"name": "source-pull"},
+        "registries": [{"host": w.proxy.host, "insecure": true}, {"host": d, "insecure": true}],
+        "mirror": {"additionalImages": images},
+    });
+    if let Some(n) = shards {
+        spec["shards"] = json!(n);
+    }
+    spec
+}
+
+async fn secret(client: &kube::Client, w: &World) {
+    use base64::Engine as _;
+    let auth = base64::engine::general_purpose::STANDARD.encode("puller:shard-secret-pw");
+    let config = json!({"auths": {(w.proxy.host.clone()): {"auth": auth}}});
+    let secret: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "source-pull", "namespace": NS}, "type": "kubernetes.io/dockerconfigjson",
+        "stringData": {".dockerconfigjson": config.to_string()},
+    }))
+    .unwrap();
+    let api = Api::<Secret>::namespaced(client.clone(), NS);
+    let _ = api.delete("source-pull", &Default::default()).await;
+    api.create(&PostParams::default(), &secret).await.unwrap();
+}
+
+/// The manifest digest a registry holds under `repo:tag`.
+fn digest_at(reg: &Registry, repo: &str, tag: &str) -> String {
+    let at =
+        support::skopeo(&["inspect", "--raw", "--tls-verify=false", &format!("docker://{}/{repo}:{tag}", reg.host)]);
+    support::sha256(&at)
+}
+
+/// The Jobs of the image set `uid`.
+async fn jobs_of(jobs: &Api<Job>, uid: &str) -> Vec<Job> {
+    jobs.list(&ListParams::default().labels(&format!("{SET_UID_LABEL}={uid}"))).await.unwrap().items
+}
+
+/// Starts the Job controller, the operator's namespace's kubelet and the operator (shards on,
+/// their cache `cache`); returns the kubelet and the operator's guard.
+async fn cluster_with_shards(dir: &Path, cache: &str) -> (Kubelet, support::Guarded) {
+    let cp = support::cluster::shared();
+    let client = cp.client().await;
+    let kcm = controllers::shared();
+    let admin = format!("127.0.0.1:{}", support::free_port());
+    let flags = [
+        format!("--shard-image={IMAGE}"),
+        format!("--shard-cache={cache}"),
+        "--max-shards=4".to_string(),
+        "--shard-backoff=2".to_string(),
+    ];
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let guard = operator(cp, dir, &admin, &flags).await;
+    controllers::ready_namespace(&client, OPERATOR_NS, kcm).await;
+    let opts = KubeletOptions::new(&dir.join("kubelet"))
+        .claim(CLAIM, &dir.join("cache"))
+        .entrypoint(IMAGE, Path::new(env!("CARGO_BIN_EXE_imageset-operator")));
+    (Kubelet::start(cp, OPERATOR_NS, opts), guard)
+}
+
+/// Runs by completion index: exit codes in order.
+fn runs_by_index(k: &Kubelet, job: &str) -> BTreeMap<u32, Vec<Option<i32>>> {
+    let mut out: BTreeMap<u32, Vec<Option<i32>>> = BTreeMap::new();
+    let mut runs: Vec<_> = k.runs().into_iter().filter(|r| r.job.as_deref() == Some(job)).collect();
+    runs.sort_by_key(|r| r.started);
+    for r in runs {
+        out.entry(r.index.expect("an indexed pod")).or_default().push(r.exit_code);
+    }
+    out
+}
+
+#[tokio::test]
+async fn three_shards_copy_what_one_process_copies_and_pull_each_blob_once() {
+    let _turn = OPERATOR.lock().await;
+    let w = world();
+    let cp = support::cluster::shared();
+    let client = cp.client().await;
+    clear_left_behind(&client).await;
+    support::cluster::ensure_namespace(&client, NS).await;
+    secret(&client, &w).await;
+    let dir = support::temp_dir("operator-shards-");
+    let (kubelet, _operator) = cluster_with_shards(dir.path(), &format!("pvc:{CLAIM}")).await;
+    let api: Api<ImageSetConfiguration> = Api::namespaced(client.clone(), NS);
+    let created = api.create(&PostParams::default(), &image_set_in(NS, "sharded", spec(&w, 0, Some(3)))).await.unwrap();
+    let uid = created.metadata.uid.clone().unwrap();
+
+    // The Job, caught while it runs.
+    let jobs: Api<Job> = Api::namespaced(client.clone(), OPERATOR_NS);
+    let mut job = None;
+    for _ in 0..1200 {
+        if let Some(j) = jobs_of(&jobs, &uid).await.into_iter().next() {
+            job = Some(j);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let job = job.unwrap_or_else(|| panic!("no shard Job; operator log:\n{}", read(&dir.path().join("operator.log"))));
+    let name = job.metadata.name.clone().unwrap();
+    let st = finished(&api, "sharded", 240).await;
+    let diag = || format!("{}\noperator log:\n{}", kubelet.describe(), read(&dir.path().join("operator.log")));
+    let (ready, reason, message) = support::operator::ready(&st);
+    assert_eq!((ready.as_str(), reason.as_str()), ("True", "Mirrored"), "{message}\n{}", diag());
+
+    // Its shape.
+    let js = job.spec.clone().unwrap();
+    assert_eq!(js.completion_mode.as_deref(), Some("Indexed"));
+    assert_eq!((js.completions, js.parallelism), (Some(3), Some(3)));
+    assert_eq!(js.backoff_limit_per_index, Some(2));
+    assert_eq!(js.pod_replacement_policy.as_deref(), Some("Failed"));
+    assert!(js.ttl_seconds_after_finished.is_some_and(|t| t > 0));
+    let labels = job.metadata.labels.clone().unwrap();
+    assert_eq!(labels.get(SET_UID_LABEL), Some(&uid));
+    assert_eq!(labels.get(JOB_LABEL), Some(&name));
+    let annotations = job.metadata.annotations.clone().unwrap();
+    assert_eq!(annotations.get(SET_ANNOTATION).map(String::as_str), Some("shards-team/sharded"));
+    assert_eq!(annotations.get(PLAN_ANNOTATION), st.plan_digest.as_ref());
+    let pod = js.template.spec.clone().unwrap();
+    assert_eq!(pod.restart_policy.as_deref(), Some("Never"));
+    assert_eq!(pod.service_account_name.as_deref(), Some(OPERATOR_SA), "the operator's ServiceAccount");
+    assert_eq!(pod.security_context.as_ref().and_then(|s| s.run_as_non_root), Some(true));
+    let c = &pod.containers[0];
+    assert_eq!(c.image.as_deref(), Some(IMAGE));
+    assert_eq!(c.args.as_ref().unwrap()[0], "shard");
+    let sc = c.security_context.clone().unwrap();
+    assert_eq!((sc.read_only_root_filesystem, sc.allow_privilege_escalation), (Some(true), Some(false)));
+    assert_eq!(sc.capabilities.unwrap().drop, Some(vec!["ALL".to_string()]));
+    let volumes = pod.volumes.clone().unwrap();
+    let cache = volumes.iter().find(|v| v.name == "cache").unwrap();
+    assert_eq!(cache.persistent_volume_claim.as_ref().map(|p| p.claim_name.as_str()), Some(CLAIM));
+    assert!(
+        volumes.iter().all(|v| v.secret.is_none() && v.projected.is_none()),
+        "no Secret is copied into the operator's namespace: shards read the image set's own"
+    );
+
+    // Each index ran once, and succeeded.
+    let runs = runs_by_index(&kubelet, &name);
+    assert_eq!(runs, BTreeMap::from([(0, vec![Some(0)]), (1, vec![Some(0)]), (2, vec![Some(0)])]), "{}", diag());
+
+    // Merged status.
+    let counts = st.counts.clone().unwrap();
+    let n = w.images.len() as u64;
+    assert_eq!((counts.total, counts.copied, counts.failed), (n, n, 0), "{counts:?}");
+    assert_eq!(st.shards.len(), 3, "{:?}", st.shards);
+    for s in &st.shards {
+        assert_eq!((s.phase.as_str(), s.job.as_str()), ("Succeeded", name.as_str()), "{s:?}");
+        assert_eq!((s.images_done, s.images_failed, s.retries), (s.images_total, 0, 0), "{s:?}");
+        assert!(s.images_total >= 2 && s.images_total % 2 == 0, "a repository's two tags stay together: {s:?}");
+    }
+    assert_eq!(st.shards.iter().map(|s| s.images_total).sum::<u64>(), n);
+
+    // The source served each blob once: the shared base layer from the operator (placed at the
+    // destination before the shards started, which mounted it), the others from their shard.
+    let mut blobs: Vec<&String> = w.images.iter().flat_map(|i| i.blobs.iter()).collect();
+    blobs.sort();
+    blobs.dedup();
+    for b in blobs {
+        assert_eq!(w.source.requests("GET", &format!("/blobs/{b}")), 1, "GETs of {b}\n{}", diag());
+    }
+
+    // Merged, the Job and its ConfigMaps are deleted.
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), OPERATOR_NS);
+    for _ in 0..300 {
+        let left = cms.list(&ListParams::default().labels(&format!("{JOB_LABEL}={name}"))).await.unwrap().items;
+        if jobs_of(&jobs, &uid).await.is_empty() && left.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(jobs_of(&jobs, &uid).await.is_empty(), "Job {name} not deleted");
+
+    // The same set copied in the operator's own pod gives the same digests.
+    api.create(&PostParams::default(), &image_set_in(NS, "single", spec(&w, 1, None))).await.unwrap();
+    let st1 = finished(&api, "single", 240).await;
+    assert_eq!(support::operator::ready(&st1).0, "True", "{:?}", st1.conditions);
+    assert!(st1.shards.is_empty());
+    for img in &w.images {
+        let repo = format!("mirror/{}", img.repo);
+        let (a, b) = (digest_at(&w.dests[0], &repo, &img.tag), digest_at(&w.dests[1], &repo, &img.tag));
+        assert_eq!((&a, &b), (&img.digest, &img.digest), "{repo}:{}", img.tag);
+    }
+    clear_left_behind(&client).await;
+}
+
+#[tokio::test]
+async fn a_shard_killed_mid_run_is_retried_for_its_index_only() {
+    let _turn = OPERATOR.lock().await;
+    let w = world();
+    let cp = support::cluster::shared();
+    let client = cp.client().await;
+    clear_left_behind(&client).await;
+    support::cluster::ensure_namespace(&client, NS).await;
+    secret(&client, &w).await;
+    // One image's own layer stalls the first time it is read: its shard is still running when
+    // the others are done, and is killed then (as a node failing would).
+    let stalled = w.images.iter().find(|i| i.repo == "apps/r5" && i.tag == "v1").unwrap();
+    let layer = stalled.blobs.iter().find(|b| w.images.iter().filter(|i| i.blobs.contains(b)).count() == 1).unwrap();
+    let stall = FaultAction::Stall { after: Some(8192), duration: Duration::from_secs(120) };
+    let fault = w.proxy.add_fault(Fault::new(Some("GET"), &format!("/blobs/{}", layer.clone()), 1, stall));
+    let dir = support::temp_dir("operator-shards-kill-");
+    // No shared cache: each shard pod has its own emptyDir.
+    let (kubelet, _operator) = cluster_with_shards(dir.path(), "none").await;
+    let api: Api<ImageSetConfiguration> = Api::namespaced(client.clone(), NS);
+    let created = api.create(&PostParams::default(), &image_set_in(NS, "killed", spec(&w, 0, Some(3)))).await.unwrap();
+    let uid = created.metadata.uid.clone().unwrap();
+    let jobs: Api<Job> = Api::namespaced(client.clone(), OPERATOR_NS);
+    let diag = || format!("{}\noperator log:\n{}", kubelet.describe(), read(&dir.path().join("operator.log")));
+
+    // Wait until the stalled shard is the only one left running, then kill it.
+    let mut name = String::new();
+    let mut victim = None;
+    for _ in 0..1200 {
+        if name.is_empty()
+            && let Some(j) = jobs_of(&jobs, &uid).await.into_iter().next()
+        {
+            name = j.metadata.name.unwrap();
+        }
+        let runs: Vec<_> = kubelet.runs().into_iter().filter(|r| r.job.as_deref() == Some(name.as_str())).collect();
+        let running: Vec<_> = runs.iter().filter(|r| r.running()).collect();
+        let succeeded = runs.iter().filter(|r| r.exit_code == Some(0)).count();
+        if w.proxy.fired(fault) == 1 && running.len() == 1 && succeeded == 2 {
+            victim = Some(running[0].clone());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let victim = victim.unwrap_or_else(|| panic!("the stalled shard was never alone\n{}", diag()));
+    assert!(kubelet.kill(&victim.pod), "killed {}", victim.pod);
+    let killed = victim.index.unwrap();
+
+    let st = finished(&api, "killed", 240).await;
+    let (ready, reason, message) = support::operator::ready(&st);
+    assert_eq!((ready.as_str(), reason.as_str()), ("True", "Mirrored"), "{message}\n{}", diag());
+    // The killed index ran twice (137, then 0); the others once.
+    let runs = runs_by_index(&kubelet, &name);
+    for i in 0..3u32 {
+        let want = if i == killed { vec![Some(137), Some(0)] } else { vec![Some(0)] };
+        assert_eq!(runs.get(&i), Some(&want), "index {i}\n{}", diag());
+    }
+    let s = st.shards.iter().find(|s| s.index == killed).unwrap();
+    assert_eq!((s.phase.as_str(), s.retries, s.images_done), ("Succeeded", 1, s.images_total), "{s:?}");
+    assert!(st.shards.iter().filter(|s| s.index != killed).all(|s| s.retries == 0 && s.phase == "Succeeded"));
+    // What the killed pod pushed before it died, its retry finds there.
+    let counts = st.counts.clone().unwrap();
+    assert_eq!((counts.copied + counts.already_present, counts.failed), (w.images.len() as u64, 0), "{counts:?}");
+    for img in &w.images {
+        let repo = format!("mirror/{}", img.repo);
+        assert_eq!(digest_at(&w.dests[0], &repo, &img.tag), img.digest, "{repo}:{}", img.tag);
+    }
+    // Without a shared cache too, every other blob came from the source once.
+    let mut blobs: Vec<&String> = w.images.iter().flat_map(|i| i.blobs.iter()).collect();
+    blobs.sort();
+    blobs.dedup();
+    for b in blobs.into_iter().filter(|b| *b != layer) {
+        assert_eq!(w.source.requests("GET", &format!("/blobs/{b}")), 1, "GETs of {b}\n{}", diag());
+    }
+    clear_left_behind(&client).await;
+}
+
+fn read(p: &Path) -> String {
+    let text = std::fs::read_to_string(p).unwrap_or_default();
+    let start = text.len().saturating_sub(6000);
+    text[text.floor_char_boundary(start)..].to_string()
+}
