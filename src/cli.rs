@@ -100,6 +100,10 @@ pub struct RunArgs {
     /// fail at once, and the run ends instead of holding a copy slot).
     #[arg(long, env = "UNREACHABLE_AFTER", default_value_t = 30)]
     pub unreachable_after: u64,
+    /// Requests in flight per registry, across every image set and their shard pods (each of
+    /// a Job's pods gets its share).
+    #[arg(long, env = "REGISTRY_REQUESTS", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub registry_requests: u32,
     /// Where releases come from (read once at start; an image set may name its own graph URL).
     #[command(flatten)]
     pub release: ReleaseFlags,
@@ -150,9 +154,9 @@ pub struct ShardFlags {
     /// This pod's name.
     #[arg(long, env = "POD_NAME", default_value = "")]
     pub pod: String,
-    /// Earlier failed pods of this index (from the pod's annotation).
-    #[arg(long, env = "SHARD_FAILURES_BEFORE", default_value_t = 0)]
-    pub failures_before: u32,
+    /// Earlier failed pods of this index (from the pod's annotation; empty when it has none).
+    #[arg(long, env = "SHARD_FAILURES_BEFORE", default_value = "")]
+    pub failures_before: String,
 }
 
 /// Flags shared with `oc-mirror --v2`.

@@ -145,7 +145,7 @@ pub fn run(args: RunArgs) -> Result<(), StartError> {
         let cache = crate::cache::Cache::open(&args.cache_dir.join(crate::pipeline::copy::CACHE_SUBDIR))
             .map_err(|e| StartError(format!("--cache-dir: {e}")))?;
         let cache = Arc::new(cache);
-        let transfers = crate::registry::ClientOptions::default().max_in_flight;
+        let transfers = args.registry_requests as usize;
         let _ = metrics.cache.set(cache.clone());
         let shared = Arc::new(run::Shared {
             engine: Arc::new(crate::copy::Engine::new(cache.clone(), transfers)),
@@ -158,6 +158,7 @@ pub fn run(args: RunArgs) -> Result<(), StartError> {
             slots: Arc::new(tokio::sync::Semaphore::new(args.max_concurrent_runs.max(1))),
             retry_slots: Arc::new(tokio::sync::Semaphore::new(1)),
             retry_times: args.retry_times,
+            registry_requests: args.registry_requests as usize,
             stall_timeout: Duration::from_secs(args.stall_timeout),
             unreachable_after: Duration::from_secs(args.unreachable_after),
             metrics: metrics.clone(),

@@ -45,6 +45,9 @@ pub struct Shared {
     pub retry_slots: Arc<Semaphore>,
     /// Attempts per registry request after the first.
     pub retry_times: u32,
+    /// Requests in flight per registry (shared through `registry_slots`; divided among a
+    /// shard Job's pods).
+    pub registry_requests: usize,
     /// How long a registry may send nothing before a request is abandoned.
     pub stall_timeout: std::time::Duration,
     /// How long a registry may fail every attempt before a run gives up on it.
@@ -379,6 +382,7 @@ async fn execute(
     opts.stall_timeout = shared.stall_timeout;
     opts.breaker_window = shared.unreachable_after;
     opts.slots = Some(shared.registry_slots.clone());
+    opts.max_in_flight = shared.registry_requests;
     let access = opts.clone();
     let client = Arc::new(Client::new(opts).map_err(|e| Failure::other("AccessError", e))?);
     let namespace = isc.metadata.namespace.as_deref().unwrap_or_default();

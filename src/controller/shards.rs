@@ -139,7 +139,8 @@ pub async fn copy(
     };
     let shards = cut.shards.len();
     let parallelism = shards.min(ctl.max_pods as usize).max(1);
-    let per_pod = (crate::registry::ClientOptions::default().max_in_flight / parallelism).max(1);
+    // The per-registry cap holds across the Job: each pod gets its share.
+    let per_pod = (shared.registry_requests / parallelism).max(1);
     let plan_digest = planned.plan.digest();
     let name = job::job_name(&req.naming_prefix, &plan_digest);
     tracing::info!(
