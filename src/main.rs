@@ -42,7 +42,7 @@ fn main() {
             cache_dir: f.cache_dir,
             index: f.index,
             pod: f.pod,
-            failures_before: f.failures_before,
+            failures_before: f.failures_before.trim().parse().unwrap_or(0),
         })
         .map(print_lines)
         .map_err(commands::CliError::Setup),

@@ -229,6 +229,21 @@ async fn three_shards_copy_what_one_process_copies_and_pull_each_blob_once() {
         assert_eq!(w.source.requests("GET", &format!("/blobs/{b}")), 1, "GETs of {b}\n{}", diag());
     }
 
+    // The cache records everything the copied images need (what `cache gc` keeps for the set),
+    // though the shards copied them.
+    let refs = dir
+        .path()
+        .join("cache")
+        .join(imageset_operator::pipeline::copy::CACHE_SUBDIR)
+        .join("refs")
+        .join(format!("{}.json", imageset_operator::pipeline::copy::refs_name("shards-team/sharded")));
+    let refs = std::fs::read_to_string(&refs).unwrap_or_else(|e| panic!("{}: {e}", refs.display()));
+    for img in &w.images {
+        for d in img.blobs.iter().chain([&img.digest]) {
+            assert!(refs.contains(d.as_str()), "{d} of {}:{} not recorded", img.repo, img.tag);
+        }
+    }
+
     // Merged, the Job and its ConfigMaps are deleted.
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), OPERATOR_NS);
     for _ in 0..300 {

@@ -115,7 +115,9 @@ pub async fn copy(
         Options { parallel_images: req.parallel_images, parallel_layers: req.parallel_layers },
     );
     let needs = session.needs(&first, &Source::Registry).await;
-    let cut = split::split(&first, &needs, n);
+    let blobs_of: Vec<Option<Vec<crate::image::manifest::Descriptor>>> =
+        needs.iter().map(|n| n.as_ref().map(|n| n.blobs.clone())).collect();
+    let cut = split::split(&first, &blobs_of, n);
     if cut.shards.len() < 2 {
         return Ok(None);
     }
@@ -250,10 +252,7 @@ pub async fn copy(
     let mut statuses = view.lock().expect("shard view").clone();
     for (index, items) in request.shards.iter().enumerate() {
         match reports.get(&index) {
-            Some(report) => {
-                needed.extend(report.needed.iter().map(|b| b.digest.clone()));
-                results.extend(report.results.iter().cloned().map(|r| r.result()));
-            }
+            Some(report) => results.extend(report.results.iter().cloned().map(|r| r.result())),
             None => {
                 let why = if failed_indexes.contains(&index) {
                     format!(
@@ -273,6 +272,20 @@ pub async fn copy(
                 }));
             }
         }
+    }
+    // What the images copied need at the destination, for the cache's records: as surveyed
+    // here, and the digests the shards wrote (a filtered index is made there).
+    let by_item: BTreeMap<(&str, &str), &crate::copy::Needs> = first
+        .iter()
+        .zip(&needs)
+        .filter_map(|(i, n)| Some(((i.source.as_str(), i.destination.as_str()), n.as_ref()?)))
+        .collect();
+    for r in results.iter().filter(|r| !matches!(r.outcome, Outcome::Failed { .. })) {
+        if let Some(n) = by_item.get(&(r.item.source.as_str(), r.item.destination.as_str())) {
+            needed.extend(n.blobs.iter().map(|b| b.digest.clone()));
+            needed.extend(n.manifests.iter().cloned());
+        }
+        needed.extend(r.digest.clone());
     }
     for s in &mut statuses {
         let i = s.index as usize;

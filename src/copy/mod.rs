@@ -104,6 +104,15 @@ pub struct Session<'e> {
     pub progress: Arc<Progress>,
 }
 
+/// What an image needs at a destination.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Needs {
+    /// Its blobs (layers and configs).
+    pub blobs: Vec<Descriptor>,
+    /// Its manifests' digests (the top one last).
+    pub manifests: Vec<String>,
+}
+
 /// Images under way per blob transfer. An image waiting for a layer that another image is
 /// moving (tags of one repository share their big layers) holds no transfer, so the images
 /// behind it keep every transfer busy.
@@ -201,18 +210,20 @@ impl Session<'_> {
         self.client.clone()
     }
 
-    /// The blobs each item needs (the platforms it keeps), read from its manifests, which land
-    /// in the cache; nothing is copied. `None` for an item whose manifests cannot be read (its
+    /// What each item needs (the platforms it keeps), read from its manifests, which land in
+    /// the cache; nothing is copied. `None` for an item whose manifests cannot be read (its
     /// copy then says why). In plan order.
-    pub async fn needs(&self, items: &[CopyItem], source: &Source) -> Vec<Option<Vec<Descriptor>>> {
+    pub async fn needs(&self, items: &[CopyItem], source: &Source) -> Vec<Option<Needs>> {
         futures::stream::iter(items.iter())
             .map(|item| async move {
                 let src = ImageRef::parse(&item.source).ok()?;
                 if src.transport == Transport::Oci {
                     return None;
                 }
-                let (top, mt, _) = self.resolve(&src, source).await.ok()?;
-                Some(self.blobs_of(&src, source, item, &top, &mt).await)
+                let (top, mt, digest) = self.resolve(&src, source).await.ok()?;
+                let (blobs, mut manifests) = self.blobs_of(&src, source, item, &top, &mt).await;
+                manifests.push(digest);
+                Some(Needs { blobs, manifests })
             })
             .buffered(self.opts.parallel_images.max(1) * IMAGES_AHEAD)
             .collect()
@@ -349,15 +360,16 @@ impl Session<'_> {
         let present = matches!(&at_dest, Ok(Some((at, _))) if *at == top_digest);
         let mut largest = 0;
         if !present {
-            let blobs = self.blobs_of(&src, source, item, &top, &top_mt).await;
+            let (blobs, _) = self.blobs_of(&src, source, item, &top, &top_mt).await;
             largest = blobs.iter().map(|b| b.size).max().unwrap_or(0);
             self.progress.need(place(&dst, target), &blobs);
         }
         Survey { found: Ok(Found { src, dst, dest_reference, top_mt, top_digest, at_dest }), largest }
     }
 
-    /// The blobs an image (or the platforms kept of an index) needs; those of a manifest that
-    /// cannot be read are left out (the copy itself then says what is wrong).
+    /// The blobs an image (or the platforms kept of an index) needs, and the digests of the
+    /// child manifests they come from; those of a manifest that cannot be read are left out
+    /// (the copy itself then says what is wrong).
     async fn blobs_of(
         &self,
         src: &ImageRef,
@@ -365,25 +377,26 @@ impl Session<'_> {
         item: &CopyItem,
         top: &[u8],
         mt: &str,
-    ) -> Vec<Descriptor> {
+    ) -> (Vec<Descriptor>, Vec<String>) {
         let kept = match item.platforms.is_empty() {
             true => None,
             false => manifest::sparse_index(top, &item.platforms).ok().flatten(),
         };
         match manifest::parse(kept.as_deref().unwrap_or(top), mt) {
-            Ok(Parsed::Image { blobs }) => blobs,
+            Ok(Parsed::Image { blobs }) => (blobs, Vec::new()),
             Ok(Parsed::Index { children }) => {
-                let mut all = Vec::new();
+                let (mut all, mut manifests) = (Vec::new(), Vec::new());
                 for (child, _) in children {
                     let Ok(cb) = self.manifest(src, source, &child.digest).await else { continue };
                     let cmt = manifest::media_type_of(&cb, Some(&child.media_type));
                     if let Ok(Parsed::Image { blobs }) = manifest::parse(&cb, &cmt) {
                         all.extend(blobs);
                     }
+                    manifests.push(child.digest);
                 }
-                all
+                (all, manifests)
             }
-            Err(_) => Vec::new(),
+            Err(_) => (Vec::new(), Vec::new()),
         }
     }
 

@@ -17,7 +17,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::copy::{ItemResult, Outcome};
 use crate::image::PlatformSelector;
-use crate::image::manifest::Descriptor;
 use crate::pipeline::Request;
 use crate::plan::{CopyItem, ImageKind};
 
@@ -84,30 +83,6 @@ impl From<Item> for CopyItem {
             destination: i.destination,
             platforms: i.platforms,
         }
-    }
-}
-
-/// A blob, as a report carries it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Blob {
-    /// Digest.
-    pub digest: String,
-    /// Size.
-    pub size: u64,
-    /// Media type.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub media_type: String,
-}
-
-impl From<&Descriptor> for Blob {
-    fn from(d: &Descriptor) -> Self {
-        Blob { digest: d.digest.clone(), size: d.size, media_type: d.media_type.clone() }
-    }
-}
-
-impl From<Blob> for Descriptor {
-    fn from(b: Blob) -> Self {
-        Descriptor { digest: b.digest, size: b.size, media_type: b.media_type }
     }
 }
 
@@ -189,9 +164,6 @@ pub struct ShardReport {
     pub index: usize,
     /// Per image, in the shard's order.
     pub results: Vec<ItemReport>,
-    /// Every digest the shard's images need at the destination (manifests and blobs): what the
-    /// cache keeps for the image set.
-    pub needed: Vec<Blob>,
 }
 
 /// `Failed` reasons a report may carry, as the engine names them; anything else reads back as

@@ -5,7 +5,6 @@
 //! Images that fail are reported and the shard still succeeds; only a shard that could not
 //! work (or was killed) fails its pod, and the Job then retries that index alone.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -15,9 +14,7 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use serde_json::json;
 
-use super::{
-    Blob, ItemReport, JOB_LABEL, PROGRESS_KEY, REPORT_KEY, SET_UID_LABEL, ShardProgress, ShardReport, ShardRequest,
-};
+use super::{ItemReport, JOB_LABEL, PROGRESS_KEY, REPORT_KEY, SET_UID_LABEL, ShardProgress, ShardReport, ShardRequest};
 use crate::api::ImageSetConfiguration;
 use crate::cache::Cache;
 use crate::copy::{Engine, Options, Source, Target};
@@ -140,18 +137,8 @@ async fn work(args: &ShardArgs) -> Result<Vec<String>, String> {
             }
         }
     };
-    let mut needed: BTreeMap<String, Blob> = BTreeMap::new();
-    for r in &results {
-        for d in &r.contents {
-            needed.entry(d.digest.clone()).or_insert_with(|| Blob::from(d));
-        }
-    }
     let failed = results.iter().filter(|r| matches!(r.outcome, crate::copy::Outcome::Failed { .. })).count();
-    let report = ShardReport {
-        index: args.index,
-        results: results.iter().map(ItemReport::of).collect(),
-        needed: needed.into_values().collect(),
-    };
+    let report = ShardReport { index: args.index, results: results.iter().map(ItemReport::of).collect() };
     use base64::Engine as _;
     let packed = base64::engine::general_purpose::STANDARD.encode(super::pack(&report));
     write(json!({PROGRESS_KEY: progress_json(true)}), json!({REPORT_KEY: packed})).await?;
