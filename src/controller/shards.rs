@@ -39,6 +39,9 @@ pub struct ShardControl {
     pub max_pods: u32,
 }
 
+/// The largest request (base64 bytes) put in a ConfigMap, with room for its metadata.
+const MAX_REQUEST: usize = 900 * 1024;
+
 /// How often a Job is looked at.
 const POLL: Duration = Duration::from_secs(1);
 
@@ -154,18 +157,36 @@ pub async fn copy(
         placed = homes.len(),
         "copying in shards"
     );
-    let request = ShardRequest {
-        image_set: set.clone(),
-        job: name.clone(),
-        request: req.clone(),
-        shards: cut.shards.iter().map(|s| s.iter().map(|i| sh::Item::from(&first[*i])).collect()).collect(),
-        homes,
-        max_in_flight: per_pod,
-        retry_times: shared.retry_times,
-        stall_timeout_secs: shared.stall_timeout.as_secs().max(1),
-        unreachable_after_secs: shared.unreachable_after.as_secs(),
-        shared_cache,
-    };
+    let requests: Vec<ShardRequest> = cut
+        .shards
+        .iter()
+        .enumerate()
+        .map(|(index, s)| ShardRequest {
+            image_set: set.clone(),
+            job: name.clone(),
+            request: req.clone(),
+            index,
+            items: s.iter().map(|i| sh::Item::from(&first[*i])).collect(),
+            homes: homes.clone(),
+            max_in_flight: per_pod,
+            retry_times: shared.retry_times,
+            stall_timeout_secs: shared.stall_timeout.as_secs().max(1),
+            unreachable_after_secs: shared.unreachable_after.as_secs(),
+            shared_cache,
+        })
+        .collect();
+    // Each index's request travels in a ConfigMap (at most 1 MiB, base64 on the wire): a shard
+    // too big for one is copied here, in one pod, rather than not at all.
+    let packed: Vec<Vec<u8>> = requests.iter().map(sh::pack).collect();
+    if let Some((i, p)) = packed.iter().enumerate().find(|(_, p)| p.len() / 3 * 4 > MAX_REQUEST) {
+        tracing::warn!(
+            job = %name,
+            bytes = p.len(),
+            images = requests[i].items.len(),
+            "a shard's request is too large for a ConfigMap; copying in the operator's pod"
+        );
+        return Ok(None);
+    }
     // Pods at once across image sets: this Job's are taken before it exists.
     let _pods = ctl.pods.clone().acquire_many_owned(parallelism as u32).await.map_err(|e| Failure {
         reason: "RunFailed",
@@ -203,13 +224,15 @@ pub async fn copy(
     };
     let mut cleanup = Cleanup { jobs: jobs.clone(), name: name.clone(), armed: true };
     let uid = created.metadata.uid.clone().unwrap_or_default();
-    let packed = sh::pack(&request);
-    let cm: ConfigMap =
-        serde_json::from_value(job::request_config_map(&ctl.job, &name, &uid, &set, &packed)).expect("a ConfigMap");
-    match cms.create(&PostParams::default(), &cm).await {
-        Ok(_) => {}
-        Err(kube::Error::Api(e)) if e.code == 409 => {}
-        Err(e) => return Err(api_err("writing the request of", e)),
+
+    for (index, p) in packed.iter().enumerate() {
+        let cm = job::request_config_map(&ctl.job, (&name, &uid), &set, index, p);
+        let cm: ConfigMap = serde_json::from_value(cm).expect("a ConfigMap");
+        match cms.create(&PostParams::default(), &cm).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 409 => {}
+            Err(e) => return Err(api_err("writing the requests of", e)),
+        }
     }
     // Merged progress, in the run's counters.
     let counters = Arc::new(Counters::default());
@@ -250,11 +273,20 @@ pub async fn copy(
     let mut needed = BTreeSet::new();
     let failed_indexes = index_set(j.status.as_ref().and_then(|s| s.failed_indexes.as_deref()).unwrap_or(""));
     let mut statuses = view.lock().expect("shard view").clone();
-    for (index, items) in request.shards.iter().enumerate() {
+    for (index, items) in requests.iter().map(|r| &r.items).enumerate() {
         match reports.get(&index) {
-            Some(report) => results.extend(report.results.iter().cloned().map(|r| r.result())),
-            None => {
-                let why = if failed_indexes.contains(&index) {
+            Some(report) if report.results.len() == items.len() => {
+                results.extend(report.results.iter().cloned().zip(items).map(|(r, i)| r.result(i.clone().into())))
+            }
+            reported => {
+                let why = if let Some(r) = reported {
+                    format!(
+                        "shard {index} of Job {}/{name} reported {} images of its {}",
+                        ctl.job.namespace,
+                        r.results.len(),
+                        items.len()
+                    )
+                } else if failed_indexes.contains(&index) {
                     format!(
                         "shard {index} of Job {}/{name} failed {} times (backoffLimitPerIndex); its pods' logs say why",
                         ctl.job.namespace,
@@ -301,8 +333,8 @@ pub async fn copy(
         tracing::warn!(job = %name, error = %e, "shard Job not deleted; its TTL will");
     }
     cleanup.armed = false;
-    let mut names = vec![sh::request_name(&name)];
-    names.extend((0..shards).map(|i| sh::report_name(&name, i)));
+    let prefix = sh::request_prefix(&name);
+    let names = (0..shards).flat_map(|i| [sh::request_name(&prefix, i), sh::report_name(&name, i)]);
     for n in names {
         let _ = cms.delete(&n, &DeleteParams::default()).await;
     }

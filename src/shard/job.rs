@@ -110,7 +110,7 @@ pub fn job(s: &JobSettings, name: &str, set: &SetRef, plan_digest: &str, shards:
                         "image": s.image,
                         "args": [
                             "shard",
-                            format!("--request={}", super::request_name(name)),
+                            format!("--request={}", super::request_prefix(name)),
                             format!("--namespace={}", s.namespace),
                             format!("--cache-dir={cache_dir}"),
                         ],
@@ -133,14 +133,21 @@ pub fn job(s: &JobSettings, name: &str, set: &SetRef, plan_digest: &str, shards:
     })
 }
 
-/// The ConfigMap holding a Job's request, owned by the Job (it goes when the Job goes).
-pub fn request_config_map(s: &JobSettings, job: &str, job_uid: &str, set: &SetRef, packed: &[u8]) -> Value {
+/// The ConfigMap holding the request of index `index` of a Job, owned by the Job (it goes when
+/// the Job goes).
+pub fn request_config_map(
+    s: &JobSettings,
+    (job, job_uid): (&str, &str),
+    set: &SetRef,
+    index: usize,
+    packed: &[u8],
+) -> Value {
     use base64::Engine as _;
     json!({
         "apiVersion": "v1",
         "kind": "ConfigMap",
         "metadata": {
-            "name": super::request_name(job),
+            "name": super::request_name(&super::request_prefix(job), index),
             "namespace": s.namespace,
             "labels": labels(job, set),
             "ownerReferences": [owner(job, job_uid)],

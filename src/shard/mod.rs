@@ -2,7 +2,7 @@
 //! indexes of one Indexed Job, each pod `imageset-operator shard` over its part of the plan.
 //!
 //! What travels between the operator and its shard pods goes through the API server, in the
-//! operator's namespace: the request as a ConfigMap the operator writes (gzip JSON), each
+//! operator's namespace: each index's request as a ConfigMap the operator writes (gzip JSON), each
 //! shard's progress and report as a ConfigMap the shard writes. The cache is the operator's
 //! volume when it is ReadWriteMany, or the pod's own `emptyDir`. Credentials are never in
 //! either: each shard reads the image set's own Secret through the API, as the operator does.
@@ -95,8 +95,10 @@ pub struct ShardRequest {
     pub job: String,
     /// The run's pipeline request (destination, naming, parallelism).
     pub request: Request,
-    /// The images of each shard, by completion index.
-    pub shards: Vec<Vec<Item>>,
+    /// The completion index this request is for (one request per index).
+    pub index: usize,
+    /// Its images.
+    pub items: Vec<Item>,
     /// Where the operator placed blobs several shards need: `(registry, digest, repository)`.
     #[serde(default)]
     pub homes: Vec<(String, String, String)>,
@@ -114,11 +116,10 @@ pub struct ShardRequest {
     pub shared_cache: bool,
 }
 
-/// What became of one image in a shard.
+/// What became of one image in a shard (reports list them in the shard's order, so the image
+/// itself is not repeated: reports stay small at thousands of images).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ItemReport {
-    /// The image.
-    pub item: Item,
     /// `Copied`, `AlreadyPresent` or `Failed`.
     pub outcome: String,
     /// Stable reason of a failure.
@@ -162,7 +163,7 @@ pub struct ShardProgress {
 pub struct ShardReport {
     /// Completion index.
     pub index: usize,
-    /// Per image, in the shard's order.
+    /// Per image, in the order of the shard's images in the request.
     pub results: Vec<ItemReport>,
 }
 
@@ -183,6 +184,9 @@ const REASONS: &[&str] = &[
     "ShardFailed",
 ];
 
+/// Characters of a failure's message a report keeps.
+pub const MAX_MESSAGE: usize = 1000;
+
 /// The stable reason a report names.
 pub fn reason_of(s: &str) -> &'static str {
     REASONS.iter().find(|r| **r == s).copied().unwrap_or("ShardFailed")
@@ -196,8 +200,12 @@ impl ItemReport {
             Outcome::AlreadyPresent => ("AlreadyPresent", "", String::new()),
             Outcome::Failed { reason, message } => ("Failed", *reason, message.clone()),
         };
+        // A registry's error body can be long; the start says what went wrong.
+        let message = match message.char_indices().nth(MAX_MESSAGE) {
+            Some((at, _)) => format!("{}...", &message[..at]),
+            None => message,
+        };
         ItemReport {
-            item: Item::from(&r.item),
             outcome: outcome.into(),
             reason: reason.into(),
             message,
@@ -206,20 +214,14 @@ impl ItemReport {
         }
     }
 
-    /// The result it reports (its contents are the shard's, in [`ShardReport::needed`]).
-    pub fn result(self) -> ItemResult {
+    /// The result it reports for `item` (contents left empty: the operator knows them).
+    pub fn result(self, item: CopyItem) -> ItemResult {
         let outcome = match self.outcome.as_str() {
             "Copied" => Outcome::Copied,
             "AlreadyPresent" => Outcome::AlreadyPresent,
             _ => Outcome::Failed { reason: reason_of(&self.reason), message: self.message },
         };
-        ItemResult {
-            item: self.item.into(),
-            outcome,
-            digest: self.digest,
-            media_type: self.media_type,
-            contents: Vec::new(),
-        }
+        ItemResult { item, outcome, digest: self.digest, media_type: self.media_type, contents: Vec::new() }
     }
 }
 
@@ -243,9 +245,14 @@ pub fn report_name(job: &str, index: usize) -> String {
     format!("{job}-report-{index}")
 }
 
-/// The name of a Job's request ConfigMap.
-pub fn request_name(job: &str) -> String {
+/// The prefix of a Job's request ConfigMaps (its pods' `--request`).
+pub fn request_prefix(job: &str) -> String {
     format!("{job}-request")
+}
+
+/// The name of the request ConfigMap of index `index` of a Job (`--request` names the prefix).
+pub fn request_name(prefix: &str, index: usize) -> String {
+    format!("{prefix}-{index}")
 }
 
 #[cfg(test)]
@@ -269,9 +276,74 @@ mod tests {
             contents: vec![],
         };
         let back: ItemReport = unpack(&pack(&ItemReport::of(&failed))).unwrap();
-        let r = back.result();
+        let r = back.result(item.clone());
         assert_eq!(r.item, item);
+        let long = ItemResult {
+            outcome: Outcome::Failed { reason: "RegistryStatus", message: "x".repeat(5000) },
+            ..failed.clone()
+        };
+        assert_eq!(ItemReport::of(&long).message.len(), MAX_MESSAGE + 3);
         assert_eq!(r.outcome, Outcome::Failed { reason: "NotFound", message: "gone".into() });
         assert_eq!(reason_of("SomethingNew"), "ShardFailed");
+    }
+
+    /// Requests and reports travel in ConfigMaps (1 MiB): 10,000 release components with
+    /// digests that share nothing fit in one request, and a shard's report of them too.
+    #[test]
+    fn ten_thousand_images_fit_in_a_request_and_a_report() {
+        let items: Vec<Item> = (0..10_000u32)
+            .map(|i| {
+                let d = crate::image::manifest::sha256_digest(&i.to_le_bytes());
+                let src = format!("docker://quay.io/openshift-release-dev/ocp-v4.0-art-dev@{d}");
+                Item {
+                    kind: ImageKind::ReleaseContent,
+                    origin: src.clone(),
+                    source: src,
+                    destination: format!(
+                        "docker://registry.example.com:5000/mirror/openshift-release-dev/ocp-v4.0-art-dev:{}",
+                        &d[7..]
+                    ),
+                    platforms: vec![],
+                }
+            })
+            .collect();
+        let items_len = items.len();
+        let request = ShardRequest {
+            image_set: SetRef { namespace: "ns".into(), name: "n".into(), uid: "u".into() },
+            job: "j".into(),
+            request: crate::pipeline::Request::collecting(
+                crate::plan::Destination::Registry("registry.example.com:5000/mirror".into()),
+                "/w".into(),
+                "ns/n".into(),
+                Default::default(),
+                0,
+            ),
+            index: 0,
+            items,
+            homes: vec![],
+            max_in_flight: 4,
+            retry_times: 5,
+            stall_timeout_secs: 30,
+            unreachable_after_secs: 30,
+            shared_cache: true,
+        };
+        let packed = pack(&request).len();
+        assert!(packed / 3 * 4 < 900 * 1024, "request of 10,000 images: {packed} bytes gzipped");
+        let report = ShardReport {
+            index: 0,
+            results: (0..10_000u32)
+                .map(|i| ItemReport {
+                    outcome: "Copied".into(),
+                    reason: String::new(),
+                    message: String::new(),
+                    digest: Some(crate::image::manifest::sha256_digest(&i.to_be_bytes())),
+                    media_type: Some("application/vnd.docker.distribution.manifest.v2+json".into()),
+                })
+                .collect(),
+        };
+        let packed_report = pack(&report).len();
+        assert!(packed_report / 3 * 4 < 900 * 1024, "report of 10,000 images: {packed_report} bytes gzipped");
+        assert_eq!(items_len, 10_000);
+        eprintln!("10,000 images: request {packed} bytes, report {packed_report} bytes (gzip)");
     }
 }

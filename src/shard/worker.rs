@@ -24,7 +24,7 @@ use crate::registry::Client;
 /// What a shard pod is told.
 #[derive(Clone, Debug)]
 pub struct ShardArgs {
-    /// The request ConfigMap.
+    /// The prefix of the request ConfigMaps (`<prefix>-<index>` is this pod's).
     pub request: String,
     /// Its namespace (the operator's).
     pub namespace: String,
@@ -54,15 +54,12 @@ pub fn run(args: &ShardArgs) -> Result<Vec<String>, String> {
 async fn work(args: &ShardArgs) -> Result<Vec<String>, String> {
     let kube = kube::Client::try_default().await.map_err(|e| format!("kubernetes client: {e}"))?;
     let cms: Api<ConfigMap> = Api::namespaced(kube.clone(), &args.namespace);
-    let (req, job_uid) = request(&cms, &args.request).await?;
-    let items: Vec<CopyItem> = req
-        .shards
-        .get(args.index)
-        .ok_or_else(|| format!("index {} is not in {} ({} shards)", args.index, args.request, req.shards.len()))?
-        .iter()
-        .cloned()
-        .map(CopyItem::from)
-        .collect();
+    let name = super::request_name(&args.request, args.index);
+    let (req, job_uid) = request(&cms, &name).await?;
+    if req.index != args.index {
+        return Err(format!("{name} is the request of index {}, not {}", req.index, args.index));
+    }
+    let items: Vec<CopyItem> = req.items.iter().cloned().map(CopyItem::from).collect();
     let set = &req.image_set;
     let sets: Api<ImageSetConfiguration> = Api::namespaced(kube.clone(), &set.namespace);
     // The operator's rights on image sets are list and watch: no get.
