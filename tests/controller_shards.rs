@@ -348,3 +348,63 @@ fn read(p: &Path) -> String {
     let start = text.len().saturating_sub(6000);
     text[text.floor_char_boundary(start)..].to_string()
 }
+
+/// At the size users have: 2,000 images in 50 repositories, in four shards.
+#[tokio::test]
+async fn two_thousand_images_in_four_shards_land_once_each() {
+    use support::storage::{missing_at, small_images};
+    const IMAGES: usize = 2000;
+    let _turn = OPERATOR.lock().await;
+    let (src, dst, images) = std::thread::spawn(|| {
+        let src = Registry::start(RegistryOptions { access_log: true, ..Default::default() });
+        let dst = Registry::start(RegistryOptions::default());
+        let images = small_images(&src.storage, 50, IMAGES, 4096, 29);
+        (src, dst, images)
+    })
+    .join()
+    .unwrap();
+    let cp = support::cluster::shared();
+    let client = cp.client().await;
+    clear_left_behind(&client).await;
+    support::cluster::ensure_namespace(&client, NS).await;
+    let dir = support::temp_dir("operator-shards-scale-");
+    let (kubelet, _operator) = cluster_with_shards(dir.path(), &format!("pvc:{CLAIM}")).await;
+    let names: Vec<_> = images.iter().map(|w| json!({"name": format!("{}/{}:{}", src.host, w.repo, w.tag)})).collect();
+    let spec = json!({
+        "destination": format!("docker://{}/mirror", dst.host),
+        "registries": [{"host": src.host, "insecure": true}, {"host": dst.host, "insecure": true}],
+        "mirror": {"additionalImages": names},
+        "shards": 4,
+    });
+    let api: Api<ImageSetConfiguration> = Api::namespaced(client.clone(), NS);
+    api.create(&PostParams::default(), &image_set_in(NS, "scale", spec)).await.unwrap();
+    let st = finished(&api, "scale", 600).await;
+    let diag = || format!("{}\noperator log:\n{}", kubelet.describe(), read(&dir.path().join("operator.log")));
+    let (ready, reason, message) = support::operator::ready(&st);
+    assert_eq!((ready.as_str(), reason.as_str()), ("True", "Mirrored"), "{message}\n{}", diag());
+    let counts = st.counts.clone().unwrap();
+    assert_eq!((counts.total, counts.copied, counts.failed), (IMAGES as u64, IMAGES as u64, 0), "{counts:?}");
+    assert_eq!(st.shards.len(), 4, "{:?}", st.shards);
+    assert!(st.shards.iter().all(|s| s.phase == "Succeeded" && s.images_done == s.images_total));
+    // 50 repositories of 40 images: whole repositories per shard, balanced.
+    let mut sizes: Vec<u64> = st.shards.iter().map(|s| s.images_total).collect();
+    sizes.sort();
+    assert_eq!(sizes.iter().sum::<u64>(), IMAGES as u64);
+    assert!(sizes.iter().all(|n| n % 40 == 0) && sizes[3] - sizes[0] <= 40, "{sizes:?}");
+    let missing = std::thread::spawn(move || missing_at(&dst, "mirror", &images)).join().unwrap();
+    assert!(
+        missing.is_empty(),
+        "{} images missing or wrong, e.g. {:?}",
+        missing.len(),
+        &missing[..missing.len().min(5)]
+    );
+    // Every blob (a config and a layer per image) was read from the source once.
+    let mut gets: BTreeMap<String, usize> = BTreeMap::new();
+    for a in src.access_log().iter().filter(|a| a.method == "GET" && a.uri.contains("/blobs/")) {
+        *gets.entry(a.uri.rsplit('/').next().unwrap_or_default().to_string()).or_default() += 1;
+    }
+    assert_eq!(gets.len(), 2 * IMAGES, "distinct blobs read");
+    let twice: Vec<_> = gets.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "blobs read more than once: {twice:?}");
+    clear_left_behind(&client).await;
+}
