@@ -408,3 +408,55 @@ async fn two_thousand_images_in_four_shards_land_once_each() {
     assert!(twice.is_empty(), "blobs read more than once: {twice:?}");
     clear_left_behind(&client).await;
 }
+
+/// A spec change while a Job runs stops that run: its Job goes (and with it its pods), and the
+/// new generation's run copies in a Job of its own.
+#[tokio::test]
+async fn a_spec_change_mid_run_deletes_the_old_generations_job() {
+    let _turn = OPERATOR.lock().await;
+    let w = world();
+    let cp = support::cluster::shared();
+    let client = cp.client().await;
+    clear_left_behind(&client).await;
+    support::cluster::ensure_namespace(&client, NS).await;
+    secret(&client, &w).await;
+    let stalled = w.images.iter().find(|i| i.repo == "apps/r2" && i.tag == "v2").unwrap();
+    let layer = stalled.blobs.iter().find(|b| w.images.iter().filter(|i| i.blobs.contains(b)).count() == 1).unwrap();
+    let stall = FaultAction::Stall { after: Some(8192), duration: Duration::from_secs(120) };
+    let fault = w.proxy.add_fault(Fault::new(Some("GET"), &format!("/blobs/{layer}"), 1, stall));
+    let dir = support::temp_dir("operator-shards-change-");
+    let (kubelet, _operator) = cluster_with_shards(dir.path(), &format!("pvc:{CLAIM}")).await;
+    let api: Api<ImageSetConfiguration> = Api::namespaced(client.clone(), NS);
+    let created = api.create(&PostParams::default(), &image_set_in(NS, "changed", spec(&w, 0, Some(2)))).await.unwrap();
+    let uid = created.metadata.uid.clone().unwrap();
+    let jobs: Api<Job> = Api::namespaced(client.clone(), OPERATOR_NS);
+    let diag = || format!("{}\noperator log:\n{}", kubelet.describe(), read(&dir.path().join("operator.log")));
+    let mut first = None;
+    for _ in 0..1200 {
+        if w.proxy.fired(fault) == 1
+            && let Some(j) = jobs_of(&jobs, &uid).await.into_iter().next()
+        {
+            first = j.metadata.name;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let first = first.unwrap_or_else(|| panic!("no Job stalled on {layer}\n{}", diag()));
+    let patch = json!({"spec": {"resyncInterval": "7h"}});
+    api.patch("changed", &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&patch)).await.unwrap();
+    let st = finished(&api, "changed", 240).await;
+    let (ready, reason, message) = support::operator::ready(&st);
+    assert_eq!((ready.as_str(), reason.as_str()), ("True", "Mirrored"), "{message}\n{}", diag());
+    assert_eq!(st.observed_generation, Some(2));
+    assert!(jobs.get_opt(&first).await.unwrap().is_none(), "the first generation's Job {first} is gone");
+    let second = st.shards.first().map(|s| s.job.clone()).unwrap_or_default();
+    assert!(!second.is_empty() && second != first, "the new generation ran in a Job of its own: {second}");
+    let stopped: Vec<_> = kubelet.runs().into_iter().filter(|r| r.job.as_deref() == Some(first.as_str())).collect();
+    assert!(stopped.iter().all(|r| !r.running()), "{}", diag());
+    assert!(stopped.iter().any(|r| r.exit_code != Some(0)), "a pod of the first Job was stopped mid-run\n{}", diag());
+    for img in &w.images {
+        let repo = format!("mirror/{}", img.repo);
+        assert_eq!(digest_at(&w.dests[0], &repo, &img.tag), img.digest, "{repo}:{}", img.tag);
+    }
+    clear_left_behind(&client).await;
+}

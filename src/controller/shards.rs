@@ -147,7 +147,7 @@ pub async fn copy(
     // The per-registry cap holds across the Job: each pod gets its share.
     let per_pod = (shared.registry_requests / parallelism).max(1);
     let plan_digest = planned.plan.digest();
-    let name = job::job_name(&req.naming_prefix, &plan_digest);
+    let name = job::job_name(&req.naming_prefix, &plan_digest, isc.metadata.generation.unwrap_or(0));
     tracing::info!(
         image_set = %format!("{}/{}", set.namespace, set.name),
         job = %name,

@@ -162,10 +162,12 @@ pub fn owner(job: &str, uid: &str) -> Value {
 }
 
 /// A Job's name: the image set's naming prefix (namespace, name, hash) and a hash of the
-/// plan, at most 52 characters (a Job's pods add `-<index>-<random>` to it).
-pub fn job_name(prefix: &str, plan_digest: &str) -> String {
+/// plan and the generation it runs for, at most 52 characters (a Job's pods add
+/// `-<index>-<random>` to it). An operator that restarts finds the Job of its run again; a
+/// new generation never meets the Job of the run it stopped.
+pub fn job_name(prefix: &str, plan_digest: &str, generation: i64) -> String {
     let short: String = prefix.chars().take(32).collect();
-    let hash = crate::image::manifest::sha256_digest(format!("{prefix}\n{plan_digest}").as_bytes());
+    let hash = crate::image::manifest::sha256_digest(format!("{prefix}\n{plan_digest}\n{generation}").as_bytes());
     format!("{}-shards-{}", short.trim_end_matches(['-', '.']), &hash[7..17]).to_lowercase()
 }
 
@@ -185,7 +187,8 @@ mod tests {
             ttl_seconds: 600,
         };
         let set = SetRef { namespace: "team-a".into(), name: "nightly".into(), uid: "u-1".into() };
-        let name = job_name("team-a-nightly-0123abcd", "sha256:00");
+        let name = job_name("team-a-nightly-0123abcd", "sha256:00", 1);
+        assert_ne!(name, job_name("team-a-nightly-0123abcd", "sha256:00", 2));
         assert!(name.len() <= 52 && name.starts_with("team-a-nightly-0123abcd-shards-"), "{name}");
         let j = job(&s, &name, &set, "sha256:00", 3, 2);
         assert_eq!(j["spec"]["completionMode"], "Indexed");
