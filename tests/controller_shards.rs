@@ -460,3 +460,72 @@ async fn a_spec_change_mid_run_deletes_the_old_generations_job() {
     }
     clear_left_behind(&client).await;
 }
+
+/// The operator stopped (SIGTERM, as a rolling update does) while a Job runs leaves it running;
+/// the operator started after it takes the same Job over instead of starting another.
+#[tokio::test]
+async fn a_restarted_operator_takes_over_the_running_job() {
+    let _turn = OPERATOR.lock().await;
+    let w = world();
+    let cp = support::cluster::shared();
+    let client = cp.client().await;
+    clear_left_behind(&client).await;
+    support::cluster::ensure_namespace(&client, NS).await;
+    secret(&client, &w).await;
+    let stalled = w.images.iter().find(|i| i.repo == "apps/r6" && i.tag == "v1").unwrap();
+    let layer = stalled.blobs.iter().find(|b| w.images.iter().filter(|i| i.blobs.contains(b)).count() == 1).unwrap();
+    // Held long enough for the operator to stop and start again; then the read is retried.
+    let stall = FaultAction::Stall { after: Some(8192), duration: Duration::from_secs(10) };
+    let fault = w.proxy.add_fault(Fault::new(Some("GET"), &format!("/blobs/{layer}"), 1, stall));
+    let dir = support::temp_dir("operator-shards-restart-");
+    let (kubelet, mut first) = cluster_with_shards(dir.path(), &format!("pvc:{CLAIM}")).await;
+    let api: Api<ImageSetConfiguration> = Api::namespaced(client.clone(), NS);
+    let created =
+        api.create(&PostParams::default(), &image_set_in(NS, "restarted", spec(&w, 0, Some(2)))).await.unwrap();
+    let uid = created.metadata.uid.clone().unwrap();
+    let jobs: Api<Job> = Api::namespaced(client.clone(), OPERATOR_NS);
+    let diag = || {
+        format!(
+            "{}\nfirst operator:\n{}\nsecond operator:\n{}",
+            kubelet.describe(),
+            read(&dir.path().join("operator.log")),
+            read(&dir.path().join("operator-2.log"))
+        )
+    };
+    let mut job = None;
+    for _ in 0..1200 {
+        if w.proxy.fired(fault) == 1
+            && let Some(j) = jobs_of(&jobs, &uid).await.into_iter().next()
+        {
+            job = j.metadata.name;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let job = job.unwrap_or_else(|| panic!("no Job stalled on {layer}\n{}", diag()));
+    first.stop();
+    assert!(jobs.get_opt(&job).await.unwrap().is_some(), "the stopped operator left its Job running\n{}", diag());
+    let kubeconfig = dir.path().join(format!("{OPERATOR_NS}.{OPERATOR_SA}.kubeconfig"));
+    let admin = format!("127.0.0.1:{}", support::free_port());
+    let flags = [
+        format!("--shard-image={IMAGE}"),
+        format!("--shard-cache=pvc:{CLAIM}"),
+        "--max-shards=4".to_string(),
+        "--shard-backoff=2".to_string(),
+    ];
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let _second = support::operator::operator_as(&kubeconfig, dir.path(), &admin, &flags, &[], "operator-2");
+    let st = finished(&api, "restarted", 240).await;
+    let (ready, reason, message) = support::operator::ready(&st);
+    assert_eq!((ready.as_str(), reason.as_str()), ("True", "Mirrored"), "{message}\n{}", diag());
+    assert!(st.shards.iter().all(|s| s.job == job), "the same Job, taken over: {:?}", st.shards);
+    let runs = runs_by_index(&kubelet, &job);
+    assert_eq!(runs, BTreeMap::from([(0, vec![Some(0)]), (1, vec![Some(0)])]), "each index ran once\n{}", diag());
+    let log = read(&dir.path().join("operator-2.log"));
+    assert!(log.contains("taking over the shard Job"), "{log}");
+    for img in &w.images {
+        let repo = format!("mirror/{}", img.repo);
+        assert_eq!(digest_at(&w.dests[0], &repo, &img.tag), img.digest, "{repo}:{}", img.tag);
+    }
+    clear_left_behind(&client).await;
+}

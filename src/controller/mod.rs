@@ -165,6 +165,7 @@ pub fn run(args: RunArgs) -> Result<(), StartError> {
             runs: Default::default(),
             done: Default::default(),
             shards: shard_control(&args, &client).await?,
+            leaving: Default::default(),
         });
         let allowed = if args.allowed_namespaces.is_empty() {
             vec![args.namespace.clone()]
@@ -341,6 +342,8 @@ async fn terminated() {
 /// Stops every run under way and waits (briefly) for each to let go of the cache: what was
 /// downloaded stays in the cache's staging area, and the next leader resumes from it.
 async fn stop_runs(shared: &run::Shared) {
+    // Shard Jobs under way are left running for the next leader, which takes them over.
+    shared.leaving.store(true, std::sync::atomic::Ordering::Relaxed);
     let runs: Vec<run::Running> = shared.runs.lock().expect("runs").drain().map(|(_, r)| r).collect();
     if runs.is_empty() {
         return;

@@ -60,6 +60,9 @@ pub struct Shared {
     pub done: Mutex<HashMap<String, LastRun>>,
     /// How shard Jobs are run (`None`: `spec.shards` above 1 is refused).
     pub shards: Option<Arc<super::shards::ShardControl>>,
+    /// Set when the operator shuts down: runs stopped then leave their shard Jobs running for
+    /// the next leader; runs stopped otherwise (a spec change, a deleted image set) delete them.
+    pub leaving: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Shared {

@@ -46,16 +46,23 @@ const MAX_REQUEST: usize = 900 * 1024;
 const POLL: Duration = Duration::from_secs(1);
 
 /// Deletes a Job (and, through its owner references, its ConfigMaps) when the run is dropped
-/// before it ended (the spec changed, the image set went, the operator stops).
+/// before it ended (the spec changed, the image set went), unless the operator is shutting
+/// down.
 struct Cleanup {
     jobs: Api<Job>,
     name: String,
     armed: bool,
+    /// The operator is shutting down: the Job is left for the next leader.
+    leaving: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
         if !self.armed {
+            return;
+        }
+        if self.leaving.load(Relaxed) {
+            tracing::info!(job = %self.name, "shutting down: shard Job left running for the next leader to take over");
             return;
         }
         let (jobs, name) = (self.jobs.clone(), self.name.clone());
@@ -222,7 +229,7 @@ pub async fn copy(
         }
         Err(e) => return Err(api_err("creating", e)),
     };
-    let mut cleanup = Cleanup { jobs: jobs.clone(), name: name.clone(), armed: true };
+    let mut cleanup = Cleanup { jobs: jobs.clone(), name: name.clone(), armed: true, leaving: shared.leaving.clone() };
     let uid = created.metadata.uid.clone().unwrap_or_default();
 
     for (index, p) in packed.iter().enumerate() {
