@@ -130,6 +130,39 @@ async fn cluster_with_shards(dir: &Path, cache: &str) -> (Kubelet, support::Guar
     (Kubelet::start(cp, OPERATOR_NS, opts), guard)
 }
 
+/// The shared control plane with the test's namespace cleared and the source's Secret in it.
+async fn prepared(w: &World) -> kube::Client {
+    let client = support::cluster::shared().client().await;
+    clear_left_behind(&client).await;
+    support::cluster::ensure_namespace(&client, NS).await;
+    secret(&client, w).await;
+    client
+}
+
+/// Makes the first read of `repo:tag`'s own layer stall for `secs` (then the connection
+/// closes); returns the layer and the fault.
+fn stall_own_layer(w: &World, repo: &str, tag: &str, secs: u64) -> (String, usize) {
+    let image = w.images.iter().find(|i| i.repo == repo && i.tag == tag).unwrap();
+    let own = |b: &&String| w.images.iter().filter(|i| i.blobs.contains(b)).count() == 1;
+    let layer = image.blobs.iter().find(own).unwrap().clone();
+    let stall = FaultAction::Stall { after: Some(8192), duration: Duration::from_secs(secs) };
+    let fault = w.proxy.add_fault(Fault::new(Some("GET"), &format!("/blobs/{layer}"), 1, stall));
+    (layer, fault)
+}
+
+/// The name of the image set `uid`'s Job once `fault` has fired (a shard is stalled on it).
+async fn stalled_job(w: &World, jobs: &Api<Job>, uid: &str, fault: usize) -> Option<String> {
+    for _ in 0..1200 {
+        if w.proxy.fired(fault) == 1
+            && let Some(j) = jobs_of(jobs, uid).await.into_iter().next()
+        {
+            return j.metadata.name;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    None
+}
+
 /// Runs by completion index: exit codes in order.
 fn runs_by_index(k: &Kubelet, job: &str) -> BTreeMap<u32, Vec<Option<i32>>> {
     let mut out: BTreeMap<u32, Vec<Option<i32>>> = BTreeMap::new();
@@ -145,11 +178,7 @@ fn runs_by_index(k: &Kubelet, job: &str) -> BTreeMap<u32, Vec<Option<i32>>> {
 async fn three_shards_copy_what_one_process_copies_and_pull_each_blob_once() {
     let _turn = OPERATOR.lock().await;
     let w = world();
-    let cp = support::cluster::shared();
-    let client = cp.client().await;
-    clear_left_behind(&client).await;
-    support::cluster::ensure_namespace(&client, NS).await;
-    secret(&client, &w).await;
+    let client = prepared(&w).await;
     let dir = support::temp_dir("operator-shards-");
     let (kubelet, _operator) = cluster_with_shards(dir.path(), &format!("pvc:{CLAIM}")).await;
     let api: Api<ImageSetConfiguration> = Api::namespaced(client.clone(), NS);
@@ -272,17 +301,10 @@ async fn three_shards_copy_what_one_process_copies_and_pull_each_blob_once() {
 async fn a_shard_killed_mid_run_is_retried_for_its_index_only() {
     let _turn = OPERATOR.lock().await;
     let w = world();
-    let cp = support::cluster::shared();
-    let client = cp.client().await;
-    clear_left_behind(&client).await;
-    support::cluster::ensure_namespace(&client, NS).await;
-    secret(&client, &w).await;
+    let client = prepared(&w).await;
     // One image's own layer stalls the first time it is read: its shard is still running when
     // the others are done, and is killed then (as a node failing would).
-    let stalled = w.images.iter().find(|i| i.repo == "apps/r5" && i.tag == "v1").unwrap();
-    let layer = stalled.blobs.iter().find(|b| w.images.iter().filter(|i| i.blobs.contains(b)).count() == 1).unwrap();
-    let stall = FaultAction::Stall { after: Some(8192), duration: Duration::from_secs(120) };
-    let fault = w.proxy.add_fault(Fault::new(Some("GET"), &format!("/blobs/{}", layer.clone()), 1, stall));
+    let (layer, fault) = stall_own_layer(&w, "apps/r5", "v1", 120);
     let dir = support::temp_dir("operator-shards-kill-");
     // No shared cache: each shard pod has its own emptyDir.
     let (kubelet, _operator) = cluster_with_shards(dir.path(), "none").await;
@@ -337,7 +359,7 @@ async fn a_shard_killed_mid_run_is_retried_for_its_index_only() {
     let mut blobs: Vec<&String> = w.images.iter().flat_map(|i| i.blobs.iter()).collect();
     blobs.sort();
     blobs.dedup();
-    for b in blobs.into_iter().filter(|b| *b != layer) {
+    for b in blobs.into_iter().filter(|b| **b != layer) {
         assert_eq!(w.source.requests("GET", &format!("/blobs/{b}")), 1, "GETs of {b}\n{}", diag());
     }
     clear_left_behind(&client).await;
@@ -415,15 +437,8 @@ async fn two_thousand_images_in_four_shards_land_once_each() {
 async fn a_spec_change_mid_run_deletes_the_old_generations_job() {
     let _turn = OPERATOR.lock().await;
     let w = world();
-    let cp = support::cluster::shared();
-    let client = cp.client().await;
-    clear_left_behind(&client).await;
-    support::cluster::ensure_namespace(&client, NS).await;
-    secret(&client, &w).await;
-    let stalled = w.images.iter().find(|i| i.repo == "apps/r2" && i.tag == "v2").unwrap();
-    let layer = stalled.blobs.iter().find(|b| w.images.iter().filter(|i| i.blobs.contains(b)).count() == 1).unwrap();
-    let stall = FaultAction::Stall { after: Some(8192), duration: Duration::from_secs(120) };
-    let fault = w.proxy.add_fault(Fault::new(Some("GET"), &format!("/blobs/{layer}"), 1, stall));
+    let client = prepared(&w).await;
+    let (layer, fault) = stall_own_layer(&w, "apps/r2", "v2", 120);
     let dir = support::temp_dir("operator-shards-change-");
     let (kubelet, _operator) = cluster_with_shards(dir.path(), &format!("pvc:{CLAIM}")).await;
     let api: Api<ImageSetConfiguration> = Api::namespaced(client.clone(), NS);
@@ -431,16 +446,7 @@ async fn a_spec_change_mid_run_deletes_the_old_generations_job() {
     let uid = created.metadata.uid.clone().unwrap();
     let jobs: Api<Job> = Api::namespaced(client.clone(), OPERATOR_NS);
     let diag = || format!("{}\noperator log:\n{}", kubelet.describe(), read(&dir.path().join("operator.log")));
-    let mut first = None;
-    for _ in 0..1200 {
-        if w.proxy.fired(fault) == 1
-            && let Some(j) = jobs_of(&jobs, &uid).await.into_iter().next()
-        {
-            first = j.metadata.name;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let first = stalled_job(&w, &jobs, &uid, fault).await;
     let first = first.unwrap_or_else(|| panic!("no Job stalled on {layer}\n{}", diag()));
     let patch = json!({"spec": {"resyncInterval": "7h"}});
     api.patch("changed", &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&patch)).await.unwrap();
@@ -467,16 +473,9 @@ async fn a_spec_change_mid_run_deletes_the_old_generations_job() {
 async fn a_restarted_operator_takes_over_the_running_job() {
     let _turn = OPERATOR.lock().await;
     let w = world();
-    let cp = support::cluster::shared();
-    let client = cp.client().await;
-    clear_left_behind(&client).await;
-    support::cluster::ensure_namespace(&client, NS).await;
-    secret(&client, &w).await;
-    let stalled = w.images.iter().find(|i| i.repo == "apps/r6" && i.tag == "v1").unwrap();
-    let layer = stalled.blobs.iter().find(|b| w.images.iter().filter(|i| i.blobs.contains(b)).count() == 1).unwrap();
+    let client = prepared(&w).await;
     // Held long enough for the operator to stop and start again; then the read is retried.
-    let stall = FaultAction::Stall { after: Some(8192), duration: Duration::from_secs(10) };
-    let fault = w.proxy.add_fault(Fault::new(Some("GET"), &format!("/blobs/{layer}"), 1, stall));
+    let (layer, fault) = stall_own_layer(&w, "apps/r6", "v1", 10);
     let dir = support::temp_dir("operator-shards-restart-");
     let (kubelet, mut first) = cluster_with_shards(dir.path(), &format!("pvc:{CLAIM}")).await;
     let api: Api<ImageSetConfiguration> = Api::namespaced(client.clone(), NS);
@@ -492,16 +491,7 @@ async fn a_restarted_operator_takes_over_the_running_job() {
             read(&dir.path().join("operator-2.log"))
         )
     };
-    let mut job = None;
-    for _ in 0..1200 {
-        if w.proxy.fired(fault) == 1
-            && let Some(j) = jobs_of(&jobs, &uid).await.into_iter().next()
-        {
-            job = j.metadata.name;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let job = stalled_job(&w, &jobs, &uid, fault).await;
     let job = job.unwrap_or_else(|| panic!("no Job stalled on {layer}\n{}", diag()));
     first.stop();
     assert!(jobs.get_opt(&job).await.unwrap().is_some(), "the stopped operator left its Job running\n{}", diag());

@@ -10,8 +10,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use crate::support::content::seeded_bytes;
-use crate::support::sha256;
-use crate::support::storage::Written;
+use crate::support::storage::{Written, link, put_blob, write};
 
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
@@ -72,30 +71,6 @@ impl Workload {
     pub fn image(&self, repo: &str, tag: &str) -> Option<&Image> {
         self.images.iter().find(|i| i.repo == repo && i.tag == tag)
     }
-}
-
-fn write(path: &Path, bytes: &[u8]) {
-    std::fs::create_dir_all(path.parent().expect("a parent")).expect("create storage directories");
-    std::fs::write(path, bytes).expect("write storage file");
-}
-
-fn hex(digest: &str) -> &str {
-    digest.strip_prefix("sha256:").expect("a sha256 digest")
-}
-
-/// Writes `bytes` as a blob (once); its digest.
-fn put_blob(v2: &Path, bytes: &[u8]) -> String {
-    let d = sha256(bytes);
-    let h = hex(&d);
-    let data = v2.join("blobs/sha256").join(&h[..2]).join(h).join("data");
-    if !data.exists() {
-        write(&data, bytes);
-    }
-    d
-}
-
-fn link(path: &Path, digest: &str) {
-    write(&path.join(hex(digest)).join("link"), digest.as_bytes());
 }
 
 /// Repository `r`'s weight, 1 to 5.

@@ -24,7 +24,8 @@ pub struct Written {
     pub digest: String,
 }
 
-fn write(path: &Path, bytes: &[u8]) {
+/// Writes a file of the registry's storage, creating its directories.
+pub fn write(path: &Path, bytes: &[u8]) {
     std::fs::create_dir_all(path.parent().expect("a parent")).expect("create storage directories");
     std::fs::write(path, bytes).expect("write storage file");
 }
@@ -33,7 +34,8 @@ fn hex(digest: &str) -> &str {
     digest.strip_prefix("sha256:").expect("a sha256 digest")
 }
 
-fn put_blob(v2: &Path, bytes: &[u8]) -> String {
+/// Writes `bytes` as a blob under `v2` (the storage's `docker/registry/v2`), once; its digest.
+pub fn put_blob(v2: &Path, bytes: &[u8]) -> String {
     let d = sha256(bytes);
     let h = hex(&d);
     let data = v2.join("blobs/sha256").join(&h[..2]).join(h).join("data");
@@ -43,7 +45,8 @@ fn put_blob(v2: &Path, bytes: &[u8]) -> String {
     d
 }
 
-fn link(path: &Path, digest: &str) {
+/// Writes the link file of `digest` under `path` (a repository's `_layers/sha256`, ...).
+pub fn link(path: &Path, digest: &str) {
     write(&path.join(hex(digest)).join("link"), digest.as_bytes());
 }
 
