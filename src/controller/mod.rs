@@ -9,6 +9,7 @@ mod pending;
 pub mod rbac;
 mod reconcile;
 mod run;
+pub mod shard_worker;
 mod shards;
 mod status;
 

@@ -1,5 +1,6 @@
 //! Scale-out on Kubernetes Jobs: the copy of an image set split into shards that run as the
-//! indexes of one Indexed Job, each pod `imageset-operator shard` over its part of the plan.
+//! indexes of one Indexed Job, each pod `imageset-operator shard` over its part of the plan
+//! (`controller::shard_worker`). What they exchange, how a plan is cut, the Job: no I/O here.
 //!
 //! What travels between the operator and its shard pods goes through the API server, in the
 //! operator's namespace: each index's request as a ConfigMap the operator writes (gzip JSON), each
@@ -9,7 +10,6 @@
 
 pub mod job;
 pub mod split;
-pub mod worker;
 
 use std::io::{Read as _, Write as _};
 

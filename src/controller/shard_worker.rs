@@ -14,12 +14,14 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use serde_json::json;
 
-use super::{ItemReport, JOB_LABEL, PROGRESS_KEY, REPORT_KEY, SET_UID_LABEL, ShardProgress, ShardReport, ShardRequest};
 use crate::api::ImageSetConfiguration;
 use crate::cache::Cache;
 use crate::copy::{Engine, Options, Source, Target};
 use crate::plan::CopyItem;
 use crate::registry::Client;
+use crate::shard::{
+    ItemReport, JOB_LABEL, PROGRESS_KEY, REPORT_KEY, SET_UID_LABEL, ShardProgress, ShardReport, ShardRequest,
+};
 
 /// What a shard pod is told.
 #[derive(Clone, Debug)]
@@ -54,7 +56,7 @@ pub fn run(args: &ShardArgs) -> Result<Vec<String>, String> {
 async fn work(args: &ShardArgs) -> Result<Vec<String>, String> {
     let kube = kube::Client::try_default().await.map_err(|e| format!("kubernetes client: {e}"))?;
     let cms: Api<ConfigMap> = Api::namespaced(kube.clone(), &args.namespace);
-    let name = super::request_name(&args.request, args.index);
+    let name = crate::shard::request_name(&args.request, args.index);
     let (req, job_uid) = request(&cms, &name).await?;
     if req.index != args.index {
         return Err(format!("{name} is the request of index {}, not {}", req.index, args.index));
@@ -89,8 +91,8 @@ async fn work(args: &ShardArgs) -> Result<Vec<String>, String> {
     engine.seed_homes(&req.homes);
     let opts = Options { parallel_images: req.request.parallel_images, parallel_layers: req.request.parallel_layers };
     let session = engine.session(client.clone(), opts);
-    let report_name = super::report_name(&req.job, args.index);
-    let owner = super::job::owner(&req.job, &job_uid);
+    let report_name = crate::shard::report_name(&req.job, args.index);
+    let owner = crate::shard::job::owner(&req.job, &job_uid);
     let labels = json!({JOB_LABEL: req.job, SET_UID_LABEL: set.uid});
     let progress = |done: bool| ShardProgress {
         pod: args.pod.clone(),
@@ -137,7 +139,7 @@ async fn work(args: &ShardArgs) -> Result<Vec<String>, String> {
     let failed = results.iter().filter(|r| matches!(r.outcome, crate::copy::Outcome::Failed { .. })).count();
     let report = ShardReport { index: args.index, results: results.iter().map(ItemReport::of).collect() };
     use base64::Engine as _;
-    let packed = base64::engine::general_purpose::STANDARD.encode(super::pack(&report));
+    let packed = base64::engine::general_purpose::STANDARD.encode(crate::shard::pack(&report));
     write(json!({PROGRESS_KEY: progress_json(true)}), json!({REPORT_KEY: packed})).await?;
     let c = &client.counters;
     Ok(vec![format!(
@@ -168,9 +170,9 @@ async fn request(cms: &Api<ConfigMap>, name: &str) -> Result<(ShardRequest, Stri
                     .ok_or_else(|| format!("{name} has no owning Job"))?;
                 let bytes = cm
                     .binary_data
-                    .and_then(|b| b.get(super::REQUEST_KEY).cloned())
-                    .ok_or_else(|| format!("{name} has no {}", super::REQUEST_KEY))?;
-                return Ok((super::unpack(&bytes.0).map_err(|e| format!("{name}: {e}"))?, uid));
+                    .and_then(|b| b.get(crate::shard::REQUEST_KEY).cloned())
+                    .ok_or_else(|| format!("{name} has no {}", crate::shard::REQUEST_KEY))?;
+                return Ok((crate::shard::unpack(&bytes.0).map_err(|e| format!("{name}: {e}"))?, uid));
             }
             Ok(None) if tokio::time::Instant::now() < deadline => {}
             Ok(None) => return Err(format!("request {name} not found within {}s", REQUEST_WAIT.as_secs())),
