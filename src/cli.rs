@@ -134,6 +134,10 @@ pub struct ShardSettings {
     /// Failed pods per shard before the shard fails.
     #[arg(long, env = "SHARD_BACKOFF", default_value_t = 3)]
     pub shard_backoff: u32,
+    /// The shard container's resources, as JSON (a ResourceRequirements:
+    /// `{"requests":{"cpu":"1","memory":"512Mi"}}`); empty: none.
+    #[arg(long, env = "SHARD_RESOURCES", default_value = "")]
+    pub shard_resources: String,
 }
 
 /// `shard` flags (what the operator's Jobs pass).

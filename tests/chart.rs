@@ -129,7 +129,8 @@ fn full_values(dir: &Path) -> PathBuf {
             "labelSelector": {"matchLabels": {"app.kubernetes.io/name": "imageset-operator"}}
         }],
         "allowedNamespaces": ["imageset-operator", "team-a"],
-        "shards": {"maxPerImageSet": 6, "maxPods": 12, "cache": "pvc", "backoffLimitPerIndex": 2}
+        "shards": {"maxPerImageSet": 6, "maxPods": 12, "cache": "pvc", "backoffLimitPerIndex": 2,
+                   "resources": {"requests": {"cpu": "1", "memory": "512Mi"}}}
     });
     std::fs::write(&path, serde_json::to_string_pretty(&values).unwrap()).unwrap();
     path
@@ -260,6 +261,8 @@ fn every_optional_feature_renders_wired_together() {
     assert_eq!(env(&objects, "MAX_SHARDS").unwrap(), "6");
     assert_eq!(env(&objects, "MAX_SHARD_PODS").unwrap(), "12");
     assert_eq!(env(&objects, "SHARD_BACKOFF").unwrap(), "2");
+    let resources: Value = serde_json::from_str(env(&objects, "SHARD_RESOURCES").unwrap().as_str().unwrap()).unwrap();
+    assert_eq!(resources, full["shards"]["resources"]);
 
     // Every flag the chart passes is one `run` takes (the binary's own help).
     let help = Command::new(env!("CARGO_BIN_EXE_imageset-operator")).args(["run", "--help"]).output().unwrap();

@@ -31,6 +31,8 @@ const IMAGE: &str = "registry.example/imageset-operator:test";
 /// a ReadWriteMany volume).
 const CLAIM: &str = "imageset-operator-cache";
 const REPOS: usize = 8;
+/// The shard pods' resources (`--shard-resources`).
+const RESOURCES: &str = r#"{"requests":{"cpu":"100m","memory":"128Mi"}}"#;
 
 struct World {
     source: Registry,
@@ -120,6 +122,7 @@ async fn cluster_with_shards(dir: &Path, cache: &str) -> (Kubelet, support::Guar
         format!("--shard-cache={cache}"),
         "--max-shards=4".to_string(),
         "--shard-backoff=2".to_string(),
+        format!("--shard-resources={RESOURCES}"),
     ];
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
     let guard = operator(cp, dir, &admin, &flags).await;
@@ -222,6 +225,11 @@ async fn three_shards_copy_what_one_process_copies_and_pull_each_blob_once() {
     let c = &pod.containers[0];
     assert_eq!(c.image.as_deref(), Some(IMAGE));
     assert_eq!(c.args.as_ref().unwrap()[0], "shard");
+    let requests = c.resources.clone().and_then(|r| r.requests).unwrap_or_default();
+    assert_eq!(requests.get("cpu").map(|q| q.0.as_str()), Some("100m"), "--shard-resources");
+    let spread = pod.topology_spread_constraints.clone().unwrap_or_default();
+    assert_eq!(spread.len(), 1, "shards spread over nodes");
+    assert_eq!(spread[0].topology_key, "kubernetes.io/hostname");
     let sc = c.security_context.clone().unwrap();
     assert_eq!((sc.read_only_root_filesystem, sc.allow_privilege_escalation), (Some(true), Some(false)));
     assert_eq!(sc.capabilities.unwrap().drop, Some(vec!["ALL".to_string()]));

@@ -295,6 +295,14 @@ async fn shard_control(args: &RunArgs, client: &Client) -> Result<Option<Arc<sha
     };
     let cache =
         crate::shard::job::CacheVolume::parse(&s.shard_cache).map_err(|e| StartError(format!("--shard-cache: {e}")))?;
+    let resources = match s.shard_resources.trim() {
+        "" | "{}" | "null" => None,
+        text => {
+            let r: k8s_openapi::api::core::v1::ResourceRequirements = serde_json::from_str(text)
+                .map_err(|e| StartError(format!("--shard-resources: not a ResourceRequirements: {e}")))?;
+            Some(serde_json::to_value(r).expect("resources serialise"))
+        }
+    };
     Ok(Some(Arc::new(shards::ShardControl {
         kube: client.clone(),
         job: crate::shard::job::JobSettings {
@@ -305,6 +313,7 @@ async fn shard_control(args: &RunArgs, client: &Client) -> Result<Option<Arc<sha
             cache_dir: args.cache_dir.clone(),
             backoff_per_index: s.shard_backoff as i32,
             ttl_seconds: 600,
+            resources,
         },
         max_shards: s.max_shards,
         pods: Arc::new(tokio::sync::Semaphore::new(s.max_shard_pods as usize)),

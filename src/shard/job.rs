@@ -44,6 +44,8 @@ pub struct JobSettings {
     pub backoff_per_index: i32,
     /// Seconds a finished Job is kept before Kubernetes deletes it.
     pub ttl_seconds: i32,
+    /// The shard container's resources (a ResourceRequirements), if any.
+    pub resources: Option<Value>,
 }
 
 /// Labels of a shard Job's objects.
@@ -78,7 +80,7 @@ pub fn job(s: &JobSettings, name: &str, set: &SetRef, plan_digest: &str, shards:
         CacheVolume::None => json!({"name": "cache", "emptyDir": {}}),
     };
     let (pod_security, container_security) = security();
-    json!({
+    let mut job = json!({
         "apiVersion": "batch/v1",
         "kind": "Job",
         "metadata": {
@@ -105,6 +107,14 @@ pub fn job(s: &JobSettings, name: &str, set: &SetRef, plan_digest: &str, shards:
                     "restartPolicy": "Never",
                     "serviceAccountName": s.service_account,
                     "securityContext": pod_security,
+                    // Shards are for spreading over nodes: the scheduler does not spread a
+                    // Job's pods by itself.
+                    "topologySpreadConstraints": [{
+                        "maxSkew": 1,
+                        "topologyKey": "kubernetes.io/hostname",
+                        "whenUnsatisfiable": "ScheduleAnyway",
+                        "labelSelector": {"matchLabels": {JOB_LABEL: name}},
+                    }],
                     "containers": [{
                         "name": "shard",
                         "image": s.image,
@@ -130,7 +140,11 @@ pub fn job(s: &JobSettings, name: &str, set: &SetRef, plan_digest: &str, shards:
                 },
             },
         },
-    })
+    });
+    if let Some(r) = &s.resources {
+        job["spec"]["template"]["spec"]["containers"][0]["resources"] = r.clone();
+    }
+    job
 }
 
 /// The ConfigMap holding the request of index `index` of a Job, owned by the Job (it goes when
@@ -185,6 +199,7 @@ mod tests {
             cache_dir: "/var/cache/imageset-operator".into(),
             backoff_per_index: 3,
             ttl_seconds: 600,
+            resources: Some(json!({"requests": {"cpu": "500m", "memory": "256Mi"}})),
         };
         let set = SetRef { namespace: "team-a".into(), name: "nightly".into(), uid: "u-1".into() };
         let name = job_name("team-a-nightly-0123abcd", "sha256:00", 1);
@@ -200,6 +215,8 @@ mod tests {
         let c = &pod["containers"][0];
         assert_eq!(c["volumeMounts"][0]["mountPath"], "/var/cache/imageset-operator");
         assert_eq!(c["securityContext"]["readOnlyRootFilesystem"], true);
+        assert_eq!(c["resources"]["requests"]["cpu"], "500m");
+        assert_eq!(pod["topologySpreadConstraints"][0]["labelSelector"]["matchLabels"][JOB_LABEL], name.as_str());
         assert_eq!(c["args"][1], format!("--request={name}-request"));
         assert_eq!(j["metadata"]["labels"][SET_UID_LABEL], "u-1");
         assert_eq!(CacheVolume::parse("none"), Ok(CacheVolume::None));
