@@ -51,7 +51,8 @@ pub struct JobSettings {
 /// Labels of a shard Job's objects.
 fn labels(job: &str, set: &SetRef) -> Value {
     json!({
-        "app.kubernetes.io/name": "imageset-operator",
+        // Not the operator's own name: its Service and Deployment select by that.
+        "app.kubernetes.io/name": "imageset-operator-shard",
         "app.kubernetes.io/component": "shard",
         "app.kubernetes.io/managed-by": "imageset-operator",
         JOB_LABEL: job,
@@ -219,6 +220,10 @@ mod tests {
         assert_eq!(pod["topologySpreadConstraints"][0]["labelSelector"]["matchLabels"][JOB_LABEL], name.as_str());
         assert_eq!(c["args"][1], format!("--request={name}-request"));
         assert_eq!(j["metadata"]["labels"][SET_UID_LABEL], "u-1");
+        // The operator's Deployment and Service (config/manager) select app.kubernetes.io/name
+        // = imageset-operator: shard pods must not be among them.
+        let pod_labels = &j["spec"]["template"]["metadata"]["labels"];
+        assert_ne!(pod_labels["app.kubernetes.io/name"], "imageset-operator");
         assert_eq!(CacheVolume::parse("none"), Ok(CacheVolume::None));
         assert!(CacheVolume::parse("pvc:").is_err() && CacheVolume::parse("rwx").is_err());
     }
