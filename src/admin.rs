@@ -34,6 +34,12 @@ pub struct Metrics {
     pub runs_active: AtomicU64,
     /// Runs waiting for a slot.
     pub runs_queued: AtomicU64,
+    /// Shard Jobs created.
+    pub shard_jobs: AtomicU64,
+    /// Shard pods that failed (each retried for its index, up to the backoff per index).
+    pub shard_pods_failed: AtomicU64,
+    /// Shard pods the Jobs under way may run at once.
+    pub shard_pods: AtomicU64,
     /// Failed runs and reconciles by reason.
     pub failures: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
     /// Set once the controller's watches are running.
@@ -114,6 +120,12 @@ impl Metrics {
                 "Blob bytes runs uploaded to destination registries or stored in the cache.",
                 &self.bytes_copied,
             ),
+            ("imageset_operator_shard_jobs_total", "Shard Jobs created (spec.shards above 1).", &self.shard_jobs),
+            (
+                "imageset_operator_shard_pods_failed_total",
+                "Shard pods that failed; the Job retried their index.",
+                &self.shard_pods_failed,
+            ),
         ] {
             out.push_str(&format!(
                 "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}\n",
@@ -123,6 +135,11 @@ impl Metrics {
         for (name, help, v) in [
             ("imageset_operator_runs_active", "Runs under way, queued ones included.", &self.runs_active),
             ("imageset_operator_runs_queued", "Runs waiting for a copy slot.", &self.runs_queued),
+            (
+                "imageset_operator_shard_pods",
+                "Shard pods the Jobs under way may run at once (at most --max-shard-pods).",
+                &self.shard_pods,
+            ),
         ] {
             out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} gauge\n{name} {}\n", v.load(Ordering::Relaxed)));
         }

@@ -110,9 +110,15 @@ async fn jobs_of(jobs: &Api<Job>, uid: &str) -> Vec<Job> {
     jobs.list(&ListParams::default().labels(&format!("{SET_UID_LABEL}={uid}"))).await.unwrap().items
 }
 
+/// The operator's `/metrics` at `admin`.
+async fn metrics(admin: &str) -> String {
+    reqwest::get(format!("http://{admin}/metrics")).await.unwrap().text().await.unwrap()
+}
+
 /// Starts the Job controller, the operator's namespace's kubelet and the operator (shards on,
-/// their cache `cache`); returns the kubelet and the operator's guard.
-async fn cluster_with_shards(dir: &Path, cache: &str) -> (Kubelet, support::Guarded) {
+/// their cache `cache`, its admin endpoint on the address returned); returns the kubelet, the
+/// operator's guard and that address.
+async fn cluster_with_shards(dir: &Path, cache: &str) -> (Kubelet, support::Guarded, String) {
     let cp = support::cluster::shared();
     let client = cp.client().await;
     let kcm = controllers::shared();
@@ -130,7 +136,7 @@ async fn cluster_with_shards(dir: &Path, cache: &str) -> (Kubelet, support::Guar
     let opts = KubeletOptions::new(&dir.join("kubelet"))
         .claim(CLAIM, &dir.join("cache"))
         .entrypoint(IMAGE, Path::new(env!("CARGO_BIN_EXE_imageset-operator")));
-    (Kubelet::start(cp, OPERATOR_NS, opts), guard)
+    (Kubelet::start(cp, OPERATOR_NS, opts), guard, admin)
 }
 
 /// The shared control plane with the test's namespace cleared and the source's Secret in it.
@@ -183,7 +189,7 @@ async fn three_shards_copy_what_one_process_copies_and_pull_each_blob_once() {
     let w = world();
     let client = prepared(&w).await;
     let dir = support::temp_dir("operator-shards-");
-    let (kubelet, _operator) = cluster_with_shards(dir.path(), &format!("pvc:{CLAIM}")).await;
+    let (kubelet, _operator, admin) = cluster_with_shards(dir.path(), &format!("pvc:{CLAIM}")).await;
     let api: Api<ImageSetConfiguration> = Api::namespaced(client.clone(), NS);
     let created = api.create(&PostParams::default(), &image_set_in(NS, "sharded", spec(&w, 0, Some(3)))).await.unwrap();
     let uid = created.metadata.uid.clone().unwrap();
@@ -292,6 +298,15 @@ async fn three_shards_copy_what_one_process_copies_and_pull_each_blob_once() {
     }
     assert!(jobs_of(&jobs, &uid).await.is_empty(), "Job {name} not deleted");
 
+    let m = metrics(&admin).await;
+    for line in [
+        "imageset_operator_shard_jobs_total 1",
+        "imageset_operator_shard_pods_failed_total 0",
+        "imageset_operator_shard_pods 0",
+    ] {
+        assert!(m.lines().any(|l| l == line), "{line} in\n{m}");
+    }
+
     // The same set copied in the operator's own pod gives the same digests.
     api.create(&PostParams::default(), &image_set_in(NS, "single", spec(&w, 1, None))).await.unwrap();
     let st1 = finished(&api, "single", 240).await;
@@ -315,7 +330,7 @@ async fn a_shard_killed_mid_run_is_retried_for_its_index_only() {
     let (layer, fault) = stall_own_layer(&w, "apps/r5", "v1", 120);
     let dir = support::temp_dir("operator-shards-kill-");
     // No shared cache: each shard pod has its own emptyDir.
-    let (kubelet, _operator) = cluster_with_shards(dir.path(), "none").await;
+    let (kubelet, _operator, admin) = cluster_with_shards(dir.path(), "none").await;
     let api: Api<ImageSetConfiguration> = Api::namespaced(client.clone(), NS);
     let created = api.create(&PostParams::default(), &image_set_in(NS, "killed", spec(&w, 0, Some(3)))).await.unwrap();
     let uid = created.metadata.uid.clone().unwrap();
@@ -353,6 +368,8 @@ async fn a_shard_killed_mid_run_is_retried_for_its_index_only() {
         let want = if i == killed { vec![Some(137), Some(0)] } else { vec![Some(0)] };
         assert_eq!(runs.get(&i), Some(&want), "index {i}\n{}", diag());
     }
+    let m = metrics(&admin).await;
+    assert!(m.lines().any(|l| l == "imageset_operator_shard_pods_failed_total 1"), "{m}");
     let s = st.shards.iter().find(|s| s.index == killed).unwrap();
     assert_eq!((s.phase.as_str(), s.retries, s.images_done), ("Succeeded", 1, s.images_total), "{s:?}");
     assert!(st.shards.iter().filter(|s| s.index != killed).all(|s| s.retries == 0 && s.phase == "Succeeded"));
@@ -398,7 +415,7 @@ async fn two_thousand_images_in_four_shards_land_once_each() {
     clear_left_behind(&client).await;
     support::cluster::ensure_namespace(&client, NS).await;
     let dir = support::temp_dir("operator-shards-scale-");
-    let (kubelet, _operator) = cluster_with_shards(dir.path(), &format!("pvc:{CLAIM}")).await;
+    let (kubelet, _operator, _) = cluster_with_shards(dir.path(), &format!("pvc:{CLAIM}")).await;
     let names: Vec<_> = images.iter().map(|w| json!({"name": format!("{}/{}:{}", src.host, w.repo, w.tag)})).collect();
     let spec = json!({
         "destination": format!("docker://{}/mirror", dst.host),
@@ -448,7 +465,7 @@ async fn a_spec_change_mid_run_deletes_the_old_generations_job() {
     let client = prepared(&w).await;
     let (layer, fault) = stall_own_layer(&w, "apps/r2", "v2", 120);
     let dir = support::temp_dir("operator-shards-change-");
-    let (kubelet, _operator) = cluster_with_shards(dir.path(), &format!("pvc:{CLAIM}")).await;
+    let (kubelet, _operator, _) = cluster_with_shards(dir.path(), &format!("pvc:{CLAIM}")).await;
     let api: Api<ImageSetConfiguration> = Api::namespaced(client.clone(), NS);
     let created = api.create(&PostParams::default(), &image_set_in(NS, "changed", spec(&w, 0, Some(2)))).await.unwrap();
     let uid = created.metadata.uid.clone().unwrap();
@@ -485,7 +502,7 @@ async fn a_restarted_operator_takes_over_the_running_job() {
     // Held long enough for the operator to stop and start again; then the read is retried.
     let (layer, fault) = stall_own_layer(&w, "apps/r6", "v1", 10);
     let dir = support::temp_dir("operator-shards-restart-");
-    let (kubelet, mut first) = cluster_with_shards(dir.path(), &format!("pvc:{CLAIM}")).await;
+    let (kubelet, mut first, _) = cluster_with_shards(dir.path(), &format!("pvc:{CLAIM}")).await;
     let api: Api<ImageSetConfiguration> = Api::namespaced(client.clone(), NS);
     let created =
         api.create(&PostParams::default(), &image_set_in(NS, "restarted", spec(&w, 0, Some(2)))).await.unwrap();

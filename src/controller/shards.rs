@@ -76,6 +76,26 @@ impl Drop for Cleanup {
     }
 }
 
+/// A Job's pod permits, counted in `/metrics` while held.
+struct PodsGauge {
+    _permits: tokio::sync::OwnedSemaphorePermit,
+    metrics: Arc<crate::admin::Metrics>,
+    n: u64,
+}
+
+impl PodsGauge {
+    fn hold(permits: tokio::sync::OwnedSemaphorePermit, metrics: Arc<crate::admin::Metrics>, n: u64) -> Self {
+        metrics.shard_pods.fetch_add(n, Relaxed);
+        PodsGauge { _permits: permits, metrics, n }
+    }
+}
+
+impl Drop for PodsGauge {
+    fn drop(&mut self) {
+        self.metrics.shard_pods.fetch_sub(self.n, Relaxed);
+    }
+}
+
 /// The shards `spec.shards` asks for, checked against the operator's maximum; `Ok(1)`: none.
 pub fn wanted(ctl: Option<&ShardControl>, isc: &ImageSetConfiguration) -> Result<usize, Failure> {
     let n = isc.spec.shards.unwrap_or(1);
@@ -195,11 +215,12 @@ pub async fn copy(
         return Ok(None);
     }
     // Pods at once across image sets: this Job's are taken before it exists.
-    let _pods = ctl.pods.clone().acquire_many_owned(parallelism as u32).await.map_err(|e| Failure {
+    let pods = ctl.pods.clone().acquire_many_owned(parallelism as u32).await.map_err(|e| Failure {
         reason: "RunFailed",
         message: e.to_string(),
         retryable: true,
     })?;
+    let _pods = PodsGauge::hold(pods, shared.metrics.clone(), parallelism as u64);
     let jobs: Api<Job> = Api::namespaced(ctl.kube.clone(), &ctl.job.namespace);
     let cms: Api<ConfigMap> = Api::namespaced(ctl.kube.clone(), &ctl.job.namespace);
     let api_err = |what: &str, e: kube::Error| Failure {
@@ -211,7 +232,10 @@ pub async fn copy(
     let manifest: Job = serde_json::from_value(manifest).expect("a Job");
     // A Job of this plan left by an operator that stopped mid-run is taken over.
     let created = match jobs.create(&PostParams::default(), &manifest).await {
-        Ok(j) => j,
+        Ok(j) => {
+            shared.metrics.shard_jobs.fetch_add(1, Relaxed);
+            j
+        }
         Err(kube::Error::Api(e)) if e.code == 409 => {
             let j = jobs.get(&name).await.map_err(|e| api_err("reading", e))?;
             let same = j.metadata.labels.as_ref().and_then(|l| l.get(sh::SET_UID_LABEL)) == Some(&set.uid)
@@ -275,6 +299,8 @@ pub async fn copy(
         tokio::time::sleep(POLL).await;
     };
     let (j, complete) = finished;
+    let pods_failed = j.status.as_ref().and_then(|s| s.failed).unwrap_or(0).max(0) as u64;
+    shared.metrics.shard_pods_failed.fetch_add(pods_failed, Relaxed);
     let reports = read_reports(&cms, &name, shards).await;
     let mut results = Vec::new();
     let mut needed = BTreeSet::new();
