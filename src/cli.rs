@@ -134,6 +134,10 @@ pub struct ShardSettings {
     /// Failed pods per shard before the shard fails.
     #[arg(long, env = "SHARD_BACKOFF", default_value_t = 3)]
     pub shard_backoff: u32,
+    /// Seconds a shard Job's pods may be active but not ready (unschedulable, pulling, a claim
+    /// their node cannot mount) before the run gives up and deletes the Job.
+    #[arg(long, env = "SHARD_START_TIMEOUT", default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..))]
+    pub shard_start_timeout: u64,
     /// The shard container's resources, as JSON (a ResourceRequirements:
     /// `{"requests":{"cpu":"1","memory":"512Mi"}}`); empty: none.
     #[arg(long, env = "SHARD_RESOURCES", default_value = "")]

@@ -129,7 +129,7 @@ fn full_values(dir: &Path) -> PathBuf {
             "labelSelector": {"matchLabels": {"app.kubernetes.io/name": "imageset-operator"}}
         }],
         "allowedNamespaces": ["imageset-operator", "team-a"],
-        "shards": {"maxPerImageSet": 6, "maxPods": 12, "cache": "pvc", "backoffLimitPerIndex": 2,
+        "shards": {"maxPerImageSet": 6, "maxPods": 12, "cache": "pvc", "backoffLimitPerIndex": 2, "startTimeoutSeconds": 900,
                    "resources": {"requests": {"cpu": "1", "memory": "512Mi"}}}
     });
     std::fs::write(&path, serde_json::to_string_pretty(&values).unwrap()).unwrap();
@@ -261,6 +261,7 @@ fn every_optional_feature_renders_wired_together() {
     assert_eq!(env(&objects, "MAX_SHARDS").unwrap(), "6");
     assert_eq!(env(&objects, "MAX_SHARD_PODS").unwrap(), "12");
     assert_eq!(env(&objects, "SHARD_BACKOFF").unwrap(), "2");
+    assert_eq!(env(&objects, "SHARD_START_TIMEOUT").unwrap(), "900");
     let resources: Value = serde_json::from_str(env(&objects, "SHARD_RESOURCES").unwrap().as_str().unwrap()).unwrap();
     assert_eq!(resources, full["shards"]["resources"]);
 
@@ -485,6 +486,10 @@ fn the_values_schema_refuses_what_the_binary_would() {
     let err = try_template(&["--set", "replicaCount=2,cache.accessMode=ReadWriteMany,leaderElection=false"])
         .expect_err("two replicas without leader election");
     assert!(err.contains("leaderElection"), "{err}");
+    let err = try_template(&["--set", "shards.cache=pvc"]).expect_err("shard pods sharing a ReadWriteOnce cache");
+    assert!(err.contains("shards.cache: pvc needs") && err.contains("ReadWriteMany"), "{err}");
+    try_template(&["--set", "shards.cache=pvc,cache.existingClaim=shared"])
+        .expect("an existing claim is the admin's to size");
 }
 
 /// The ServiceMonitor CRD from the Prometheus Operator, as kube-prometheus-stack ships it.

@@ -115,28 +115,36 @@ async fn metrics(admin: &str) -> String {
     reqwest::get(format!("http://{admin}/metrics")).await.unwrap().text().await.unwrap()
 }
 
-/// Starts the Job controller, the operator's namespace's kubelet and the operator (shards on,
-/// their cache `cache`, its admin endpoint on the address returned); returns the kubelet, the
-/// operator's guard and that address.
-async fn cluster_with_shards(dir: &Path, cache: &str) -> (Kubelet, support::Guarded, String) {
+/// Starts the Job controller and the operator (shards on, their cache `cache`, `extra` flags
+/// beside); returns the operator's guard and its admin address.
+async fn operator_with_shards(dir: &Path, cache: &str, extra: &[&str]) -> (support::Guarded, String) {
     let cp = support::cluster::shared();
     let client = cp.client().await;
     let kcm = controllers::shared();
     let admin = format!("127.0.0.1:{}", support::free_port());
-    let flags = [
+    let mut flags = vec![
         format!("--shard-image={IMAGE}"),
         format!("--shard-cache={cache}"),
         "--max-shards=4".to_string(),
         "--shard-backoff=2".to_string(),
         format!("--shard-resources={RESOURCES}"),
     ];
+    flags.extend(extra.iter().map(|f| f.to_string()));
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
     let guard = operator(cp, dir, &admin, &flags).await;
     controllers::ready_namespace(&client, OPERATOR_NS, kcm).await;
+    (guard, admin)
+}
+
+/// Starts the Job controller, the operator's namespace's kubelet and the operator (shards on,
+/// their cache `cache`, its admin endpoint on the address returned); returns the kubelet, the
+/// operator's guard and that address.
+async fn cluster_with_shards(dir: &Path, cache: &str) -> (Kubelet, support::Guarded, String) {
+    let (guard, admin) = operator_with_shards(dir, cache, &[]).await;
     let opts = KubeletOptions::new(&dir.join("kubelet"))
         .claim(CLAIM, &dir.join("cache"))
         .entrypoint(IMAGE, Path::new(env!("CARGO_BIN_EXE_imageset-operator")));
-    (Kubelet::start(cp, OPERATOR_NS, opts), guard, admin)
+    (Kubelet::start(support::cluster::shared(), OPERATOR_NS, opts), guard, admin)
 }
 
 /// The shared control plane with the test's namespace cleared and the source's Secret in it.
@@ -542,5 +550,27 @@ async fn a_restarted_operator_takes_over_the_running_job() {
         let repo = format!("mirror/{}", img.repo);
         assert_eq!(digest_at(&w.dests[0], &repo, &img.tag), img.digest, "{repo}:{}", img.tag);
     }
+    clear_left_behind(&client).await;
+}
+
+/// Pods that never start (here: no kubelet runs them, as when no node can mount the cache
+/// claim) fail the run after --shard-start-timeout, naming the Job and where to look, and the
+/// Job is deleted.
+#[tokio::test]
+async fn pods_that_never_start_fail_the_run_and_their_job_goes() {
+    let _turn = OPERATOR.lock().await;
+    let w = world();
+    let client = prepared(&w).await;
+    let dir = support::temp_dir("operator-shards-pending-");
+    let (_operator, _) = operator_with_shards(dir.path(), &format!("pvc:{CLAIM}"), &["--shard-start-timeout=5"]).await;
+    let api: Api<ImageSetConfiguration> = Api::namespaced(client.clone(), NS);
+    let created = api.create(&PostParams::default(), &image_set_in(NS, "pending", spec(&w, 0, Some(2)))).await.unwrap();
+    let uid = created.metadata.uid.clone().unwrap();
+    let st = finished(&api, "pending", 120).await;
+    let (ready, reason, message) = support::operator::ready(&st);
+    assert_eq!((ready.as_str(), reason.as_str()), ("False", "ShardJobFailed"), "{message}");
+    assert!(message.contains("did not start within 5s") && message.contains("describe pods -l"), "{message}");
+    let jobs: Api<Job> = Api::namespaced(client.clone(), OPERATOR_NS);
+    assert!(jobs_of(&jobs, &uid).await.is_empty(), "the Job was deleted");
     clear_left_behind(&client).await;
 }

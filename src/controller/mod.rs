@@ -318,6 +318,7 @@ async fn shard_control(args: &RunArgs, client: &Client) -> Result<Option<Arc<sha
         max_shards: s.max_shards,
         pods: Arc::new(tokio::sync::Semaphore::new(s.max_shard_pods as usize)),
         max_pods: s.max_shard_pods,
+        start_timeout: Duration::from_secs(s.shard_start_timeout),
     })))
 }
 

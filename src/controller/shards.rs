@@ -37,6 +37,8 @@ pub struct ShardControl {
     pub pods: Arc<Semaphore>,
     /// The permits of `pods`.
     pub max_pods: u32,
+    /// How long a Job's pods may be active but not ready before the run gives up on it.
+    pub start_timeout: Duration,
 }
 
 /// The largest request (base64 bytes) put in a ConfigMap, with room for its metadata.
@@ -270,6 +272,10 @@ pub async fn copy(
     counters.total.store(first.len() as u64, Relaxed);
     let _ = tx.send(Some(counters.clone()));
     let sizes: Vec<u64> = cut.shards.iter().map(|s| s.len() as u64).collect();
+    // Pods that cannot start (unschedulable, a claim no node can mount, an image that cannot
+    // be pulled) would hold the run for ever: when some have been active but not ready for
+    // `start_timeout`, the run fails saying where to look.
+    let mut all_ready_at = tokio::time::Instant::now();
     let finished = loop {
         let j = match jobs.get_opt(&name).await {
             Ok(Some(j)) => j,
@@ -295,6 +301,28 @@ pub async fn copy(
         *view.lock().expect("shard view") = statuses;
         if let Some(outcome) = ended(&j) {
             break (j, outcome);
+        }
+        let st = j.status.clone().unwrap_or_default();
+        let (active, ready) = (st.active.unwrap_or(0), st.ready.unwrap_or(0));
+        if ready >= active {
+            all_ready_at = tokio::time::Instant::now();
+        } else if all_ready_at.elapsed() > ctl.start_timeout {
+            // Its request ConfigMaps go with it (owner references).
+            let _ = jobs.delete(&name, &DeleteParams::background()).await;
+            cleanup.armed = false;
+            let ns = &ctl.job.namespace;
+            return Err(Failure {
+                reason: "ShardJobFailed",
+                message: format!(
+                    "{} of {active} pods of shard Job {ns}/{name} did not start within {}s (unschedulable, a cache \
+                     claim their node cannot mount, an image that cannot be pulled?): see kubectl -n {ns} describe \
+                     pods -l {}={name}; the Job was deleted",
+                    active - ready,
+                    ctl.start_timeout.as_secs(),
+                    sh::JOB_LABEL
+                ),
+                retryable: true,
+            });
         }
         tokio::time::sleep(POLL).await;
     };
