@@ -115,13 +115,8 @@ async fn metrics(admin: &str) -> String {
     reqwest::get(format!("http://{admin}/metrics")).await.unwrap().text().await.unwrap()
 }
 
-/// Starts the Job controller and the operator (shards on, their cache `cache`, `extra` flags
-/// beside); returns the operator's guard and its admin address.
-async fn operator_with_shards(dir: &Path, cache: &str, extra: &[&str]) -> (support::Guarded, String) {
-    let cp = support::cluster::shared();
-    let client = cp.client().await;
-    let kcm = controllers::shared();
-    let admin = format!("127.0.0.1:{}", support::free_port());
+/// The operator's flags that turn shards on (their cache `cache`), `extra` beside.
+fn shard_flags(cache: &str, extra: &[&str]) -> Vec<String> {
     let mut flags = vec![
         format!("--shard-image={IMAGE}"),
         format!("--shard-cache={cache}"),
@@ -130,6 +125,17 @@ async fn operator_with_shards(dir: &Path, cache: &str, extra: &[&str]) -> (suppo
         format!("--shard-resources={RESOURCES}"),
     ];
     flags.extend(extra.iter().map(|f| f.to_string()));
+    flags
+}
+
+/// Starts the Job controller and the operator (shards on, their cache `cache`, `extra` flags
+/// beside); returns the operator's guard and its admin address.
+async fn operator_with_shards(dir: &Path, cache: &str, extra: &[&str]) -> (support::Guarded, String) {
+    let cp = support::cluster::shared();
+    let client = cp.client().await;
+    let kcm = controllers::shared();
+    let admin = format!("127.0.0.1:{}", support::free_port());
+    let flags = shard_flags(cache, extra);
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
     let guard = operator(cp, dir, &admin, &flags).await;
     controllers::ready_namespace(&client, OPERATOR_NS, kcm).await;
@@ -530,12 +536,7 @@ async fn a_restarted_operator_takes_over_the_running_job() {
     assert!(jobs.get_opt(&job).await.unwrap().is_some(), "the stopped operator left its Job running\n{}", diag());
     let kubeconfig = dir.path().join(format!("{OPERATOR_NS}.{OPERATOR_SA}.kubeconfig"));
     let admin = format!("127.0.0.1:{}", support::free_port());
-    let flags = [
-        format!("--shard-image={IMAGE}"),
-        format!("--shard-cache=pvc:{CLAIM}"),
-        "--max-shards=4".to_string(),
-        "--shard-backoff=2".to_string(),
-    ];
+    let flags = shard_flags(&format!("pvc:{CLAIM}"), &[]);
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
     let _second = support::operator::operator_as(&kubeconfig, dir.path(), &admin, &flags, &[], "operator-2");
     let st = finished(&api, "restarted", 240).await;
