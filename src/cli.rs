@@ -144,6 +144,14 @@ pub struct ShardSettings {
     pub shard_resources: String,
 }
 
+/// A count, or 0 for an empty value (a fieldRef to an annotation the pod does not have).
+fn count_or_none(s: &str) -> Result<u32, std::num::ParseIntError> {
+    match s.trim() {
+        "" => Ok(0),
+        n => n.parse(),
+    }
+}
+
 /// `shard` flags (what the operator's Jobs pass).
 #[derive(Args, Debug, Clone)]
 pub struct ShardFlags {
@@ -163,8 +171,8 @@ pub struct ShardFlags {
     #[arg(long, env = "POD_NAME", default_value = "")]
     pub pod: String,
     /// Earlier failed pods of this index (from the pod's annotation; empty when it has none).
-    #[arg(long, env = "SHARD_FAILURES_BEFORE", default_value = "")]
-    pub failures_before: String,
+    #[arg(long, env = "SHARD_FAILURES_BEFORE", default_value = "", value_parser = count_or_none)]
+    pub failures_before: u32,
 }
 
 /// Flags shared with `oc-mirror --v2`.

@@ -37,16 +37,7 @@ fn main() {
         Command::List(cmd) => commands::list::run(&cmd, &env).map(print_lines),
         Command::Cache(cmd) => commands::cache::run(&cmd, &env).map(print_lines),
         Command::Shard(f) => {
-            imageset_operator::controller::shard_worker::run(&imageset_operator::controller::shard_worker::ShardArgs {
-                request: f.request,
-                namespace: f.namespace,
-                cache_dir: f.cache_dir,
-                index: f.index,
-                pod: f.pod,
-                failures_before: f.failures_before.trim().parse().unwrap_or(0),
-            })
-            .map(print_lines)
-            .map_err(commands::CliError::Setup)
+            imageset_operator::controller::shard_worker::run(&f).map(print_lines).map_err(commands::CliError::Setup)
         }
         Command::Run(args) => imageset_operator::controller::run(args).map_err(|e| commands::CliError::Setup(e.0)),
     };

@@ -184,18 +184,16 @@ async fn poll(ctx: &Ctx, isc: &ImageSetConfiguration, key: &str) -> Result<Actio
         if p.bytes_done > 0 || !is_true(&old, READY) || !shards.is_empty() {
             let blobs = crate::copy::bytes_of(p.bytes_done, p.bytes_total.unwrap_or(0));
             let mut msg = format!("{} of {} images, blobs {blobs}", p.images_done, p.images_total);
-            if !shards.is_empty() {
+            let mut st = next(&old, generation);
+            st.progress = Some(p);
+            if let Some(first) = shards.first() {
                 let running = shards.iter().filter(|s| s.phase == "Running").count();
                 let done = shards.iter().filter(|s| s.phase == "Succeeded").count();
                 msg.push_str(&format!(
                     "; {} shards in Job {}: {done} done, {running} running",
                     shards.len(),
-                    shards[0].job
+                    first.job
                 ));
-            }
-            let mut st = next(&old, generation);
-            st.progress = Some(p);
-            if !shards.is_empty() {
                 st.shards = shards;
             }
             let (c, cs) = conds(&mut st, generation);

@@ -413,7 +413,8 @@ async fn execute(
     }
     let elsewhere = match &shared.shards {
         Some(ctl) if shards > 1 => {
-            super::shards::copy(ctl, shared, isc, &req, &planned, client.clone(), shards, tx, view).await?
+            super::shards::copy(ctl, shared, isc, &req, (&planned, &plan_digest), client.clone(), shards, tx, view)
+                .await?
         }
         _ => None,
     };

@@ -5,7 +5,6 @@
 //! Images that fail are reported and the shard still succeeds; only a shard that could not
 //! work (or was killed) fails its pod, and the Job then retries that index alone.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
@@ -23,23 +22,6 @@ use crate::shard::{
     ItemReport, JOB_LABEL, PROGRESS_KEY, REPORT_KEY, SET_UID_LABEL, ShardProgress, ShardReport, ShardRequest,
 };
 
-/// What a shard pod is told.
-#[derive(Clone, Debug)]
-pub struct ShardArgs {
-    /// The prefix of the request ConfigMaps (`<prefix>-<index>` is this pod's).
-    pub request: String,
-    /// Its namespace (the operator's).
-    pub namespace: String,
-    /// The cache root (as the operator's `--cache-dir`).
-    pub cache_dir: PathBuf,
-    /// This pod's completion index.
-    pub index: usize,
-    /// This pod's name.
-    pub pod: String,
-    /// Earlier failed attempts of this index.
-    pub failures_before: u32,
-}
-
 /// How long a shard waits for its request (the operator writes it right after the Job).
 const REQUEST_WAIT: Duration = Duration::from_secs(120);
 /// How often progress is written.
@@ -48,12 +30,12 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(2);
 const MANAGER: &str = "imageset-operator-shard";
 
 /// Runs the shard; returns summary lines, or why it could not work.
-pub fn run(args: &ShardArgs) -> Result<Vec<String>, String> {
+pub fn run(args: &crate::cli::ShardFlags) -> Result<Vec<String>, String> {
     let rt = tokio::runtime::Runtime::new().map_err(|e| format!("tokio runtime: {e}"))?;
     rt.block_on(work(args))
 }
 
-async fn work(args: &ShardArgs) -> Result<Vec<String>, String> {
+async fn work(args: &crate::cli::ShardFlags) -> Result<Vec<String>, String> {
     let kube = kube::Client::try_default().await.map_err(|e| format!("kubernetes client: {e}"))?;
     let cms: Api<ConfigMap> = Api::namespaced(kube.clone(), &args.namespace);
     let name = crate::shard::request_name(&args.request, args.index);

@@ -131,7 +131,7 @@ pub async fn copy(
     shared: &Shared,
     isc: &ImageSetConfiguration,
     req: &Request,
-    planned: &Planned,
+    (planned, plan_digest): (&Planned, &str),
     client: Arc<Client>,
     n: usize,
     tx: &watch::Sender<Option<Arc<Counters>>>,
@@ -175,8 +175,7 @@ pub async fn copy(
     let parallelism = shards.min(ctl.max_pods as usize).max(1);
     // The per-registry cap holds across the Job: each pod gets its share.
     let per_pod = (shared.registry_requests / parallelism).max(1);
-    let plan_digest = planned.plan.digest();
-    let name = job::job_name(&req.naming_prefix, &plan_digest, isc.metadata.generation.unwrap_or(0));
+    let name = job::job_name(&req.naming_prefix, plan_digest, isc.metadata.generation.unwrap_or(0));
     tracing::info!(
         image_set = %format!("{}/{}", set.namespace, set.name),
         job = %name,
@@ -230,7 +229,7 @@ pub async fn copy(
         message: format!("{what} shard Job {}/{name}: {e}", ctl.job.namespace),
         retryable: true,
     };
-    let manifest = job::job(&ctl.job, &name, &set, &plan_digest, shards, parallelism);
+    let manifest = job::job(&ctl.job, &name, &set, plan_digest, shards, parallelism);
     let manifest: Job = serde_json::from_value(manifest).expect("a Job");
     // A Job of this plan left by an operator that stopped mid-run is taken over.
     let created = match jobs.create(&PostParams::default(), &manifest).await {

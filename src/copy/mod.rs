@@ -129,6 +129,11 @@ fn place(dst: &ImageRef, target: Target) -> &str {
     }
 }
 
+/// A reference of the plan, parsed (a plan that cannot be read fails its image).
+fn plan_ref(s: &str) -> Result<ImageRef, RegistryError> {
+    ImageRef::parse(s).map_err(|e| RegistryError::Io { what: "reading the plan".into(), message: e.to_string() })
+}
+
 fn local(what: &str, e: impl std::fmt::Display) -> RegistryError {
     RegistryError::Io { what: what.to_string(), message: e.to_string() }
 }
@@ -187,12 +192,6 @@ impl Engine {
         }
     }
 
-    /// One repository of `registry` known to hold `digest`, if any.
-    pub fn home(&self, registry: &str, digest: &str) -> Option<String> {
-        let known = self.homes.lock().expect("homes");
-        known.get(&(registry.to_string(), digest.to_string())).and_then(|s| s.iter().min().cloned())
-    }
-
     /// A run through this engine with `client` (its credentials and request slots).
     pub fn session(&self, client: Arc<Client>, opts: Options) -> Session<'_> {
         Session { engine: self, client, opts, progress: Arc::default() }
@@ -240,11 +239,7 @@ impl Session<'_> {
     ) -> Vec<Result<(), RegistryError>> {
         futures::stream::iter(blobs.iter())
             .map(|(src, dst, desc)| async move {
-                let parse = |s: &str| {
-                    ImageRef::parse(s)
-                        .map_err(|e| RegistryError::Io { what: "reading the plan".into(), message: e.to_string() })
-                };
-                let (src, dst) = (parse(src)?, parse(dst)?);
+                let (src, dst) = (plan_ref(src)?, plan_ref(dst)?);
                 self.blob(&src, &dst, source, Target::Registry, desc).await
             })
             .buffered(self.opts.parallel_images.max(1))
@@ -332,11 +327,7 @@ impl Session<'_> {
     /// round trip per image); unless the destination has it, counts the blobs it needs and
     /// finds its largest.
     async fn survey(&self, item: &CopyItem, source: &Source, target: Target) -> Survey {
-        let parse = |s: &str| {
-            ImageRef::parse(s)
-                .map_err(|e| RegistryError::Io { what: "reading the plan".into(), message: e.to_string() })
-        };
-        let (src, dst) = match (parse(&item.source), parse(&item.destination)) {
+        let (src, dst) = match (plan_ref(&item.source), plan_ref(&item.destination)) {
             (Ok(s), Ok(d)) => (s, d),
             (Err(e), _) | (_, Err(e)) => return Survey { found: Err(e), largest: 0 },
         };
